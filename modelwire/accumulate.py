@@ -1,0 +1,214 @@
+"""One stream accumulator for every codec.
+
+Codecs turn wire events into neutral *deltas* (below). The accumulator joins
+them into caller-facing events and, at the end, the same :class:`Response` that
+``complete()`` returns. Tool-call fragments are joined here and only here, by
+the provider's own key (an index or an id):
+
+* interleaved parallel calls: each fragment goes to the slot of its key;
+* id-only continuation chunks: a fragment whose key is unknown but whose id is
+  known joins that id's slot;
+* key-less continuation fragments (no id, no name) join the most recent slot;
+* repeated calls of the same tool get separate slots (names are never keys);
+* whole calls (Gemini) arrive as one fragment with ``complete=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import MalformedResponseError, StreamInterruptedError
+from .response import (
+    FinishReason, ReasoningDelta, Response, StreamEvent, TextDelta, ToolCall,
+    ToolCallArgumentsDelta, ToolCallEnd, ToolCallStart, Usage, UsageUpdate,
+)
+
+# --- neutral deltas a codec emits --------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCallChunk:
+    key: int | str  # the provider's index or id that joins fragments of one call
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    complete: bool = False  # arguments arrived whole; the call ends here
+
+
+@dataclass(slots=True, frozen=True)
+class Finish:
+    reason: FinishReason
+    raw: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Meta:
+    response_id: str | None = None
+    model: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Done:
+    """The wire's terminal event ([DONE], message_stop, ...) was seen."""
+
+
+DONE = Done()
+
+Delta = Union[TextDelta, ReasoningDelta, ToolCallChunk, UsageUpdate, Finish, Meta, Done]
+
+
+def parse_arguments(raw: str, *, provider: str = "", model: str = "",
+                    name: str = "") -> dict[str, Any]:
+    """Tool-call arguments as a dict; invalid JSON is an error, never silently ``{}``."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as e:
+        raise MalformedResponseError(
+            f"tool call {name!r} has arguments that are not valid JSON ({e}): {raw[:200]!r}",
+            provider=provider, model=model,
+        ) from None
+    if not isinstance(value, dict):
+        raise MalformedResponseError(
+            f"tool call {name!r} arguments are JSON {type(value).__name__}, expected an object",
+            provider=provider, model=model,
+        )
+    return value
+
+
+class _Slot:
+    __slots__ = ("index", "id", "name", "parts", "ended")
+
+    def __init__(self, index: int, id: str, name: str) -> None:
+        self.index, self.id, self.name = index, id, name
+        self.parts: list[str] = []
+        self.ended = False
+
+
+class StreamAccumulator:
+    """Feed deltas in, get caller events out; ``response()`` at the end."""
+
+    def __init__(self, provider: str, model: str, started: float | None = None) -> None:
+        self.provider = provider
+        self.model = model
+        self.started = time.perf_counter() if started is None else started
+        self.first_token_at: float | None = None
+        self._text: list[str] = []
+        self._reasoning: list[str] = []
+        self._slots: list[_Slot] = []
+        self._by_key: dict[int | str, _Slot] = {}
+        self._by_id: dict[str, _Slot] = {}
+        self.usage = Usage()
+        self.finish: Finish | None = None
+        self.done = False
+        self.response_id: str | None = None
+
+    def feed(self, deltas: list[Delta]) -> list[StreamEvent]:
+        out: list[StreamEvent] = []
+        for d in deltas:
+            if type(d) is TextDelta:
+                if d.text:
+                    self._text.append(d.text)
+                    out.append(d)
+            elif type(d) is ToolCallChunk:
+                self._tool_chunk(d, out)
+            elif type(d) is ReasoningDelta:
+                if d.text:
+                    self._reasoning.append(d.text)
+                    out.append(d)
+            elif type(d) is UsageUpdate:
+                self.usage = self.usage.merged(d.usage)
+                out.append(UsageUpdate(self.usage))
+            elif type(d) is Finish:
+                self.finish = d
+                self._end_all(out)
+            elif type(d) is Meta:
+                self.response_id = d.response_id or self.response_id
+                self.model = d.model or self.model
+            elif type(d) is Done:
+                self.done = True
+                self._end_all(out)
+        if out and self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        return out
+
+    def _tool_chunk(self, d: ToolCallChunk, out: list[StreamEvent]) -> None:
+        slot = self._by_key.get(d.key)
+        if slot is None and d.id:
+            slot = self._by_id.get(d.id)
+        if slot is None and not d.id and not d.name and self._slots:
+            slot = self._slots[-1]  # key-less continuation of the latest call
+        if slot is None or (slot.ended and (d.id or d.name)):
+            slot = _Slot(len(self._slots), d.id or f"call_{len(self._slots)}", d.name or "")
+            self._slots.append(slot)
+            out.append(ToolCallStart(slot.index, slot.id, slot.name))
+        elif d.name and not slot.name:
+            slot.name = d.name
+        self._by_key[d.key] = slot
+        if d.id:
+            self._by_id[d.id] = slot
+        if d.arguments:
+            slot.parts.append(d.arguments)
+            out.append(ToolCallArgumentsDelta(slot.index, slot.id, d.arguments))
+        if d.complete:
+            self._end(slot, out)
+
+    def _end(self, slot: _Slot, out: list[StreamEvent]) -> None:
+        if not slot.ended:
+            slot.ended = True
+            out.append(ToolCallEnd(slot.index, self._tool_call(slot)))
+
+    def _end_all(self, out: list[StreamEvent]) -> None:
+        for slot in self._slots:
+            self._end(slot, out)
+
+    def _tool_call(self, slot: _Slot) -> ToolCall:
+        raw = "".join(slot.parts)
+        args = parse_arguments(raw, provider=self.provider, model=self.model, name=slot.name)
+        return ToolCall(slot.id, slot.name, args, raw or "{}")
+
+    def response(self) -> Response:
+        """The final Response. Raises if the wire's terminal event never came."""
+        if not self.done:
+            raise StreamInterruptedError(
+                "stream ended before its terminal event; the response is incomplete",
+                provider=self.provider, model=self.model, partial=self.partial(),
+                retryable=True,
+            )
+        return self._build(None)
+
+    def partial(self) -> Response:
+        """What arrived so far, marked ``finish_reason='error'``."""
+        return self._build("error")
+
+    def _build(self, forced: FinishReason | None) -> Response:
+        calls = []
+        for s in self._slots:
+            raw = "".join(s.parts)
+            try:
+                args = parse_arguments(raw, name=s.name)
+            except MalformedResponseError:
+                if forced is None:
+                    raise
+                args = {}
+            calls.append(ToolCall(s.id, s.name, args, raw or "{}"))
+        if forced is not None:
+            reason: FinishReason = forced
+        elif self.finish is not None:
+            reason = self.finish.reason
+        else:
+            reason = "tool_calls" if calls else "stop"
+        now = time.perf_counter()
+        return Response(
+            text="".join(self._text), tool_calls=calls, finish_reason=reason,
+            usage=self.usage, provider=self.provider, model=self.model,
+            request_id=self.response_id, latency=now - self.started,
+            time_to_first_token=(self.first_token_at - self.started
+                                 if self.first_token_at is not None else None),
+            reasoning="".join(self._reasoning),
+            raw_finish_reason=self.finish.raw if self.finish else None,
+        )

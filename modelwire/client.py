@@ -1,0 +1,216 @@
+"""AsyncClient: resolve model ids, build a Call, run it through the middleware chain."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+from . import endpoint
+from .config import Settings
+from .errors import InvalidMessageError
+from .pipeline import Call, Middleware, Next, Outcome, Target, Timeouts, chain
+from .registry import ProviderSpec, get_codec
+from .response import Response, StreamEvent
+from .streaming import AsyncStream
+from .transports.base import Transport
+from .types import Message, MessageLike, ToolLike, to_messages, to_tools
+
+_announced_default = False
+
+
+class AsyncClient:
+    """The async original. ``Client`` (modelwire.sync) mirrors every method.
+
+    Arguments override the environment: ``api_keys={"openai": ...}``,
+    ``base_urls={"openai": ...}``, ``provider_options={"azure": {"api_version": ...}}``.
+    ``timeout`` is seconds for the whole call or a :class:`Timeouts`.
+    ``middleware=None`` gives the default resilience chain; pass ``[]`` for none.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Mapping[str, str] | None = None,
+        base_urls: Mapping[str, str] | None = None,
+        provider_options: Mapping[str, Mapping[str, Any]] | None = None,
+        timeout: Timeouts | float | None = None,
+        max_retries: int = 2,
+        fallbacks: Sequence[str] | None = None,
+        middleware: Sequence[Middleware] | None = None,
+        transport: Transport | None = None,
+        env: Mapping[str, str] | None = None,
+        **resilience: Any,
+    ) -> None:
+        self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
+        if env is not None:
+            self.settings.env = env
+        self.timeouts = Timeouts.coerce(timeout, Timeouts())
+        self.max_retries = max_retries
+        self.fallbacks = list(fallbacks or ())
+        self._transport_override = transport
+        self._transports: dict[str, Transport] = {}
+        if middleware is None:
+            from .middleware import default_middleware
+            middleware = default_middleware(self, **resilience)
+        self.middleware = list(middleware)
+        self._run: Next = chain(self.middleware, self._terminal)
+
+    def __repr__(self) -> str:
+        return f"<AsyncClient middleware={[type(m).__name__ for m in self.middleware]}>"
+
+    # --- plumbing -----------------------------------------------------------
+
+    def transport_for(self, spec: ProviderSpec) -> Transport:
+        kind = spec.transport
+        if kind == "http" and self._transport_override is not None:
+            return self._transport_override
+        t = self._transports.get(kind)
+        if t is None:
+            if kind == "http":
+                from .transports.http import HTTPTransport
+                t = HTTPTransport()
+            elif kind == "mock":
+                from .transports.mock import MockTransport
+                t = MockTransport()
+            else:
+                from .transports.local import LocalTransport
+                t = LocalTransport()
+            self._transports[kind] = t
+        return t
+
+    async def _terminal(self, call: Call) -> Outcome:
+        spec = call.target.spec
+        codec, transport = get_codec(spec), self.transport_for(spec)
+        if call.stream:
+            return await endpoint.open_stream(call, codec, transport)
+        return await endpoint.complete(call, codec, transport)
+
+    def resolve(self, model: str | None) -> Target:
+        global _announced_default
+        if model is None:
+            model = self.settings.default_model()
+            if model.startswith("local/") and not _announced_default:
+                _announced_default = True
+                print(f"modelwire: no provider key set; using {model} (embedded local model)",
+                      file=sys.stderr)
+        return self.settings.resolve(model)
+
+    def build_call(
+        self,
+        model: str | None,
+        messages: Iterable[MessageLike] | str | None,
+        *,
+        stream: bool = False,
+        prompt: str | None = None,
+        tools: Iterable[ToolLike] | None = None,
+        tool_choice: Any = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | Sequence[str] | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+        timeout: Timeouts | float | None = None,
+        extra: Mapping[str, Any] | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Call:
+        """Validate everything and resolve every target before any traffic."""
+        target = self.resolve(model)
+        msgs: list[Message] = [] if messages is None else to_messages(messages)
+        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+            raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        if extra is not None and not isinstance(extra, Mapping):
+            raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
+        timeouts = Timeouts.coerce(timeout, self.timeouts)
+        chain_ids = self.fallbacks if fallbacks is None else fallbacks
+        return Call(
+            messages=msgs, target=target, mode="text" if prompt is not None else "chat",
+            prompt=prompt, stream=stream, tools=to_tools(tools), tool_choice=tool_choice,
+            temperature=temperature, max_tokens=max_tokens,
+            stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
+            top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
+            deadline=time.monotonic() + timeouts.total if timeouts.total else None,
+            fallbacks=[self.settings.resolve(m) for m in chain_ids], options=options,
+        )
+
+    # --- public API ---------------------------------------------------------
+
+    async def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
+                       **kwargs: Any) -> Response:
+        """One normalized Response. See the README for every keyword."""
+        outcome = await self._run(self.build_call(model, messages, **kwargs))
+        assert isinstance(outcome, Response)
+        return outcome
+
+    def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
+               **kwargs: Any) -> StreamRequest:
+        """``async with client.stream(...) as s: async for event in s: ...``"""
+        return StreamRequest(self, self.build_call(model, messages, stream=True, **kwargs))
+
+    async def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
+        """Plain text completion (the /v1/completions wire, or the local model)."""
+        outcome = await self._run(self.build_call(model, None, prompt=prompt, **kwargs))
+        assert isinstance(outcome, Response)
+        return outcome
+
+    def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
+        return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
+                                                   **kwargs))
+
+    async def aclose(self) -> None:
+        for t in list(self._transports.values()):
+            await t.aclose()
+        self._transports.clear()
+        if self._transport_override is not None:
+            await self._transport_override.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class StreamRequest:
+    """What ``stream()`` returns: await it, ``async with`` it, or ``async for`` over it."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._client = client
+        self.call = call
+        self._stream: AsyncStream | None = None
+
+    async def open(self) -> AsyncStream:
+        if self._stream is None:
+            outcome = await self._client._run(self.call)
+            assert isinstance(outcome, AsyncStream)
+            self._stream = outcome
+        return self._stream
+
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        return self.open().__await__()
+
+    async def __aenter__(self) -> AsyncStream:
+        return await self.open()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        stream = await self.open()
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    @property
+    def response(self) -> Response:
+        if self._stream is None:
+            raise RuntimeError("the stream has not been opened")
+        return self._stream.response

@@ -1,0 +1,81 @@
+"""Keys, base URLs and model ids: explicit arguments > environment > defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import InvalidModelError, MissingAPIKeyError
+from .pipeline import Target
+from .registry import DETECTION_ORDER, ProviderSpec, get_spec
+
+
+@dataclass(slots=True)
+class Settings:
+    api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
+    base_urls: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per provider
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+
+    def api_key(self, spec: ProviderSpec) -> str | None:
+        if key := self.api_keys.get(spec.name):
+            return key
+        for var in spec.key_env:
+            if value := self.env.get(var):
+                return value
+        return None
+
+    def base_url(self, spec: ProviderSpec) -> str | None:
+        if url := self.base_urls.get(spec.name):
+            return url.rstrip("/")
+        for var in spec.base_url_env:
+            if value := self.env.get(var):
+                return value.rstrip("/")
+        return spec.base_url
+
+    def provider_options(self, spec: ProviderSpec) -> dict[str, Any]:
+        opts = dict(spec.options)
+        if var := opts.get("api_version_env"):
+            opts["api_version"] = self.env.get(var) or opts.get("api_version")
+        opts.update(self.options.get(spec.name, {}))
+        return opts
+
+    def is_configured(self, spec: ProviderSpec) -> bool:
+        if spec.requires_key:
+            return self.api_key(spec) is not None and self.base_url(spec) is not None
+        return spec.transport != "http"  # local servers are opt-in by name
+
+    def resolve(self, model_id: str) -> Target:
+        """``"<provider>/<model>"`` (split on the first slash) to a Target."""
+        if not isinstance(model_id, str) or "/" not in model_id:
+            raise InvalidModelError(
+                f"model id {model_id!r} must look like '<provider>/<model>', "
+                "e.g. 'openai/gpt-4o-mini' or 'anthropic/claude-sonnet-4-5'"
+            )
+        provider, model = model_id.split("/", 1)
+        spec = get_spec(provider)
+        if not model:
+            if spec.default_model is None:
+                raise InvalidModelError(f"model id {model_id!r} names no model")
+            model = spec.default_model
+        base_url = self.base_url(spec)
+        if base_url is None:
+            names = " or ".join(spec.base_url_env) or "a base URL"
+            raise InvalidModelError(
+                f"provider {provider!r} needs an endpoint: set {names}, or pass "
+                f"base_urls={{{provider!r}: ...}}"
+            )
+        key = self.api_key(spec)
+        if key is None and spec.requires_key:
+            raise MissingAPIKeyError(provider, spec.key_env)
+        return Target(spec, model, base_url, key, self.provider_options(spec))
+
+    def default_model(self) -> str:
+        """The first configured provider in DETECTION_ORDER, with its default model."""
+        for name in DETECTION_ORDER:
+            spec = get_spec(name)
+            if self.is_configured(spec) and spec.default_model:
+                return f"{name}/{spec.default_model}"
+        return "local/smollm2-135m-instruct"

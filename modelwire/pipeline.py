@@ -1,0 +1,118 @@
+"""Call, Target and the middleware chain.
+
+A middleware is ``async (call, next) -> Outcome``: it may inspect or replace the
+call, call ``next`` zero or more times, and return what ``next`` returned. The
+chain is a flat list, outermost first, around one terminal step (the endpoint,
+which encodes, sends and decodes). ``Outcome`` is a :class:`Response` for
+``complete`` and a primed :class:`~modelwire.streaming.AsyncStream` for
+``stream``: the terminal step returns a stream only once its first event has
+arrived, so retry and fallback can act before the caller sees any output and
+never after.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Union
+
+from .response import Response
+from .types import Message, Tool
+
+if TYPE_CHECKING:
+    from .registry import ProviderSpec
+    from .streaming import AsyncStream
+
+Outcome = Union[Response, "AsyncStream"]
+Next = Callable[["Call"], Awaitable[Outcome]]
+
+
+@dataclass(slots=True, frozen=True)
+class Timeouts:
+    """Seconds. ``read`` bounds the gap between bytes (so between stream events)."""
+
+    connect: float | None = 10.0
+    read: float | None = 120.0
+    total: float | None = 600.0
+
+    @classmethod
+    def coerce(cls, value: Timeouts | float | None, default: Timeouts) -> Timeouts:
+        if value is None:
+            return default
+        if isinstance(value, Timeouts):
+            return value
+        return cls(connect=min(float(value), default.connect or float(value)),
+                   read=float(value), total=float(value))
+
+
+@dataclass(slots=True, frozen=True)
+class Target:
+    """One concrete place a call can go: provider row + model + base URL + key."""
+
+    spec: ProviderSpec
+    model: str
+    base_url: str
+    api_key: str | None = field(default=None, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. azure api_version
+
+    @property
+    def provider(self) -> str:
+        return self.spec.name
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.name}/{self.model}"
+
+    @property
+    def key(self) -> str:
+        """Identity for breaker / rate-limit state: provider + base URL + model."""
+        return f"{self.spec.name}|{self.base_url}|{self.model}"
+
+
+@dataclass(slots=True)
+class Call:
+    """Everything about one request except where it goes (``target``)."""
+
+    messages: list[Message]
+    target: Target
+    mode: Literal["chat", "text"] = "chat"
+    prompt: str | None = None  # mode == "text"
+    stream: bool = False
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: Any = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    extra: Mapping[str, Any] | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    deadline: float | None = None  # time.monotonic() by which the call must finish
+    fallbacks: Sequence[Target] = ()
+    options: dict[str, Any] = field(default_factory=dict)  # per-call middleware knobs
+
+    def with_target(self, target: Target) -> Call:
+        return replace(self, target=target)
+
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (None: no deadline)."""
+        return None if self.deadline is None else self.deadline - time.monotonic()
+
+
+class Middleware(Protocol):
+    async def __call__(self, call: Call, next: Next) -> Outcome: ...
+
+
+def chain(middleware: Sequence[Middleware], terminal: Next) -> Next:
+    """Compose ``middleware`` (outermost first) around ``terminal``."""
+    handler = terminal
+    for mw in reversed(middleware):
+        handler = _bind(mw, handler)
+    return handler
+
+
+def _bind(mw: Middleware, nxt: Next) -> Next:
+    async def run(call: Call) -> Outcome:
+        return await mw(call, nxt)
+    return run

@@ -1,0 +1,1 @@
+"""Codecs: one per wire protocol. Pure functions of bytes; no I/O."""

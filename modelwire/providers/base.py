@@ -1,0 +1,58 @@
+"""The codec protocol: the same four verbs in every provider.
+
+* ``encode(call) -> WireRequest``: build URL, headers and JSON body.
+* ``decode(body, headers, call) -> Response``: a successful non-streamed body.
+* ``decode_event(event) -> list[Delta]``: one SSE event of a stream into neutral
+  deltas for the shared accumulator. In-stream errors (Groq's ``event: error``,
+  an OpenRouter error chunk) raise a typed ProviderError.
+* ``classify_error(status, headers, body) -> ProviderError``: the one place a
+  provider's error becomes a typed exception (provider code first, then status,
+  then message text).
+
+Codecs are pure: no I/O, no clocks, so they are tested from recorded bytes and
+reused in reverse by the gateway.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from ..accumulate import Delta
+from ..errors import MalformedResponseError, ProviderError
+from ..pipeline import Call
+from ..response import Response
+from ..transports.base import WireRequest
+from ..wire.sse import SSEEvent
+
+
+class Codec(Protocol):
+    def encode(self, call: Call) -> WireRequest: ...
+
+    def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response: ...
+
+    def decode_event(self, event: SSEEvent) -> list[Delta]: ...
+
+    def classify_error(self, status: int, headers: Mapping[str, str],
+                       body: bytes) -> ProviderError: ...
+
+
+def load_json(data: bytes | str, what: str = "response body") -> Any:
+    """json.loads with a typed error instead of ValueError."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        snippet = data[:200] if isinstance(data, str) else data[:200].decode("utf-8", "replace")
+        raise MalformedResponseError(f"{what} is not valid JSON ({e}): {snippet!r}") from None
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def request_id(headers: Mapping[str, str], *names: str) -> str | None:
+    for n in names or ("x-request-id", "request-id"):
+        if v := headers.get(n):
+            return v
+    return None

@@ -1,0 +1,135 @@
+"""AsyncStream: the object ``AsyncClient.stream()`` returns.
+
+Events come from the shared accumulator, a network chunk at a time. The
+endpoint *primes* a stream (reads up to its first event) before handing it up
+the middleware chain, so retry and fallback act only while the caller has seen
+nothing. A failure after that raises :class:`StreamInterruptedError` holding
+the partial response; a stream that ends without its wire's terminal event
+does too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from types import TracebackType
+
+from .accumulate import StreamAccumulator
+from .errors import ModelwireError, ProviderError, StreamInterruptedError
+from .response import Response, StreamEvent
+
+Batches = AsyncIterator[list[StreamEvent]]
+
+
+class AsyncStream:
+    def __init__(self, batches: Batches, acc: StreamAccumulator,
+                 close: Callable[[], object] | None = None) -> None:
+        self._batches = batches
+        self._acc = acc
+        self._close = close
+        self._buf: list[StreamEvent] = []
+        self._pos = 0
+        self._response: Response | None = None
+        self._started = False  # an event has been handed to the caller (or primed)
+        self._closed = False
+        self.attempts: list[object] = []
+
+    # --- priming and batches (used by the endpoint and the sync facade) ----
+
+    async def _prime(self) -> None:
+        """Read until the first event; errors here propagate unwrapped (retryable)."""
+        batch = await self._pull(wrap=False)
+        if batch is not None:
+            self._buf, self._pos = batch, 0
+        self._started = True
+
+    async def _pull(self, wrap: bool = True) -> list[StreamEvent] | None:
+        if self._response is not None or self._closed:
+            return None
+        try:
+            return await self._batches.__anext__()
+        except StopAsyncIteration:
+            self._response = self._acc.response()  # raises if no terminal event
+            return None
+        except StreamInterruptedError as e:
+            if wrap:
+                e.retryable = False
+            await self.aclose()
+            raise
+        except ProviderError as e:
+            await self.aclose()
+            if not wrap:
+                raise
+            raise StreamInterruptedError(
+                f"stream failed after it began: {type(e).__name__}: {e.message}",
+                provider=e.provider or self._acc.provider, model=e.model or self._acc.model,
+                status=e.status, partial=self._acc.partial(), cause=e, retryable=False,
+                body=e.body,
+            ) from e
+
+    async def next_batch(self) -> list[StreamEvent] | None:
+        """The rest of the current batch, or the next one; None at the end."""
+        if self._pos < len(self._buf):
+            batch = self._buf[self._pos:] if self._pos else self._buf
+            self._buf, self._pos = [], 0
+            return batch
+        while True:
+            batch = await self._pull()
+            if batch is None:
+                return None
+            if batch:
+                return batch
+
+    # --- public surface ----------------------------------------------------
+
+    def __aiter__(self) -> AsyncStream:
+        return self
+
+    async def __anext__(self) -> StreamEvent:
+        while self._pos >= len(self._buf):
+            batch = await self._pull()
+            if batch is None:
+                raise StopAsyncIteration
+            self._buf, self._pos = batch, 0
+        event = self._buf[self._pos]
+        self._pos += 1
+        return event
+
+    @property
+    def response(self) -> Response:
+        """The final Response (the same type ``complete()`` returns)."""
+        if self._response is None:
+            raise ModelwireError("the stream is not finished: iterate it to the end first")
+        return self._response
+
+    @property
+    def partial(self) -> Response:
+        """What has arrived so far."""
+        return self._response or self._acc.partial()
+
+    async def collect(self) -> Response:
+        """Drain the stream and return the final Response."""
+        while await self.next_batch() is not None:
+            pass
+        return self.response
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        aclose = getattr(self._batches, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # noqa: BLE001 - closing must not mask the real error
+                pass
+        if self._close is not None:
+            result = self._close()
+            if hasattr(result, "__await__"):
+                await result  # type: ignore[misc]
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()

@@ -1,0 +1,149 @@
+"""Client: the sync facade. It runs an AsyncClient on a private event-loop thread.
+
+Never ``asyncio.run`` per call: the loop, the connection pool and the model
+loaded by the local provider live as long as the Client. Streams cross the
+thread boundary a network chunk at a time, not an event at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Iterable, Iterator
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, TypeVar
+
+from .client import AsyncClient, StreamRequest
+from .response import Response, StreamEvent
+from .streaming import AsyncStream
+from .types import MessageLike
+
+T = TypeVar("T")
+
+
+class _LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever,
+                                        name="modelwire-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return fut.result()
+        except KeyboardInterrupt:
+            fut.cancel()
+            raise
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+        if not self.loop.is_running():
+            self.loop.close()
+
+
+class Client:
+    """Sync twin of :class:`AsyncClient`; takes the same arguments."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        self._loop = _LoopThread()
+        self._async = self._loop.run(_construct(kwargs))
+
+    @property
+    def aio(self) -> AsyncClient:
+        """The AsyncClient underneath (its methods must run on this client's loop)."""
+        return self._async
+
+    def __repr__(self) -> str:
+        return f"<Client of {self._async!r}>"
+
+    def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
+                 **kwargs: Any) -> Response:
+        return self._loop.run(self._async.complete(model, messages, **kwargs))
+
+    def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
+               **kwargs: Any) -> Stream:
+        return Stream(self._loop, self._async.stream(model, messages, **kwargs))
+
+    def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
+        return self._loop.run(self._async.complete_text(model, prompt, **kwargs))
+
+    def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
+        return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+
+    def close(self) -> None:
+        if self._loop.loop.is_closed():
+            return
+        self._loop.run(self._async.aclose())
+        self._loop.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        # Extra async methods added to AsyncClient (health_check, ...) appear here too.
+        attr = getattr(self._async, name)
+        if asyncio.iscoroutinefunction(attr):
+            def call(*a: Any, **kw: Any) -> Any:
+                return self._loop.run(attr(*a, **kw))
+            return call
+        return attr
+
+
+async def _construct(kwargs: dict[str, Any]) -> AsyncClient:
+    return AsyncClient(**kwargs)
+
+
+class Stream:
+    """Iterate events; ``.response`` afterwards; ``with`` closes early."""
+
+    def __init__(self, loop: _LoopThread, request: StreamRequest) -> None:
+        self._loop = loop
+        self._request = request
+        self._stream: AsyncStream | None = None
+        self._batch: list[StreamEvent] = []
+        self._pos = 0
+
+    def _open(self) -> AsyncStream:
+        if self._stream is None:
+            self._stream = self._loop.run(self._request.open())
+        return self._stream
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        stream = self._open()
+        run = self._loop.run
+        while True:
+            batch = run(stream.next_batch())
+            if batch is None:
+                return
+            yield from batch
+
+    @property
+    def response(self) -> Response:
+        return self._open().response
+
+    @property
+    def partial(self) -> Response:
+        return self._open().partial
+
+    def collect(self) -> Response:
+        return self._loop.run(self._open().collect())
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._loop.run(self._stream.aclose())
+
+    def __enter__(self) -> Stream:
+        self._open()
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

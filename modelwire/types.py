@@ -1,0 +1,190 @@
+"""Input types: messages, content parts and tools.
+
+Callers may pass OpenAI-style dicts or these typed objects; ``to_messages`` and
+``to_tools`` turn either into the typed form once, at the edge, with a clear
+:class:`~modelwire.errors.InvalidMessageError` for anything malformed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
+
+from .errors import InvalidMessageError
+from .response import ToolCall
+
+Role = Literal["system", "user", "assistant", "tool"]
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+@dataclass(slots=True, frozen=True)
+class TextPart:
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class ImagePart:
+    """An image by URL; ``data:`` URLs carry inline base64 bytes."""
+
+    url: str
+    detail: str | None = None
+
+    @property
+    def media_type(self) -> str | None:
+        if self.url.startswith("data:"):
+            return self.url[5:].split(";", 1)[0] or None
+        return None
+
+    @property
+    def base64_data(self) -> str | None:
+        if self.url.startswith("data:") and ";base64," in self.url:
+            return self.url.split(";base64,", 1)[1]
+        return None
+
+
+Part = Union[TextPart, ImagePart]
+
+
+@dataclass(slots=True)
+class Message:
+    role: Role
+    content: str | list[Part] = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None  # role == "tool": which call this answers
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def parts(self) -> list[Part]:
+        if isinstance(self.content, str):
+            return [TextPart(self.content)] if self.content else []
+        return self.content
+
+
+@dataclass(slots=True, frozen=True)
+class Tool:
+    """A function the model may call. ``parameters`` is a JSON Schema object."""
+
+    name: str
+    description: str = ""
+    parameters: Mapping[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+MessageLike = Union[Message, Mapping[str, Any]]
+ToolLike = Union[Tool, Mapping[str, Any]]
+
+
+def to_messages(messages: Iterable[MessageLike] | str) -> list[Message]:
+    """Validate and convert the caller's messages. A bare string is one user message."""
+    if isinstance(messages, str):
+        return [Message("user", messages)]
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        out.append(m if isinstance(m, Message) else _message_from_dict(m, i))
+    if not out:
+        raise InvalidMessageError("messages is empty: pass at least one message")
+    return out
+
+
+def _message_from_dict(m: Any, i: int) -> Message:
+    if not isinstance(m, Mapping):
+        raise InvalidMessageError(
+            f"messages[{i}] is a {type(m).__name__}; expected a dict like "
+            "{'role': 'user', 'content': '...'} or a modelwire.Message"
+        )
+    role = m.get("role")
+    if role not in _ROLES:
+        raise InvalidMessageError(
+            f"messages[{i}] has role {role!r}; expected one of {', '.join(_ROLES)}"
+        )
+    content = _content(m.get("content"), i)
+    calls = [_tool_call(c, i, j) for j, c in enumerate(m.get("tool_calls") or ())]
+    tool_call_id = m.get("tool_call_id")
+    if role == "tool" and not tool_call_id:
+        raise InvalidMessageError(
+            f"messages[{i}] is a tool result without 'tool_call_id': set it to the id "
+            "of the assistant tool call it answers"
+        )
+    if calls and role != "assistant":
+        raise InvalidMessageError(f"messages[{i}]: only assistant messages carry tool_calls")
+    return Message(role, content, calls, tool_call_id, m.get("name"))
+
+
+def _content(c: Any, i: int) -> str | list[Part]:
+    if c is None:
+        return ""
+    if isinstance(c, str):
+        return c
+    if not isinstance(c, list):
+        raise InvalidMessageError(
+            f"messages[{i}].content is a {type(c).__name__}; expected a string or a list of parts"
+        )
+    parts: list[Part] = []
+    for j, p in enumerate(c):
+        if isinstance(p, (TextPart, ImagePart)):
+            parts.append(p)
+        elif isinstance(p, str):
+            parts.append(TextPart(p))
+        elif isinstance(p, Mapping) and p.get("type") == "text":
+            parts.append(TextPart(str(p.get("text", ""))))
+        elif isinstance(p, Mapping) and p.get("type") == "image_url":
+            img = p.get("image_url")
+            url = img.get("url") if isinstance(img, Mapping) else img
+            if not isinstance(url, str) or not url:
+                raise InvalidMessageError(f"messages[{i}].content[{j}]: image_url needs a 'url'")
+            detail = img.get("detail") if isinstance(img, Mapping) else None
+            parts.append(ImagePart(url, detail))
+        else:
+            kind = p.get("type") if isinstance(p, Mapping) else type(p).__name__
+            raise InvalidMessageError(
+                f"messages[{i}].content[{j}] has unsupported type {kind!r}; "
+                "use {'type': 'text', ...} or {'type': 'image_url', ...}"
+            )
+    return parts
+
+
+def _tool_call(c: Any, i: int, j: int) -> ToolCall:
+    if isinstance(c, ToolCall):
+        return c
+    fn = c.get("function") if isinstance(c, Mapping) else None
+    if not isinstance(fn, Mapping) or not fn.get("name"):
+        raise InvalidMessageError(
+            f"messages[{i}].tool_calls[{j}] needs 'function': {{'name': ..., 'arguments': ...}}"
+        )
+    raw = fn.get("arguments", "{}")
+    if isinstance(raw, Mapping):
+        args, raw = dict(raw), json.dumps(raw)
+    else:
+        try:
+            args = json.loads(raw or "{}")
+        except (TypeError, ValueError) as e:
+            raise InvalidMessageError(
+                f"messages[{i}].tool_calls[{j}].function.arguments is not JSON: {e}"
+            ) from None
+    return ToolCall(str(c.get("id") or ""), str(fn["name"]), args, raw or "{}")
+
+
+def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
+    out: list[Tool] = []
+    for i, t in enumerate(tools or ()):
+        if isinstance(t, Tool):
+            out.append(t)
+            continue
+        fn = t.get("function", t) if isinstance(t, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            raise InvalidMessageError(
+                f"tools[{i}] must be a modelwire.Tool or "
+                "{'type': 'function', 'function': {'name': ..., 'parameters': {...}}}"
+            )
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        out.append(Tool(fn["name"], fn.get("description") or "", params))
+    return out
