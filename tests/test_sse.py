@@ -1,0 +1,103 @@
+"""SSE parser: WHATWG line rules, chunk-boundary independence, typed errors."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from modelwire.errors import MalformedResponseError
+from modelwire.wire.sse import SSEEvent, SSEParser
+
+
+def parse(chunks: list[bytes]) -> list[SSEEvent]:
+    p = SSEParser()
+    out: list[SSEEvent] = []
+    for c in chunks:
+        out += p.feed(c)
+    return out + p.close()
+
+
+def test_fields_comments_multiline_and_event_names() -> None:
+    body = (b": keep-alive\n"
+            b"event: message_start\ndata: {\"a\":1}\n\n"
+            b"data: line1\ndata: line2\nid: 7\n\n"
+            b"data:no-space\n\n"
+            b"data: [DONE]\n\n")
+    assert parse([body]) == [
+        SSEEvent("message_start", '{"a":1}'),
+        SSEEvent("message", "line1\nline2", "7"),
+        SSEEvent("message", "no-space", "7"),
+        SSEEvent("message", "[DONE]", "7"),
+    ]
+
+
+def test_crlf_and_lone_cr_line_endings() -> None:
+    assert parse([b"data: a\r\n\r\ndata: b\r\rdata: c\n\n"]) == [
+        SSEEvent("message", "a"), SSEEvent("message", "b"), SSEEvent("message", "c")]
+
+
+def test_crlf_split_across_chunks_is_one_line_end() -> None:
+    # "\r" at the end of one chunk and "\n" at the start of the next must not make
+    # an extra blank line (which would dispatch early and split "a" from "b").
+    assert parse([b"data: a\r", b"\ndata: b\r", b"\n\r", b"\n"]) == [
+        SSEEvent("message", "a\nb")]
+
+
+def test_event_without_final_blank_line_is_dispatched_at_close() -> None:
+    assert parse([b"data: [DONE]"]) == [SSEEvent("message", "[DONE]")]
+
+
+def test_event_name_resets_after_dispatch() -> None:
+    assert [e.event for e in parse([b"event: error\ndata: x\n\ndata: y\n\n"])] == [
+        "error", "message"]
+
+
+def test_invalid_utf8_is_a_typed_error() -> None:
+    try:
+        parse([b"data: \xff\xfe\n\n"])
+    except MalformedResponseError as e:
+        assert "UTF-8" in str(e)
+    else:
+        raise AssertionError("invalid UTF-8 was accepted")
+
+
+_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",),
+                                       blacklist_characters="\r\n"), max_size=40)
+_events = st.lists(st.tuples(st.sampled_from([None, "delta", "ping"]),
+                             st.lists(_text, min_size=1, max_size=3)), max_size=12)
+
+
+def _encode(events: list[tuple[str | None, list[str]]], newline: bytes) -> bytes:
+    out = b""
+    for name, lines in events:
+        if name:
+            out += b"event: " + name.encode() + newline
+        for line in lines:
+            out += b"data: " + line.encode() + newline
+        out += newline
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(_events, st.sampled_from([b"\n", b"\r\n", b"\r"]), st.data())
+def test_any_chunking_gives_identical_events(events: list[tuple[str | None, list[str]]],
+                                             newline: bytes, data: st.DataObject) -> None:
+    body = _encode(events, newline)
+    whole = parse([body])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=20)))
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    assert parse(pieces) == whole
+    expected = [SSEEvent(name or "message", "\n".join(lines)) for name, lines in events]
+    # a data line that is itself empty still counts as a (blank) data field only when
+    # written as "data: " — our encoder always writes it, so events round-trip.
+    assert whole == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=64), max_size=10))
+def test_arbitrary_bytes_give_events_or_a_typed_error(chunks: list[bytes]) -> None:
+    try:
+        events = parse(chunks)
+    except MalformedResponseError:
+        return
+    assert all(isinstance(e.data, str) and isinstance(e.event, str) for e in events)
