@@ -13,7 +13,7 @@ from typing import TypeVar
 from .accumulate import StreamAccumulator
 from .errors import ProviderError
 from .pipeline import Call
-from .providers.base import Codec
+from .providers.base import Codec, event_decoder
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
 from .transports.base import Transport, WireResponse
@@ -76,7 +76,7 @@ async def open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncSt
 async def _batches(call: Call, codec: Codec, resp: WireResponse,
                    acc: StreamAccumulator):  # type: ignore[no-untyped-def]
     parser = SSEParser()
-    feed, decode, add = parser.feed, codec.decode_event, acc.feed
+    feed, decode, add = parser.feed, event_decoder(codec), acc.feed
     try:
         async for chunk in resp.iter_chunks():
             batch: list[StreamEvent] = []

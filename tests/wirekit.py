@@ -118,18 +118,20 @@ def replay_stream(codec: Any, body: bytes, provider: str = "p", model: str = "m"
     exception raised)."""
     from modelwire.accumulate import StreamAccumulator
     from modelwire.errors import ModelwireError
+    from modelwire.providers.base import event_decoder
     from modelwire.wire.sse import SSEParser
 
     parser, acc = SSEParser(), StreamAccumulator(provider, model)
+    decode = event_decoder(codec)
     events: list[Any] = []
     chunks = [body] if not chunk_size else [body[i:i + chunk_size]
                                             for i in range(0, len(body), chunk_size)]
     try:
         for chunk in chunks:
             for sse in parser.feed(chunk):
-                events += acc.feed(codec.decode_event(sse))
+                events += acc.feed(decode(sse))
         for sse in parser.close():
-            events += acc.feed(codec.decode_event(sse))
+            events += acc.feed(decode(sse))
         return events, acc.response()
     except ModelwireError as e:
         return events, e

@@ -11,12 +11,18 @@
 
 Codecs are pure: no I/O, no clocks, so they are tested from recorded bytes and
 reused in reverse by the gateway.
+
+A wire whose events only make sense with memory of earlier ones (Anthropic:
+is content block 3 a client tool call or a server tool call?) may also define
+``stream_decoder() -> Callable[[SSEEvent], list[Delta]]``; the endpoint then
+uses a fresh decoder per stream instead of ``decode_event``. Use
+:func:`event_decoder` to get whichever the codec offers.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..accumulate import Delta
@@ -36,6 +42,12 @@ class Codec(Protocol):
 
     def classify_error(self, status: int, headers: Mapping[str, str],
                        body: bytes) -> ProviderError: ...
+
+
+def event_decoder(codec: Codec) -> Callable[[SSEEvent], list[Delta]]:
+    """A per-stream decoder: the codec's ``stream_decoder()`` if it has one."""
+    factory = getattr(codec, "stream_decoder", None)
+    return factory() if factory is not None else codec.decode_event  # type: ignore[no-any-return]
 
 
 def load_json(data: bytes | str, what: str = "response body") -> Any:
