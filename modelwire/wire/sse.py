@@ -52,6 +52,8 @@ class SSEParser:
         self._id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if not chunk:
+            return []
         if self._cr and chunk[:1] == b"\n":
             chunk = chunk[1:]
         self._cr = False
