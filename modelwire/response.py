@@ -19,7 +19,15 @@ class ToolCall:
 
 @dataclass(slots=True)
 class Usage:
-    """Token counts. ``source`` says whether the provider reported them or we estimated."""
+    """Token counts. ``source`` says whether the provider reported them or we estimated.
+
+    ``input_tokens`` is the whole prompt, cached tokens included, for every
+    provider (OpenAI's ``prompt_tokens`` already is; Anthropic's ``input_tokens``
+    excludes cache reads and writes, so its codec adds them back).
+    ``cached_input_tokens`` (prompt tokens read from the cache) and
+    ``cache_write_tokens`` (prompt tokens written to it) are parts of
+    ``input_tokens``, never extra. ``total_tokens`` = input + output.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
@@ -32,12 +40,12 @@ class Usage:
     def merged(self, other: Usage) -> Usage:
         """Fields the newer report sets win; counts never go backwards to zero."""
         def pick(a: int | None, b: int | None) -> int | None:
-            return b if b else a
-        inp = pick(self.input_tokens, other.input_tokens) or 0
-        out = pick(self.output_tokens, other.output_tokens) or 0
-        total = other.total_tokens if other.total_tokens else self.total_tokens
+            return b if b is not None else a  # a reported 0 is a number, not "unknown"
+        inp = other.input_tokens or self.input_tokens
+        out = other.output_tokens or self.output_tokens
+        total = other.total_tokens or self.total_tokens
         return Usage(
-            inp, out, max(total, inp + out) if total else inp + out,
+            inp, out, max(total, inp + out),
             pick(self.cached_input_tokens, other.cached_input_tokens),
             pick(self.cache_write_tokens, other.cache_write_tokens),
             pick(self.reasoning_tokens, other.reasoning_tokens),
