@@ -2,17 +2,44 @@
 
 from .client import AsyncClient
 from .errors import (
-    AllTargetsFailedError, AuthenticationError, BadRequestError, CircuitOpenError,
-    ClientRateLimitError, ConfigurationError, ContextWindowExceededError, InvalidMessageError,
-    InvalidModelError, MalformedResponseError, MissingAPIKeyError, MissingDependencyError,
-    ModelwireError, NotFoundError, OverloadedError, PermissionDeniedError, ProviderConnectionError,
-    ProviderError, RateLimitError, RequestTimeoutError, ServerError, StreamInterruptedError,
-    UnknownProviderError, UnsupportedFeatureError,
+    AllTargetsFailedError,
+    AuthenticationError,
+    BadRequestError,
+    CircuitOpenError,
+    ClientRateLimitError,
+    ConfigurationError,
+    ContextWindowExceededError,
+    InvalidMessageError,
+    InvalidModelError,
+    MalformedResponseError,
+    MissingAPIKeyError,
+    MissingDependencyError,
+    ModelwireError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    ProviderConnectionError,
+    ProviderError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    StreamInterruptedError,
+    UnknownProviderError,
+    UnsupportedFeatureError,
 )
 from .pipeline import Timeouts
 from .response import (
-    Attempt, ReasoningDelta, Response, StreamEvent, TextDelta, ToolCall, ToolCallArgumentsDelta,
-    ToolCallEnd, ToolCallStart, Usage, UsageUpdate,
+    Attempt,
+    ReasoningDelta,
+    Response,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallArgumentsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
 )
 from .sync import Client
 from .types import ImagePart, Message, TextPart, Tool

@@ -22,8 +22,17 @@ from typing import Any, Union
 
 from .errors import MalformedResponseError, StreamInterruptedError
 from .response import (
-    FinishReason, ReasoningDelta, Response, StreamEvent, TextDelta, ToolCall,
-    ToolCallArgumentsDelta, ToolCallEnd, ToolCallStart, Usage, UsageUpdate,
+    FinishReason,
+    ReasoningDelta,
+    Response,
+    StreamEvent,
+    TextDelta,
+    ToolCall,
+    ToolCallArgumentsDelta,
+    ToolCallEnd,
+    ToolCallStart,
+    Usage,
+    UsageUpdate,
 )
 
 # --- neutral deltas a codec emits --------------------------------------------
@@ -81,7 +90,7 @@ def parse_arguments(raw: str, *, provider: str = "", model: str = "",
 
 
 class _Slot:
-    __slots__ = ("index", "id", "name", "parts", "ended")
+    __slots__ = ("ended", "id", "index", "name", "parts")
 
     def __init__(self, index: int, id: str, name: str) -> None:
         self.index, self.id, self.name = index, id, name

@@ -8,6 +8,7 @@ provider and model.
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from .accumulate import StreamAccumulator
@@ -74,7 +75,7 @@ async def open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncSt
 
 
 async def _batches(call: Call, codec: Codec, resp: WireResponse,
-                   acc: StreamAccumulator):  # type: ignore[no-untyped-def]
+                   acc: StreamAccumulator) -> AsyncIterator[list[StreamEvent]]:
     parser = SSEParser()
     feed, decode, add = parser.feed, event_decoder(codec), acc.feed
     try:

@@ -73,11 +73,10 @@ class AsyncStream:
             self._buf, self._pos = [], 0
             return batch
         while True:
-            batch = await self._pull()
-            if batch is None:
-                return None
-            if batch:
-                return batch
+            pulled = await self._pull()
+            if not pulled and pulled is not None:
+                continue
+            return pulled
 
     # --- public surface ----------------------------------------------------
 
@@ -120,7 +119,7 @@ class AsyncStream:
         if aclose is not None:
             try:
                 await aclose()
-            except Exception:  # noqa: BLE001 - closing must not mask the real error
+            except Exception:
                 pass
         if self._close is not None:
             result = self._close()

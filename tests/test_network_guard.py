@@ -1,14 +1,13 @@
 import socket
 
 import pytest
-
 from conftest import NetworkAccessDenied
 
 
 def test_non_loopback_connection_is_refused_before_any_packet() -> None:
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
-        with pytest.raises(NetworkAccessDenied, match="only use 127.0.0.1"):
+        with pytest.raises(NetworkAccessDenied, match=r"only use 127\.0\.0\.1"):
             s.connect(("93.184.216.34", 443))
     finally:
         s.close()

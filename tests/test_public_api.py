@@ -9,7 +9,10 @@ import pytest
 import modelwire
 from modelwire import AsyncClient, Client
 from modelwire.errors import (
-    ConfigurationError, InvalidMessageError, InvalidModelError, MissingAPIKeyError,
+    ConfigurationError,
+    InvalidMessageError,
+    InvalidModelError,
+    MissingAPIKeyError,
     UnknownProviderError,
 )
 
@@ -53,7 +56,7 @@ async def test_model_id_errors_are_typed_and_raised_before_traffic() -> None:
     client = AsyncClient(middleware=[], env={})
     with pytest.raises(InvalidModelError, match="'<provider>/<model>'"):
         await client.complete("gpt-4o", MSG)
-    with pytest.raises(UnknownProviderError, match="known providers: .*openai"):
+    with pytest.raises(UnknownProviderError, match=r"known providers: .*openai"):
         await client.complete("nosuch/model", MSG)
     with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
         await client.complete("openai/gpt-4o-mini", MSG)

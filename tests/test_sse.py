@@ -85,7 +85,7 @@ def test_any_chunking_gives_identical_events(events: list[tuple[str | None, list
     body = _encode(events, newline)
     whole = parse([body])
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=20)))
-    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)])]
+    pieces = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=False)]
     assert parse(pieces) == whole
     expected = [SSEEvent(name or "message", "\n".join(lines)) for name, lines in events]
     # a data line that is itself empty still counts as a (blank) data field only when

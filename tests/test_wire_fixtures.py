@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from wirekit import WIRE, files, load
 
 PROVIDERS = ["openai", "azure", "anthropic", "gemini", "groq", "mistral", "openrouter", "deepseek"]
@@ -17,7 +16,7 @@ def test_every_file_loads_and_matches_manifest(provider: str) -> None:
         its = load(f)
         meta = MANIFEST[f]["interactions"]
         assert len(its) == len(meta)
-        for it, m in zip(its, meta):
+        for it, m in zip(its, meta, strict=False):
             assert it.status == m["status"]
             assert it.body, f"{it.id} has an empty body"
             if it.status == 200 and not it.is_sse and "json" in it.headers.get("content-type", ""):

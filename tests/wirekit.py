@@ -12,7 +12,7 @@ import gzip
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +87,7 @@ def _request_json(req: dict[str, Any]) -> dict[str, Any] | None:
         return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(file: str) -> tuple[Interaction, ...]:
     doc = yaml.safe_load((WIRE / file).read_text(encoding="utf-8"))
     out = []

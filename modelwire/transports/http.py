@@ -26,7 +26,7 @@ def _timeout_error(what: str, seconds: float | None) -> RequestTimeoutError:
 
 
 class HTTPResponse:
-    __slots__ = ("_resp", "status", "headers", "_timeouts")
+    __slots__ = ("_resp", "_timeouts", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
         self._resp = resp

@@ -15,7 +15,7 @@ from ..errors import MalformedResponseError
 
 
 class SSEEvent:
-    __slots__ = ("event", "data", "id")
+    __slots__ = ("data", "event", "id")
 
     def __init__(self, event: str, data: str, id: str | None = None) -> None:
         self.event = event  # "message" when the stream names none
