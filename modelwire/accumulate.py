@@ -90,10 +90,12 @@ def parse_arguments(raw: str, *, provider: str = "", model: str = "",
 
 
 class _Slot:
-    __slots__ = ("ended", "id", "index", "name", "parts")
+    __slots__ = ("ended", "given_id", "id", "index", "name", "parts")
 
-    def __init__(self, index: int, id: str, name: str) -> None:
-        self.index, self.id, self.name = index, id, name
+    def __init__(self, index: int, id: str | None, name: str) -> None:
+        self.index, self.name = index, name
+        self.id = id or f"call_{index}"
+        self.given_id = id is not None
         self.parts: list[str] = []
         self.ended = False
 
@@ -151,8 +153,10 @@ class StreamAccumulator:
             slot = self._by_id.get(d.id)
         if slot is None and not d.id and not d.name and self._slots:
             slot = self._slots[-1]  # key-less continuation of the latest call
+        if slot is not None and d.id and slot.given_id and d.id != slot.id:
+            slot = self._by_id.get(d.id)  # a server reusing one index for parallel calls
         if slot is None or (slot.ended and (d.id or d.name)):
-            slot = _Slot(len(self._slots), d.id or f"call_{len(self._slots)}", d.name or "")
+            slot = _Slot(len(self._slots), d.id, d.name or "")
             self._slots.append(slot)
             out.append(ToolCallStart(slot.index, slot.id, slot.name))
         elif d.name and not slot.name:

@@ -225,7 +225,7 @@ _BY_STATUS: dict[int, type[ProviderError]] = {
 _CONTEXT_PHRASES = (
     "context_length_exceeded", "context length", "context window", "maximum context",
     "too many tokens", "prompt is too long", "input is too long", "exceeds the maximum",
-    "reduce the length", "token limit",
+    "reduce the length",
 )
 
 

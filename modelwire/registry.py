@@ -61,7 +61,8 @@ _BUILTINS: list[ProviderSpec] = [
                  "https://api.openai.com/v1", ("OPENAI_API_KEY",), ("OPENAI_BASE_URL",),
                  default_model="gpt-4o-mini"),
     _compat("groq", "https://api.groq.com/openai/v1", "llama-3.3-70b-versatile"),
-    _compat("mistral", "https://api.mistral.ai/v1", "mistral-small-latest"),
+    _compat("mistral", "https://api.mistral.ai/v1", "mistral-small-latest",
+            stream_usage=False),  # rejects unknown fields (stream_options) with a 422
     _compat("deepseek", "https://api.deepseek.com", "deepseek-chat"),
     _compat("openrouter", "https://openrouter.ai/api/v1", "openai/gpt-4o-mini"),
     _compat("together", "https://api.together.xyz/v1",

@@ -1,0 +1,390 @@
+"""The OpenAI Chat Completions codec, shared by every OpenAI-compatible row.
+
+Provider differences (URLs, request fields, error bodies) live in
+:mod:`.openai_quirks`; this module reads the response variants:
+
+* reasoning arrives as ``reasoning_content`` (DeepSeek, vLLM) or ``reasoning``
+  (OpenRouter, Groq, Ollama); Groq's ``<think>`` stays in the text as sent;
+* Mistral's reasoning models send ``content`` as a list of text/thinking chunks;
+* usage may come as top-level ``usage`` or Groq's ``x_groq.usage``; cached
+  prompt tokens as ``prompt_tokens_details.cached_tokens``,
+  ``prompt_cache_hit_tokens`` (DeepSeek) or ``num_cached_tokens`` (Mistral);
+* a 200 body or stream chunk may carry an ``error`` object (OpenRouter), and
+  Groq sends ``event: error`` inside a 200 stream: both raise typed errors.
+
+``Response.request_id`` is the body's completion ``id`` (``chatcmpl-...``),
+because streams carry only that; when a body has none, the ``x-request-id``
+header (Azure: ``apim-request-id``) is used instead.
+
+End of stream: only ``data: [DONE]`` is terminal. A chunk with a
+``finish_reason`` is not, because usage (``stream_options.include_usage``),
+OpenRouter's usage chunk and Azure/OpenRouter moderation chunks follow it.
+``[DONE]`` is the documented terminator of the wire, every recorded stream here
+ends with it, and llama-cpp-python's server (read from its source) sends it
+after its last chunk and also when it interrupts a request; so a stream that
+lacks it was cut and must be an error, never a silently short answer. A row
+whose server truly never sends it can set ``options={"stream_end": "finish"}``
+to end at the finish chunk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ..accumulate import DONE, Delta, Finish, Meta, ToolCallChunk, parse_arguments
+from ..errors import (
+    InvalidMessageError,
+    MalformedResponseError,
+    ProviderError,
+    UnsupportedFeatureError,
+)
+from ..pipeline import Call
+from ..registry import ProviderSpec
+from ..response import (
+    FinishReason,
+    ReasoningDelta,
+    Response,
+    TextDelta,
+    ToolCall,
+    Usage,
+    UsageUpdate,
+)
+from ..transports.base import WireRequest
+from ..types import ImagePart, Message, TextPart
+from ..wire.sse import SSEEvent
+from . import openai_quirks as quirks
+from .base import dumps, load_json, request_id
+
+_FINISH: dict[str, FinishReason] = {
+    "stop": "stop", "length": "length", "tool_calls": "tool_calls",
+    "content_filter": "content_filter", "function_call": "tool_calls",
+    # seen from compatible servers and gateways
+    "eos": "stop", "end_turn": "stop", "stop_sequence": "stop",
+    "max_tokens": "length", "model_length": "length", "tool_use": "tool_calls",
+    "safety": "content_filter", "recitation": "content_filter", "error": "error",
+    "insufficient_system_resource": "error",  # DeepSeek: generation was cut off
+}
+
+
+class OpenAICodec:
+    """encode / decode / decode_event / classify_error for Chat Completions."""
+
+    def __init__(self, spec: ProviderSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self._finish_ends = spec.options.get("stream_end") == "finish"
+        self._anon = itertools.count()  # keys for tool fragments with no index and no id
+
+    # --- encode -----------------------------------------------------------
+
+    def encode(self, call: Call) -> WireRequest:
+        target = call.target
+        body: dict[str, Any] = {"model": target.model}
+        if call.mode == "chat":
+            body["messages"] = [_message(m) for m in call.messages]
+            if call.tools:
+                body["tools"] = [_tool(t.name, t.description, t.parameters) for t in call.tools]
+            if call.tool_choice is not None:
+                body["tool_choice"] = quirks.tool_choice(self.name, call.tool_choice, call.tools)
+        else:
+            if call.prompt is None:
+                raise InvalidMessageError("a text completion needs a prompt")
+            if call.tools:
+                raise UnsupportedFeatureError("tools need a chat call, not a text completion")
+            body["prompt"] = call.prompt
+        optional = (
+            ("temperature", call.temperature),
+            (quirks.max_tokens_field(target, call.mode), call.max_tokens),
+            ("stop", call.stop), ("top_p", call.top_p),
+            (quirks.seed_field(self.name), call.seed),
+        )
+        for key, value in optional:
+            if value is not None:
+                body[key] = value
+        if call.stream:
+            body["stream"] = True
+            if self.spec.stream_usage and quirks.accepts_stream_options(self.name):
+                body["stream_options"] = {"include_usage": True}
+        if call.extra:
+            _check_extra(call.extra, call.stream)
+            body.update(call.extra)
+        return WireRequest("POST", quirks.endpoint_url(target, call.mode),
+                           self._headers(target.api_key), dumps(body), call.stream)
+
+    def _headers(self, key: str | None) -> dict[str, str]:
+        headers = {"content-type": "application/json"}
+        auth = self.spec.auth
+        if key is not None and auth != "none":
+            if auth == "bearer":
+                headers["authorization"] = f"Bearer {key}"
+            else:  # "api-key" (Azure) and any other header-named scheme
+                headers[auth] = key
+        headers.update(self.spec.headers)
+        return headers
+
+    # --- decode -----------------------------------------------------------
+
+    def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        data = load_json(body)
+        if not isinstance(data, dict):
+            raise MalformedResponseError(
+                f"response body is JSON {type(data).__name__}, expected an object",
+                provider=self.name)
+        if data.get("error"):  # OpenRouter reports some failures with HTTP 200
+            raise self._error(None, headers, data)
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise MalformedResponseError(
+                f"response has no choices: {body[:200].decode('utf-8', 'replace')!r}",
+                provider=self.name)
+        try:
+            return self._response(data, choices[0], headers, call)
+        except (AttributeError, TypeError, KeyError) as e:  # a body of the wrong shape
+            raise MalformedResponseError(
+                f"response does not have the chat-completion shape ({e}): "
+                f"{body[:200].decode('utf-8', 'replace')!r}", provider=self.name) from None
+
+    def _response(self, data: dict[str, Any], choice: dict[str, Any],
+                  headers: Mapping[str, str], call: Call) -> Response:
+        message = choice.get("message")
+        reasoning: Any = ""
+        if isinstance(message, dict):
+            text, reasoning = _content(message.get("content"))
+            reasoning = reasoning or message.get("reasoning_content") or \
+                message.get("reasoning") or ""
+            text = text or str(message.get("refusal") or "")
+            calls = self._tool_calls(message, call.target.model)
+        else:  # legacy text completion
+            text, calls = str(choice.get("text") or ""), []
+        raw_finish = str(choice["finish_reason"]) if choice.get("finish_reason") else None
+        finish = _finish(raw_finish) if raw_finish else "tool_calls" if calls else "stop"
+        usage = data.get("usage") or (data.get("x_groq") or {}).get("usage")
+        return Response(
+            text=text, tool_calls=calls, finish_reason=finish,
+            usage=_usage(usage) if isinstance(usage, dict) else Usage(),
+            provider=self.name, model=str(data.get("model") or call.target.model),
+            request_id=data.get("id") or request_id(headers, *quirks.REQUEST_ID_HEADERS),
+            reasoning=str(reasoning), raw_finish_reason=raw_finish, raw=data,
+        )
+
+    def _tool_calls(self, message: dict[str, Any], model: str) -> list[ToolCall]:
+        items = message.get("tool_calls") or []
+        if not items and isinstance(message.get("function_call"), dict):
+            items = [{"function": message["function_call"]}]  # legacy functions API
+        out = []
+        for i, tc in enumerate(items):
+            fn = tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict) or not fn.get("name"):
+                raise MalformedResponseError(
+                    f"tool call {i} has no function name: {tc!r}"[:300], provider=self.name)
+            raw = fn.get("arguments")
+            raw = raw if isinstance(raw, str) else json.dumps(raw or {})
+            name = str(fn["name"])
+            args = parse_arguments(raw, provider=self.name, model=model, name=name)
+            out.append(ToolCall(str(tc.get("id") or f"call_{i}"), name, args, raw or "{}"))
+        return out
+
+    # --- decode_event (the streaming hot path) ----------------------------
+
+    def decode_event(self, event: SSEEvent) -> list[Delta]:
+        data = event.data
+        if data == "[DONE]":
+            return [DONE]
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            return self._odd_event(data)
+        if type(chunk) is not dict:
+            raise MalformedResponseError(
+                f"stream event is JSON {type(chunk).__name__}, expected an object: "
+                f"{data[:200]!r}", provider=self.name)
+        if event.event == "error" or chunk.get("error"):  # Groq / OpenRouter in-stream
+            raise self._error(None, {}, chunk)
+        try:
+            return self._chunk(chunk)
+        except (AttributeError, TypeError, KeyError) as e:  # a chunk of the wrong shape
+            raise MalformedResponseError(
+                f"stream chunk does not have the chat-completion shape ({e}): {data[:200]!r}",
+                provider=self.name) from None
+
+    def _chunk(self, chunk: dict[str, Any]) -> list[Delta]:
+        out: list[Delta] = []
+        choices = chunk.get("choices")
+        if choices:
+            ch = choices[0]
+            if ch.get("index", 0) == 0:  # one choice per call (encode refuses n > 1)
+                delta = ch.get("delta")
+                if delta is None:  # text-completion chunk
+                    if text := ch.get("text"):
+                        out.append(TextDelta(text))
+                else:
+                    if "role" in delta:  # a response's first chunk names it
+                        out.append(Meta(chunk.get("id") or None, chunk.get("model") or None))
+                    if content := delta.get("content"):
+                        if type(content) is str:
+                            out.append(TextDelta(content))
+                        else:
+                            text, thought = _content(content)
+                            if thought:
+                                out.append(ReasoningDelta(thought))
+                            if text:
+                                out.append(TextDelta(text))
+                    if thought := delta.get("reasoning_content") or delta.get("reasoning"):
+                        out.append(ReasoningDelta(thought))
+                    if refusal := delta.get("refusal"):
+                        out.append(TextDelta(refusal))
+                    if calls := delta.get("tool_calls"):
+                        self._tool_chunks(calls, out)
+                if fr := ch.get("finish_reason"):
+                    out.append(Meta(chunk.get("id") or None, chunk.get("model") or None))
+                    out.append(Finish(_finish(fr), fr))
+                    if self._finish_ends:
+                        out.append(DONE)
+        usage = chunk.get("usage")
+        if not usage and "x_groq" in chunk:  # Groq's older streams
+            usage = (chunk["x_groq"] or {}).get("usage")
+        if usage:
+            out.append(UsageUpdate(_usage(usage)))
+        return out
+
+    def _tool_chunks(self, calls: list[Any], out: list[Delta]) -> None:
+        for tc in calls:
+            fn = tc.get("function") or {}
+            tid = tc.get("id")
+            key = tc.get("index")
+            if key is None:
+                key = tid if tid else f"~{next(self._anon)}"
+            args = fn.get("arguments")
+            if args is not None and type(args) is not str:
+                args = json.dumps(args)
+            out.append(ToolCallChunk(key, tid or None, fn.get("name") or None, args or ""))
+
+    def _odd_event(self, data: str) -> list[Delta]:
+        stripped = data.strip()
+        if stripped == "[DONE]":
+            return [DONE]
+        if not stripped:  # an empty keep-alive data line
+            return []
+        raise MalformedResponseError(
+            f"stream event data is not valid JSON: {data[:200]!r}", provider=self.name)
+
+    # --- errors -----------------------------------------------------------
+
+    def classify_error(self, status: int, headers: Mapping[str, str],
+                       body: bytes) -> ProviderError:
+        return quirks.classify(self.name, status, headers, body)
+
+    def _error(self, status: int | None, headers: Mapping[str, str],
+               payload: dict[str, Any]) -> ProviderError:
+        return quirks.error_object(self.name, status, headers, payload)
+
+
+# --- helpers ---------------------------------------------------------------
+
+
+def _message(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role}
+    content = m.content
+    if isinstance(content, str):
+        out["content"] = content
+    else:
+        out["content"] = [_part(p) for p in content]
+    if m.tool_calls:
+        if not content:
+            out["content"] = None
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function",
+             "function": {"name": c.name,
+                          "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            for c in m.tool_calls
+        ]
+    if m.role == "tool":
+        out["tool_call_id"] = m.tool_call_id
+    if m.name:
+        out["name"] = m.name
+    return out
+
+
+def _part(p: TextPart | ImagePart) -> dict[str, Any]:
+    if isinstance(p, TextPart):
+        return {"type": "text", "text": p.text}
+    image: dict[str, Any] = {"url": p.url}
+    if p.detail:
+        image["detail"] = p.detail
+    return {"type": "image_url", "image_url": image}
+
+
+def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    fn: dict[str, Any] = {"name": name}
+    if description:
+        fn["description"] = description
+    fn["parameters"] = dict(parameters)
+    return {"type": "function", "function": fn}
+
+
+def _check_extra(extra: Mapping[str, Any], stream: bool) -> None:
+    n = extra.get("n")
+    if n is not None and n != 1:
+        raise UnsupportedFeatureError(
+            "extra={'n': ...} asks for several choices; modelwire returns one response per "
+            "call, so make several calls instead")
+    if "stream" in extra and bool(extra["stream"]) != stream:
+        raise InvalidMessageError(
+            "extra={'stream': ...} contradicts the call: use stream() or complete()")
+
+
+def _content(content: Any) -> tuple[str, str]:
+    """(text, reasoning) from a string or a list of content chunks (Mistral)."""
+    if content is None:
+        return "", ""
+    if isinstance(content, str):
+        return content, ""
+    if not isinstance(content, list):
+        return str(content), ""
+    text: list[str] = []
+    thought: list[str] = []
+    for part in content:
+        if isinstance(part, str):
+            text.append(part)
+        elif isinstance(part, dict):
+            kind = part.get("type")
+            if kind == "text":
+                text.append(str(part.get("text") or ""))
+            elif kind == "thinking":
+                inner = part.get("thinking")
+                if isinstance(inner, str):
+                    thought.append(inner)
+                elif isinstance(inner, list):
+                    thought.extend(str(p.get("text") or "") for p in inner if isinstance(p, dict))
+    return "".join(text), "".join(thought)
+
+
+def _finish(raw: str) -> FinishReason:
+    return _FINISH.get(raw, "stop")  # unknown values: the model stopped; raw is kept
+
+
+def _int(v: Any) -> int | None:
+    return v if type(v) is int else None
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    inp = _int(u.get("prompt_tokens")) or 0
+    out = _int(u.get("completion_tokens")) or 0
+    ptd = u.get("prompt_tokens_details")
+    ptd = ptd if isinstance(ptd, dict) else {}
+    ctd = u.get("completion_tokens_details")
+    cached = _int(ptd.get("cached_tokens"))
+    if cached is None:  # DeepSeek, Mistral
+        cached = _int(u.get("prompt_cache_hit_tokens"))
+        if cached is None:
+            cached = _int(u.get("num_cached_tokens"))
+    return Usage(
+        inp, out, _int(u.get("total_tokens")) or inp + out, cached,
+        _int(ptd.get("cache_write_tokens")),
+        _int(ctd.get("reasoning_tokens")) if isinstance(ctd, dict) else None,
+        "reported",
+    )
+
