@@ -1,0 +1,5 @@
+"""``python -m modelwire.cli``."""
+
+from . import main
+
+main()
