@@ -6,17 +6,21 @@ import sys
 import time
 from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import endpoint
 from .config import Settings
 from .errors import InvalidMessageError
 from .pipeline import Call, Middleware, Next, Outcome, Target, Timeouts, chain
-from .registry import ProviderSpec, get_codec
+from .registry import ProviderSpec, get_codec, get_spec
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
 from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
+
+if TYPE_CHECKING:
+    from .health import HealthReport
+    from .transports.mock import MockTransport
 
 _announced_default = False
 
@@ -77,8 +81,16 @@ class AsyncClient:
                 t = MockTransport()
             else:
                 from .transports.local import LocalTransport
-                t = LocalTransport()
+                t = LocalTransport(self.settings.provider_options(spec))
             self._transports[kind] = t
+        return t
+
+    @property
+    def mock(self) -> MockTransport:
+        """Script the ``mock`` provider: ``client.mock.script(MockReply(...))``, ``.requests``."""
+        from .transports.mock import MockTransport  # lazily: keeps `import modelwire` lean
+        t = self.transport_for(get_spec("mock"))
+        assert isinstance(t, MockTransport)
         return t
 
     async def _terminal(self, call: Call) -> Outcome:
@@ -159,6 +171,12 @@ class AsyncClient:
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
+
+    async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
+        """Key present, reachable, latency and breaker state for every configured
+        provider (or those named), by listing models: never spends tokens."""
+        from .health import health_check
+        return await health_check(self, providers)
 
     async def aclose(self) -> None:
         for t in list(self._transports.values()):

@@ -1,16 +1,90 @@
-"""Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain."""
+"""Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
+
+The default chain, outermost first: ``Fallback > Retry > Breaker > RateLimiter``
+(the rate limiter only when ``rate_limits=`` is given). So retries happen per
+target, each attempt passes the breaker (an open one ends retrying at once and
+fallback moves on), and the limiter sits next to the wire so a rejected or
+refused call never spends quota. Client keywords:
+
+* ``max_retries=2`` (a client argument; per call too). 0 disables retries.
+* ``retry=RetryPolicy(...)``: backoff and the longest Retry-After honoured.
+* ``breaker=True | False | BreakerPolicy(...)``: on by default (None means default).
+* ``rate_limits={"openai/gpt-4o-mini": RateLimit(rpm=..., tpm=...)}``: off unless given.
+* ``state=StateStore``: where breaker and limiter state live (default: in memory).
+* ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
+from ..hooks import Hooks, coerce_hooks
+from ..state.base import StateStore
+from ..state.memory import MemoryStore
+from .breaker import Breaker, BreakerPolicy
+from .fallback import Fallback, moves_on
+from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
+from .retry import Retry, RetryPolicy
+
 if TYPE_CHECKING:
     from ..client import AsyncClient
     from ..pipeline import Middleware
 
+__all__ = [
+    "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
+    "RateLimiter", "Retry", "RetryPolicy", "StoreBackend", "default_middleware", "find",
+    "moves_on",
+]
+
+_OPTIONS = ("breaker", "hooks", "rate_limits", "retry", "state")
+
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
-    """The chain a client gets when it passes no ``middleware=``."""
-    if options:
-        raise TypeError(f"unexpected client options: {', '.join(sorted(options))}")
-    return []
+    """The chain a client gets when it passes no ``middleware=``.
+
+    Also sets ``client.hooks`` (the :class:`~modelwire.hooks.Hooks` every layer emits to).
+    """
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(
+            f"unexpected client options: {', '.join(unknown)} "
+            f"(resilience options are: max_retries, {', '.join(_OPTIONS)})")
+    hooks = coerce_hooks(options.get("hooks"))
+    client.hooks = hooks  # type: ignore[attr-defined]  # AsyncClient declares no hooks field
+    state = options.get("state")
+    if state is not None and not isinstance(state, StateStore):
+        raise ConfigurationError(
+            f"state= must implement modelwire.state.StateStore, got {type(state).__name__}")
+    store: StateStore = state if state is not None else MemoryStore()
+
+    retry = options.get("retry")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"retry= must be a RetryPolicy, got {type(retry).__name__}")
+    chain: list[Middleware] = [
+        Fallback(hooks=hooks),
+        Retry(client.max_retries, retry, hooks=hooks),
+    ]
+
+    breaker = options.get("breaker")
+    if breaker is None or breaker is True or isinstance(breaker, BreakerPolicy):
+        policy = breaker if isinstance(breaker, BreakerPolicy) else None
+        chain.append(Breaker(policy, store=store, hooks=hooks))
+    elif breaker is not False:
+        raise ConfigurationError(
+            f"breaker= must be True, False or a BreakerPolicy, got {breaker!r}")
+
+    rate_limits = options.get("rate_limits")
+    if rate_limits is not None:
+        backend = StoreBackend(store) if state is not None else LimitsBackend()
+        chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+    return chain
+
+
+def find(middleware: list[Middleware] | tuple[Middleware, ...], kind: type[Any]) -> Any:
+    """The first middleware of ``kind`` in a chain, or None (health uses it)."""
+    for mw in middleware:
+        if isinstance(mw, kind):
+            return mw
+    return None
+
