@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import endpoint
 from .config import Settings
-from .errors import InvalidMessageError
-from .pipeline import Call, Middleware, Next, Outcome, Target, Timeouts, chain
+from .errors import ConfigurationError, InvalidMessageError
+from .hooks import Hooks
+from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
 from .registry import ProviderSpec, get_codec, get_spec
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
@@ -56,6 +57,7 @@ class AsyncClient:
         self.fallbacks = list(fallbacks or ())
         self._transport_override = transport
         self._transports: dict[str, Transport] = {}
+        self.hooks = Hooks()  # default_middleware replaces it with the configured one
         if middleware is None:
             from .middleware import default_middleware
             middleware = default_middleware(self, **resilience)
@@ -136,6 +138,12 @@ class AsyncClient:
             raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
         if extra is not None and not isinstance(extra, Mapping):
             raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
+        unknown = sorted(set(options) - CALL_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown argument(s) {', '.join(unknown)}; per-call options are "
+                f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
+            )
         timeouts = Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(

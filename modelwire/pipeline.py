@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from .streaming import AsyncStream
 
 Outcome = Union[Response, "AsyncStream"]
+
+# Per-call keyword arguments middleware understands (they land in Call.options).
+# A middleware that reads a new one adds its name here, so typos are caught.
+CALL_OPTIONS: set[str] = {"max_retries", "breaker"}
 Next = Callable[["Call"], Awaitable[Outcome]]
 
 

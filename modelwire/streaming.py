@@ -10,12 +10,12 @@ does too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 from .accumulate import StreamAccumulator
 from .errors import ModelwireError, ProviderError, StreamInterruptedError
-from .response import Response, StreamEvent
+from .response import Attempt, Response, StreamEvent
 
 Batches = AsyncIterator[list[StreamEvent]]
 
@@ -31,7 +31,8 @@ class AsyncStream:
         self._response: Response | None = None
         self._started = False  # an event has been handed to the caller (or primed)
         self._closed = False
-        self.attempts: list[object] = []
+        self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
+        self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -48,7 +49,11 @@ class AsyncStream:
         try:
             return await self._batches.__anext__()
         except StopAsyncIteration:
-            self._response = self._acc.response()  # raises if no terminal event
+            response = self._acc.response()  # raises if no terminal event
+            response.attempts = list(self.attempts)
+            self._response = response
+            for callback in self.on_finish:
+                await callback(response)
             return None
         except StreamInterruptedError as e:
             if wrap:

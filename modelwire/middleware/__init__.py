@@ -51,7 +51,7 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
             f"unexpected client options: {', '.join(unknown)} "
             f"(resilience options are: max_retries, {', '.join(_OPTIONS)})")
     hooks = coerce_hooks(options.get("hooks"))
-    client.hooks = hooks  # type: ignore[attr-defined]  # AsyncClient declares no hooks field
+    client.hooks = hooks
     state = options.get("state")
     if state is not None and not isinstance(state, StateStore):
         raise ConfigurationError(

@@ -228,13 +228,20 @@ class RateLimiter:
         tokens = estimate_tokens(call, limit.output_tokens) if limit.tpm is not None else 0
         await self._acquire(call, limit, tokens)
         outcome = await next(call)
-        if limit.tpm is not None and isinstance(outcome, Response):
-            usage = outcome.usage
-            if usage.source == "reported":
-                actual = usage.total_tokens or usage.input_tokens + usage.output_tokens
-                if actual != tokens:
-                    await self._backend.adjust_tokens(call.target.key, limit.tpm,
-                                                      actual - tokens)
+        if limit.tpm is not None:
+            tpm = limit.tpm
+
+            async def correct(response: Response) -> None:
+                usage = response.usage
+                if usage.source == "reported":
+                    actual = usage.total_tokens or usage.input_tokens + usage.output_tokens
+                    if actual != tokens:
+                        await self._backend.adjust_tokens(call.target.key, tpm, actual - tokens)
+
+            if isinstance(outcome, Response):
+                await correct(outcome)
+            else:  # a stream's usage arrives at its end
+                outcome.on_finish.append(correct)
         return outcome
 
     async def _acquire(self, call: Call, limit: RateLimit, tokens: int) -> None:

@@ -1,0 +1,65 @@
+"""Client-level wiring: per-call option names, hooks, stream provenance and usage."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from modelwire import AsyncClient
+from modelwire.errors import ConfigurationError
+from modelwire.hooks import Hooks
+from modelwire.middleware.fallback import Fallback
+from modelwire.middleware.ratelimit import RateLimit, RateLimiter
+from modelwire.mock import MockReply
+
+
+async def test_misspelt_per_call_option_is_a_clear_error_before_traffic() -> None:
+    client = AsyncClient()
+    with pytest.raises(ConfigurationError, match="max_retires.*max_retries"):
+        await client.complete("mock/echo", "hi", max_retires=3)
+    assert client.mock.requests == []
+    resp = await client.complete("mock/echo", "hi", max_retries=0, breaker=False)
+    assert resp.text == "hi"
+
+
+def test_hooks_exist_with_custom_middleware_too() -> None:
+    assert isinstance(AsyncClient(middleware=[]).hooks, Hooks)
+    assert isinstance(AsyncClient().hooks, Hooks)
+
+
+async def test_streamed_response_records_what_fallback_tried() -> None:
+    client = AsyncClient(middleware=[Fallback()])
+    client.mock.script(MockReply(status=503), MockReply("from the fallback"))
+    async with client.stream("mock/primary", "hi", fallbacks=["mock/secondary"]) as s:
+        text = "".join([e.text async for e in s if hasattr(e, "text")])
+    assert text == "from the fallback"
+    tried = [(a.model, a.error is None) for a in s.response.attempts]
+    assert tried == [("primary", False), ("secondary", True)]
+
+
+class _Backend:
+    def __init__(self) -> None:
+        self.adjustments: list[int] = []
+
+    async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
+        self.charged = tokens
+        return 0.0
+
+    async def adjust_tokens(self, key: str, tpm: int, delta: int) -> None:
+        self.adjustments.append(delta)
+
+    def __getattr__(self, name: str) -> Any:  # other protocol members are not used here
+        raise AttributeError(name)
+
+
+async def test_token_limiter_corrects_a_streams_estimate_by_its_reported_usage() -> None:
+    backend = _Backend()
+    limiter = RateLimiter({"mock": RateLimit(tpm=100_000, output_tokens=50)}, backend=backend)
+    client = AsyncClient(middleware=[limiter])
+    client.mock.script(MockReply("one two three", usage=(7, 3)))
+    async with client.stream("mock/echo", "hello") as s:
+        async for _ in s:
+            pass
+    assert s.response.usage.total_tokens == 10
+    assert backend.adjustments == [10 - backend.charged]
