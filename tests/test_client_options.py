@@ -16,7 +16,7 @@ from modelwire.mock import MockReply
 
 async def test_misspelt_per_call_option_is_a_clear_error_before_traffic() -> None:
     client = AsyncClient()
-    with pytest.raises(ConfigurationError, match="max_retires.*max_retries"):
+    with pytest.raises(ConfigurationError, match=r"max_retires.*max_retries"):
         await client.complete("mock/echo", "hi", max_retires=3)
     assert client.mock.requests == []
     resp = await client.complete("mock/echo", "hi", max_retries=0, breaker=False)
