@@ -61,10 +61,19 @@ class Meta:
 
 @dataclass(slots=True, frozen=True)
 class Done:
-    """The wire's terminal event ([DONE], message_stop, ...) was seen."""
+    """The wire's terminal event ([DONE], message_stop, ...) was seen.
+
+    ``needs_finish``: on this wire a complete answer always carried a finish
+    reason before the terminal event, so a terminal event without one means
+    the server cut the answer short (llama.cpp's server does exactly that when
+    it interrupts a request).
+    """
+
+    needs_finish: bool = False
 
 
 DONE = Done()
+DONE_AFTER_FINISH = Done(needs_finish=True)
 
 Delta = Union[TextDelta, ReasoningDelta, ToolCallChunk, UsageUpdate, Finish, Meta, Done]
 
@@ -116,6 +125,7 @@ class StreamAccumulator:
         self.usage = Usage()
         self.finish: Finish | None = None
         self.done = False
+        self._cut = False
         self.response_id: str | None = None
 
     def feed(self, deltas: list[Delta]) -> list[StreamEvent]:
@@ -142,6 +152,7 @@ class StreamAccumulator:
                 self.model = d.model or self.model
             elif type(d) is Done:
                 self.done = True
+                self._cut = d.needs_finish and self.finish is None
                 self._end_all(out)
         if out and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
@@ -186,9 +197,10 @@ class StreamAccumulator:
 
     def response(self) -> Response:
         """The final Response. Raises if the wire's terminal event never came."""
-        if not self.done:
+        if not self.done or self._cut:
+            what = "its terminal event" if not self.done else "a finish reason"
             raise StreamInterruptedError(
-                "stream ended before its terminal event; the response is incomplete",
+                f"stream ended before {what}; the response is incomplete",
                 provider=self.provider, model=self.model, partial=self.partial(),
                 retryable=True,
             )

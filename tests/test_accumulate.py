@@ -54,3 +54,13 @@ def test_usage_updates_merge_and_keep_reported_zeros() -> None:
     assert (u.input_tokens, u.output_tokens, u.total_tokens, u.cached_input_tokens) == (
         10, 5, 15, 0)
     assert u.source == "reported"
+
+
+def test_terminal_event_without_a_finish_reason_is_a_cut_answer_where_the_wire_requires_one(
+) -> None:
+    from modelwire.accumulate import DONE_AFTER_FINISH
+    _, acc = run(TextDelta("Hal"), DONE_AFTER_FINISH)
+    with pytest.raises(StreamInterruptedError, match="finish reason"):
+        acc.response()
+    _, acc = run(TextDelta("Hello"), Finish("stop"), DONE_AFTER_FINISH)
+    assert acc.response().text == "Hello"

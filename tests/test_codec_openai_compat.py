@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import wirekit
 
-from modelwire.accumulate import DONE, Finish, Meta, ToolCallChunk
+from modelwire.accumulate import DONE_AFTER_FINISH, Finish, Meta, ToolCallChunk
 from modelwire.config import Settings
 from modelwire.errors import (
     AuthenticationError,
@@ -560,7 +560,7 @@ def test_events_that_decode_to_nothing_or_done() -> None:
                    "prompt_filter_results": [{"prompt_index": 0}]}
     assert c.decode_event(SSEEvent("message", json.dumps(azure_first))) == []
     assert c.decode_event(SSEEvent("message", "")) == []
-    assert c.decode_event(SSEEvent("message", " [DONE] ")) == [DONE]
+    assert c.decode_event(SSEEvent("message", " [DONE] ")) == [DONE_AFTER_FINISH]
     other_choice = {"choices": [{"index": 1, "delta": {"content": "n=2"}}]}
     assert c.decode_event(SSEEvent("message", json.dumps(other_choice))) == []
 
@@ -830,3 +830,13 @@ def test_spec_headers_and_other_auth_schemes() -> None:
     assert req.headers == {"content-type": "application/json", "x-api-key": KEY,
                            "x-title": "modelwire"}
     assert KEY not in repr(req)
+
+
+def test_llamacpp_schema_errors_served_as_500_are_bad_requests_not_retryable() -> None:
+    from modelwire.errors import BadRequestError, ServerError
+    body = json.dumps({"error": {"message": "1 validation error for CreateChatCompletionRequest"
+                                 "\ntemperature\n  Input should be a valid number",
+                                 "type": "internal_server_error"}}).encode()
+    err = codec("llamacpp").classify_error(500, {}, body)
+    assert isinstance(err, BadRequestError) and not err.retryable
+    assert isinstance(codec("openai").classify_error(500, {}, body), ServerError)

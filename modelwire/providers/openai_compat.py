@@ -24,7 +24,8 @@ ends with it, and llama-cpp-python's server (read from its source) sends it
 after its last chunk and also when it interrupts a request; so a stream that
 lacks it was cut and must be an error, never a silently short answer. A row
 whose server truly never sends it can set ``options={"stream_end": "finish"}``
-to end at the finish chunk.
+to end at the finish chunk. ``[DONE]`` without any finish reason before it is
+an interrupted answer too (llama.cpp's server sends that when it cuts a request).
 """
 
 from __future__ import annotations
@@ -34,7 +35,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ..accumulate import DONE, Delta, Finish, Meta, ToolCallChunk, parse_arguments
+from ..accumulate import (
+    DONE,
+    DONE_AFTER_FINISH,
+    Delta,
+    Finish,
+    Meta,
+    ToolCallChunk,
+    parse_arguments,
+)
 from ..errors import (
     InvalidMessageError,
     MalformedResponseError,
@@ -192,7 +201,7 @@ class OpenAICodec:
     def decode_event(self, event: SSEEvent) -> list[Delta]:
         data = event.data
         if data == "[DONE]":
-            return [DONE]
+            return [DONE_AFTER_FINISH]
         try:
             chunk = json.loads(data)
         except ValueError:
@@ -265,7 +274,7 @@ class OpenAICodec:
     def _odd_event(self, data: str) -> list[Delta]:
         stripped = data.strip()
         if stripped == "[DONE]":
-            return [DONE]
+            return [DONE_AFTER_FINISH]
         if not stripped:  # an empty keep-alive data line
             return []
         raise MalformedResponseError(

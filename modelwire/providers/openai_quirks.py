@@ -212,6 +212,11 @@ def _typed(provider: str, status: int | None, headers: Mapping[str, str], messag
         extra["retryable"] = False
     elif status == 402:  # OpenRouter: out of credits; billing, not load
         kind, extra["retryable"] = RateLimitError, False
+    elif (provider in ("llamacpp", "local") and status == 500
+          and "validation error" in message.lower()):
+        # llama-cpp-python's server answers request-schema errors with a 500;
+        # retrying them would only repeat the same rejection.
+        kind = BadRequestError
     return error_for(status, message, code=code, kind=kind, headers=headers or None,
                      provider=provider, body=body,
                      request_id=request_id(headers, *REQUEST_ID_HEADERS), **extra)
