@@ -76,25 +76,31 @@ CASES: list[Case] = [
     Case("529 overloaded", lambda: Fault.status(529), RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
     Case("slow first byte", lambda: Fault.slow_first_byte(SLOW),
          RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
-    Case("stall between events", lambda: Fault.stall(2, SLOW),
+    Case("stall between events", lambda: Fault.stall(4, SLOW),
          RECOVERED_AFTER_ONE,  # complete: the body stalls mid-way, before the caller has it
          Expect("StreamInterruptedError", 1, cause="RequestTimeoutError")),
     Case("reset before headers", lambda: Fault.reset_before_headers(),
          RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
-    Case("reset mid-stream", lambda: Fault.reset_mid_stream(2),
+    Case("reset mid-stream", lambda: Fault.reset_mid_stream(4),
          RECOVERED_AFTER_ONE,
          Expect("StreamInterruptedError", 1, cause="ProviderConnectionError")),
-    Case("stream cut before its terminal event", lambda: Fault.cut_stream(2),
+    # Before any output (Anthropic's message_start carries only usage): retried.
+    Case("stream cut before any output", lambda: Fault.cut_stream(0),
+         Expect("MalformedResponseError", 1),  # complete: an empty body
+         RECOVERED_AFTER_ONE),
+    Case("reset before any output", lambda: Fault.reset_mid_stream(0),
+         RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
+    Case("stream cut before its terminal event", lambda: Fault.cut_stream(4),
          Expect("MalformedResponseError", 1),  # complete: a truncated JSON body
          Expect("StreamInterruptedError", 1)),
     # A bad chunk that arrives in the same network read as the first events fails
     # before any event reached the caller (so it is the error itself); later, it is
     # the cause of a StreamInterruptedError. Either way: typed, one request.
-    Case("malformed JSON chunk", lambda: Fault.malformed_chunk(2),
+    Case("malformed JSON chunk", lambda: Fault.malformed_chunk(4),
          Expect("MalformedResponseError", 1),
          Expect("MalformedResponseError|StreamInterruptedError", 1,
                 cause="MalformedResponseError")),
-    Case("invalid UTF-8", lambda: Fault.invalid_utf8(2),
+    Case("invalid UTF-8", lambda: Fault.invalid_utf8(4),
          Expect("MalformedResponseError", 1),
          Expect("MalformedResponseError|StreamInterruptedError", 1,
                 cause="MalformedResponseError")),

@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 
 from .accumulate import StreamAccumulator
-from .errors import ModelwireError, ProviderError, StreamInterruptedError
-from .response import Attempt, Response, StreamEvent
+from .errors import ModelwireError, ProviderConnectionError, ProviderError, StreamInterruptedError
+from .response import Attempt, Response, StreamEvent, UsageUpdate
 
 Batches = AsyncIterator[list[StreamEvent]]
 
@@ -37,10 +37,28 @@ class AsyncStream:
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
     async def _prime(self) -> None:
-        """Read until the first event; errors here propagate unwrapped (retryable)."""
-        batch = await self._pull(wrap=False)
-        if batch is not None:
-            self._buf, self._pos = batch, 0
+        """Read until the first content event; errors here propagate unwrapped.
+
+        Usage-only events (Anthropic's ``message_start``) don't count as output,
+        so a failure right after them is still retried or falls back. A stream
+        that ends with no output and no terminal event was cut like a dropped
+        connection, and is reported as one (retryable).
+        """
+        buffered: list[StreamEvent] = []
+        try:
+            while True:
+                batch = await self._pull(wrap=False)
+                if batch is None:
+                    break
+                buffered += batch
+                if any(type(e) is not UsageUpdate for e in batch):
+                    break
+        except StreamInterruptedError as e:
+            raise ProviderConnectionError(
+                "the stream ended before any output and without its terminal event",
+                provider=e.provider, model=e.model, retryable=True,
+            ) from e
+        self._buf, self._pos = buffered, 0
         self._started = True
 
     async def _pull(self, wrap: bool = True) -> list[StreamEvent] | None:

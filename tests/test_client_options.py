@@ -63,3 +63,13 @@ async def test_token_limiter_corrects_a_streams_estimate_by_its_reported_usage()
             pass
     assert s.response.usage.total_tokens == 10
     assert backend.adjustments == [10 - backend.charged]
+
+
+async def test_a_stream_cut_before_any_output_falls_back() -> None:
+    client = AsyncClient(max_retries=0)
+    client.mock.script(MockReply("lost", truncate_after=0), MockReply("served"))
+    async with client.stream("mock/primary", "hi", fallbacks=["mock/secondary"]) as s:
+        async for _ in s:
+            pass
+    assert s.response.text == "served"
+    assert [a.model for a in s.response.attempts] == ["primary", "secondary"]
