@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from .errors import InvalidModelError, MissingAPIKeyError
 from .pipeline import Target
@@ -15,7 +16,7 @@ from .registry import DETECTION_ORDER, ProviderSpec, get_spec
 @dataclass(slots=True)
 class Settings:
     api_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    base_urls: Mapping[str, str] = field(default_factory=dict)
+    base_urls: Mapping[str, str] = field(default_factory=dict, repr=False)  # may embed keys
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per provider
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
@@ -67,6 +68,7 @@ class Settings:
                 f"provider {provider!r} needs an endpoint: set {names}, or pass "
                 f"base_urls={{{provider!r}: ...}}"
             )
+        _check_base_url(provider, base_url, spec)
         key = self.api_key(spec)
         if key is None and spec.requires_key:
             raise MissingAPIKeyError(provider, spec.key_env)
@@ -79,3 +81,22 @@ class Settings:
             if self.is_configured(spec) and spec.default_model:
                 return f"{name}/{spec.default_model}"
         return "local/smollm2-135m-instruct"
+
+
+def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
+    """A malformed base URL is the caller's mistake: say so before any traffic
+    (and without echoing the URL, which may carry a key in its query)."""
+    if spec.transport != "http":
+        return
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        ok = False
+    if not ok:
+        names = " or ".join(spec.base_url_env) or "base_urls"
+        raise InvalidModelError(
+            f"the base URL for provider {provider!r} is not an http(s) URL with a host; "
+            f"check {names} or base_urls={{{provider!r}: 'https://host/...'}}"
+        )

@@ -36,6 +36,7 @@ we did not normalize). Messages never contain API keys.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -234,22 +235,29 @@ def parse_retry_after(headers: Mapping[str, str], now: float | None = None,
     """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
     ms = headers.get("retry-after-ms")
     if ms:
-        try:
-            return min(max(float(ms) / 1000.0, 0.0), cap)
-        except ValueError:
-            pass
+        seconds = _finite(ms)
+        if seconds is not None:
+            return min(max(seconds / 1000.0, 0.0), cap)
     value = headers.get("retry-after")
     if not value:
         return None
-    try:
-        return min(max(float(value), 0.0), cap)
-    except ValueError:
-        pass
+    seconds = _finite(value)
+    if seconds is not None:
+        return min(max(seconds, 0.0), cap)
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return min(max(when - (time.time() if now is None else now), 0.0), cap)
+
+
+def _finite(text: str) -> float | None:
+    """A number of seconds, or None: 'nan' and 'inf' would defeat every comparison."""
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def looks_like_context_overflow(code: str | None, message: str) -> bool:

@@ -39,9 +39,23 @@ def _guarded(real: Any) -> Any:
     return connect
 
 
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    # A DNS lookup is traffic too: only loopback names and literals resolve.
+    name = host.decode() if isinstance(host, bytes) else host
+    if name is not None and not _is_loopback((name, 0)):
+        raise NetworkAccessDenied(
+            f"test tried to resolve {name!r}: tests may only use 127.0.0.1/::1"
+        )
+    return _real_getaddrinfo(host, *args, **kwargs)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     socket.socket.connect = _guarded(_real_connect)  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded(_real_connect_ex)  # type: ignore[method-assign]
+    socket.getaddrinfo = _guarded_getaddrinfo
 
 
 @pytest.fixture(autouse=True)

@@ -23,3 +23,9 @@ def test_loopback_is_allowed() -> None:
     finally:
         client.close()
         server.close()
+
+
+def test_dns_lookups_of_outside_names_are_refused() -> None:
+    with pytest.raises(NetworkAccessDenied, match=r"resolve 'api\.openai\.com'"):
+        socket.getaddrinfo("api.openai.com", 443)
+    assert socket.getaddrinfo("localhost", 80)

@@ -102,7 +102,7 @@ def test_arguments_override_environment_and_keys_stay_out_of_reprs() -> None:
         assert "SECRET" not in text
 
 
-def test_missing_key_message_names_the_variable_and_not_a_key() -> None:
+def test_missing_key_message_names_the_variable() -> None:
     err = MissingAPIKeyError("anthropic", ("ANTHROPIC_API_KEY",))
     assert "ANTHROPIC_API_KEY" in str(err)
 
@@ -113,3 +113,19 @@ def test_default_model_detection_order_ends_with_local() -> None:
     assert Settings(env={"GEMINI_API_KEY": "g"}).default_model() == "gemini/gemini-2.5-flash"
     both = {"GEMINI_API_KEY": "g", "ANTHROPIC_API_KEY": "a"}
     assert Settings(env=both).default_model().startswith("anthropic/")
+
+
+@pytest.mark.parametrize("url", ["notaurl?key=sk-LEAKED", "ftp://host/v1", "https://?key=sk-LEAKED"])
+async def test_malformed_base_url_is_a_configuration_error_that_does_not_echo_it(url: str) -> None:
+    client = AsyncClient(api_keys={"openai": "k"}, base_urls={"openai": url})
+    with pytest.raises(InvalidModelError, match="not an http\\(s\\) URL") as info:
+        await client.complete("openai/gpt-4o-mini", MSG)
+    assert "LEAKED" not in str(info.value)
+    assert "LEAKED" not in repr(client.settings)
+
+
+def test_nan_and_infinite_retry_after_are_ignored() -> None:
+    from modelwire.errors import parse_retry_after
+    assert parse_retry_after({"retry-after": "nan"}) is None
+    assert parse_retry_after({"retry-after-ms": "inf", "retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "-5"}) == 0.0

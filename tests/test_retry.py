@@ -329,8 +329,10 @@ async def test_stream_is_retried_before_its_first_event(wire: str) -> None:
         assert len(server.requests) == 2
 
 
+# After 4 events every wire has sent content (Anthropic: message_start,
+# content_block_start, ping, then the first text delta).
 @pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini"])
-@pytest.mark.parametrize("fault", [Fault.reset_mid_stream(3), Fault.cut_stream(3)],
+@pytest.mark.parametrize("fault", [Fault.reset_mid_stream(4), Fault.cut_stream(4)],
                          ids=["reset", "cut"])
 async def test_no_retry_after_the_first_stream_event(wire: str, fault: Fault) -> None:
     async with FaultServer() as server:

@@ -8,10 +8,10 @@ Before a call: one request, plus an estimate of its tokens (input text
 length / 4, plus ``max_tokens`` or ``RateLimit.output_tokens`` for the
 output). A call without capacity waits, up to its deadline (or ``max_wait``),
 then raises ClientRateLimitError without touching the network; when the wait
-needed is already known to be longer than that, it raises at once. After a
-``complete()`` whose usage the provider reported, the window is corrected by
-the difference (charged more, or refunded). Streams keep their estimate: their
-usage arrives after this middleware has handed the stream up.
+needed is already known to be longer than that, it raises at once. Once the
+provider reports usage, the window is corrected by the difference (charged
+more, or refunded): at once for ``complete()``, at the stream's end for streams
+(through ``AsyncStream.on_finish``).
 
 Two interchangeable backends (the seam is :class:`LimiterBackend`):
 
