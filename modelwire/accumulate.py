@@ -130,11 +130,13 @@ class StreamAccumulator:
 
     def feed(self, deltas: list[Delta]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
+        emit, add_text = out.append, self._text.append  # per delta: text is the bulk
         for d in deltas:
             if type(d) is TextDelta:
-                if d.text:
-                    self._text.append(d.text)
-                    out.append(d)
+                text = d.text
+                if text:
+                    add_text(text)
+                    emit(d)
             elif type(d) is ToolCallChunk:
                 self._tool_chunk(d, out)
             elif type(d) is ReasoningDelta:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -95,12 +95,13 @@ class AsyncClient:
         assert isinstance(t, MockTransport)
         return t
 
-    async def _terminal(self, call: Call) -> Outcome:
+    def _terminal(self, call: Call) -> Awaitable[Outcome]:
+        # A plain function returning the endpoint's coroutine: no frame of its own.
         spec = call.target.spec
         codec, transport = get_codec(spec), self.transport_for(spec)
         if call.stream:
-            return await endpoint.open_stream(call, codec, transport)
-        return await endpoint.complete(call, codec, transport)
+            return endpoint.open_stream(call, codec, transport)
+        return endpoint.complete(call, codec, transport)
 
     def resolve(self, model: str | None) -> Target:
         global _announced_default
@@ -138,22 +139,24 @@ class AsyncClient:
             raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
         if extra is not None and not isinstance(extra, Mapping):
             raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
-        unknown = sorted(set(options) - CALL_OPTIONS)
+        unknown = sorted(set(options) - CALL_OPTIONS) if options else None
         if unknown:
             raise ConfigurationError(
                 f"unknown argument(s) {', '.join(unknown)}; per-call options are "
                 f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
             )
-        timeouts = Timeouts.coerce(timeout, self.timeouts)
+        timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(
             messages=msgs, target=target, mode="text" if prompt is not None else "chat",
-            prompt=prompt, stream=stream, tools=to_tools(tools), tool_choice=tool_choice,
+            prompt=prompt, stream=stream, tools=[] if tools is None else to_tools(tools),
+            tool_choice=tool_choice,
             temperature=temperature, max_tokens=max_tokens,
             stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
             top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
-            fallbacks=[self.settings.resolve(m) for m in chain_ids], options=options,
+            fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
+            options=options,
         )
 
     # --- public API ---------------------------------------------------------

@@ -117,6 +117,8 @@ def chain(middleware: Sequence[Middleware], terminal: Next) -> Next:
 
 
 def _bind(mw: Middleware, nxt: Next) -> Next:
-    async def run(call: Call) -> Outcome:
-        return await mw(call, nxt)
+    # A plain function handing back the middleware's coroutine, not a coroutine
+    # awaiting it: one frame fewer per layer on every call.
+    def run(call: Call) -> Awaitable[Outcome]:
+        return mw(call, nxt)
     return run

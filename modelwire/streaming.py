@@ -107,6 +107,10 @@ class AsyncStream:
         return self
 
     async def __anext__(self) -> StreamEvent:
+        pos, buf = self._pos, self._buf
+        if pos < len(buf):  # the common case: the event is already here
+            self._pos = pos + 1
+            return buf[pos]
         while self._pos >= len(self._buf):
             batch = await self._pull()
             if batch is None:
@@ -147,7 +151,7 @@ class AsyncStream:
         if self._close is not None:
             result = self._close()
             if hasattr(result, "__await__"):
-                await result  # type: ignore[misc]
+                await result
 
     async def __aenter__(self) -> AsyncStream:
         return self

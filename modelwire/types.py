@@ -96,7 +96,7 @@ def to_messages(messages: Iterable[MessageLike] | str) -> list[Message]:
 
 
 def _message_from_dict(m: Any, i: int) -> Message:
-    if not isinstance(m, Mapping):
+    if type(m) is not dict and not isinstance(m, Mapping):  # skip the ABC check for dicts
         raise InvalidMessageError(
             f"messages[{i}] is a {type(m).__name__}; expected a dict like "
             "{'role': 'user', 'content': '...'} or a modelwire.Message"
@@ -106,8 +106,11 @@ def _message_from_dict(m: Any, i: int) -> Message:
         raise InvalidMessageError(
             f"messages[{i}] has role {role!r}; expected one of {', '.join(_ROLES)}"
         )
-    content = _content(m.get("content"), i)
-    calls = [_tool_call(c, i, j) for j, c in enumerate(m.get("tool_calls") or ())]
+    content = m.get("content")
+    if type(content) is not str:
+        content = _content(content, i)
+    raw_calls = m.get("tool_calls")
+    calls = [_tool_call(c, i, j) for j, c in enumerate(raw_calls)] if raw_calls else []
     tool_call_id = m.get("tool_call_id")
     if role == "tool" and not tool_call_id:
         raise InvalidMessageError(

@@ -11,18 +11,56 @@ splitter (:mod:`modelwire.wire.sse`). ``benchmarks/`` re-measures all of this.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
 import aiohttp
 
+from .. import __version__
 from ..errors import ProviderConnectionError, RequestTimeoutError
 from ..pipeline import Timeouts
 from .base import WireRequest
+
+_USER_AGENT = f"modelwire/{__version__}"
 
 
 def _timeout_error(what: str, seconds: float | None) -> RequestTimeoutError:
     limit = f" ({seconds:g}s)" if seconds else ""
     return RequestTimeoutError(f"{what} timed out{limit}; raise timeout= if this is expected")
+
+
+class _Headers(Mapping[str, str]):
+    """Response headers with lower-case names, copied out of aiohttp's multidict
+    on first use: a successful OpenAI-wire decode never reads them."""
+
+    __slots__ = ("_d", "_raw")
+
+    def __init__(self, raw: Mapping[str, str]) -> None:
+        self._raw = raw
+        self._d: dict[str, str] | None = None
+
+    def _map(self) -> dict[str, str]:
+        if self._d is None:
+            self._d = {k.lower(): v for k, v in self._raw.items()}
+        return self._d
+
+    def __getitem__(self, key: str) -> str:
+        return self._map()[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._map().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._map()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
+
+    def __repr__(self) -> str:
+        return repr(self._map())
 
 
 class HTTPResponse:
@@ -31,7 +69,7 @@ class HTTPResponse:
     def __init__(self, resp: aiohttp.ClientResponse, timeouts: Timeouts) -> None:
         self._resp = resp
         self.status = resp.status
-        self.headers: Mapping[str, str] = {k.lower(): v for k, v in resp.headers.items()}
+        self.headers: Mapping[str, str] = _Headers(resp.headers)
         self._timeouts = timeouts
 
     async def read(self) -> bytes:
@@ -67,23 +105,49 @@ class HTTPTransport:
     def __init__(self, max_connections: int = 1000) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+        # Timeouts is frozen and a client mostly passes the same object: build
+        # aiohttp's ClientTimeout once per value (the last one by identity).
+        self._client_timeouts: dict[Timeouts, aiohttp.ClientTimeout] = {}
+        self._last: tuple[Timeouts, aiohttp.ClientTimeout] | None = None
+
+    def _client_timeout(self, timeouts: Timeouts) -> aiohttp.ClientTimeout:
+        ct = self._client_timeouts.get(timeouts)
+        if ct is None:
+            if len(self._client_timeouts) > 32:  # deadline-shortened ones come and go
+                self._client_timeouts.clear()
+            read, total = timeouts.read, timeouts.total
+            if read is not None and total is not None and read >= total:
+                read = None  # it could never fire first, and it costs two timers a call
+            ct = aiohttp.ClientTimeout(total=total, sock_connect=timeouts.connect,
+                                       sock_read=read)
+            self._client_timeouts[timeouts] = ct
+        self._last = (timeouts, ct)
+        return ct
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
                                              ttl_dns_cache=300, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=connector, skip_auto_headers=("User-Agent",),
+                connector=connector,
                 auto_decompress=True, raise_for_status=False,
             )
         return self._session
 
     async def send(self, request: WireRequest, timeouts: Timeouts) -> HTTPResponse:
-        timeout = aiohttp.ClientTimeout(total=timeouts.total, sock_connect=timeouts.connect,
-                                        sock_read=timeouts.read)
+        headers = request.headers
+        if "user-agent" not in headers:
+            # Ours, as a header: aiohttp's skip_auto_headers= costs a multidict per request.
+            headers["user-agent"] = _USER_AGENT
+        session = self._session
+        if session is None or session.closed:
+            session = self._get_session()
+        last = self._last
+        timeout = last[1] if last is not None and last[0] is timeouts \
+            else self._client_timeout(timeouts)
         try:
-            resp = await self._get_session().request(
-                request.method, request.url, data=request.body, headers=request.headers,
+            resp = await session.request(
+                request.method, request.url, data=request.body, headers=headers,
                 timeout=timeout, allow_redirects=False,
             )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
