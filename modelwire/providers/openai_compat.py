@@ -112,7 +112,16 @@ class OpenAICodec:
     def encode(self, call: Call) -> WireRequest:
         target = call.target
         body: dict[str, Any] = {"model": target.model}
-        if call.mode == "chat":
+        mode, stop = call.mode, call.stop
+        templated = None
+        if mode == "chat" and target.options.get("completion_only"):
+            # a chat call to a completion-only endpoint: render the chat template
+            from ..chat_template import completion_only_request
+            templated = completion_only_request(call, target.options)
+        if templated is not None:
+            body["prompt"], extra_stops = templated
+            mode, stop = "text", [*(stop or ()), *extra_stops] or None
+        elif mode == "chat":
             body["messages"] = [_message(m) for m in call.messages]
             if call.tools:
                 body["tools"] = [_tool(t.name, t.description, t.parameters) for t in call.tools]
@@ -126,8 +135,8 @@ class OpenAICodec:
             body["prompt"] = call.prompt
         optional = (
             ("temperature", call.temperature),
-            (quirks.max_tokens_field(target, call.mode), call.max_tokens),
-            ("stop", call.stop), ("top_p", call.top_p),
+            (quirks.max_tokens_field(target, mode), call.max_tokens),
+            ("stop", stop), ("top_p", call.top_p),
             (quirks.seed_field(self.name), call.seed),
         )
         for key, value in optional:
@@ -140,7 +149,7 @@ class OpenAICodec:
         if call.extra:
             _check_extra(call.extra, call.stream)
             body.update(call.extra)
-        return WireRequest("POST", quirks.endpoint_url(target, call.mode),
+        return WireRequest("POST", quirks.endpoint_url(target, mode),
                            self._headers(target.api_key), dumps(body), call.stream)
 
     def _headers(self, key: str | None) -> dict[str, str]:
