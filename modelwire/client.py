@@ -134,7 +134,12 @@ class AsyncClient:
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
         target = self.resolve(model)
+        if messages is None and prompt is None:
+            raise InvalidMessageError("messages is None: pass a list of messages or a string")
         msgs: list[Message] = [] if messages is None else to_messages(messages)
+        if stop is not None and not isinstance(stop, str) and not (
+                isinstance(stop, (list, tuple)) and all(isinstance(x, str) for x in stop)):
+            raise InvalidMessageError(f"stop must be a string or a list of strings, got {stop!r}")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
         if extra is not None and not isinstance(extra, Mapping):
@@ -195,6 +200,10 @@ class AsyncClient:
         self._transports.clear()
         if self._transport_override is not None:
             await self._transport_override.aclose()
+
+    async def close(self) -> None:
+        """Same as :meth:`aclose`: release pooled connections and transports."""
+        await self.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -87,6 +87,11 @@ def to_messages(messages: Iterable[MessageLike] | str) -> list[Message]:
     """Validate and convert the caller's messages. A bare string is one user message."""
     if isinstance(messages, str):
         return [Message("user", messages)]
+    if isinstance(messages, Mapping) or not isinstance(messages, Iterable):
+        raise InvalidMessageError(
+            f"messages is a {type(messages).__name__}; pass a list of messages "
+            "(dicts like {'role': 'user', 'content': '...'}) or a string"
+        )
     out: list[Message] = []
     for i, m in enumerate(messages):
         out.append(m if isinstance(m, Message) else _message_from_dict(m, i))
@@ -173,6 +178,11 @@ def _tool_call(c: Any, i: int, j: int) -> ToolCall:
             raise InvalidMessageError(
                 f"messages[{i}].tool_calls[{j}].function.arguments is not JSON: {e}"
             ) from None
+        if not isinstance(args, dict):
+            raise InvalidMessageError(
+                f"messages[{i}].tool_calls[{j}].function.arguments must be a JSON object, "
+                f"got {type(args).__name__}"
+            )
     return ToolCall(str(c.get("id") or ""), str(fn["name"]), args, raw or "{}")
 
 

@@ -78,6 +78,11 @@ async def test_model_id_errors_are_typed_and_raised_before_traffic() -> None:
     ([{"role": "tool", "content": "42"}], "tool_call_id"),
     ([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{"}}]}],
      "not JSON"),
+    ([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "[1]"}}]}],
+     "must be a JSON object"),
+    (None, "messages is None"),
+    (123, "messages is a int"),
+    ({"role": "user", "content": "hi"}, "messages is a dict"),
 ])
 async def test_malformed_messages_are_typed_errors(messages: list, match: str) -> None:
     client = AsyncClient(middleware=[], api_keys={"openai": "sk-test"})
@@ -129,3 +134,32 @@ def test_nan_and_infinite_retry_after_are_ignored() -> None:
     assert parse_retry_after({"retry-after": "nan"}) is None
     assert parse_retry_after({"retry-after-ms": "inf", "retry-after": "3"}) == 3.0
     assert parse_retry_after({"retry-after": "-5"}) == 0.0
+
+
+async def test_stop_must_be_strings() -> None:
+    client = AsyncClient(middleware=[], api_keys={"openai": "sk-test"})
+    with pytest.raises(InvalidMessageError, match="stop must be"):
+        await client.complete("openai/gpt-4o-mini", MSG, stop=5)
+
+
+def test_one_client_survives_a_new_event_loop_and_closes_with_close() -> None:
+    import asyncio
+
+    from modelwire.testing import FaultServer
+
+    with FaultServer.run_in_thread() as server:
+        client = AsyncClient(middleware=[], api_keys={"openai": "k"},
+                             base_urls={"openai": server.url_for("openai")})
+
+        async def once() -> str:
+            return (await client.complete("openai/gpt-4o-mini", MSG)).text
+
+        first, second = asyncio.run(once()), asyncio.run(once())
+        assert first == second and first
+        asyncio.run(client.close())
+
+
+def test_transport_errors_never_quote_a_query_string() -> None:
+    from modelwire.transports.http import _no_query, _origin
+    assert _origin("https://h.example?key=SECRET") == "https://h.example"
+    assert "SECRET" not in _no_query("Cannot connect to https://h/v1/x?key=SECRET: refused")

@@ -11,6 +11,7 @@ splitter (:mod:`modelwire.wire.sse`). ``benchmarks/`` re-measures all of this.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
@@ -140,7 +141,9 @@ class HTTPTransport:
             # Ours, as a header: aiohttp's skip_auto_headers= costs a multidict per request.
             headers["user-agent"] = _USER_AGENT
         session = self._session
-        if session is None or session.closed:
+        if session is None or session.closed or session._loop is not asyncio.get_running_loop():
+            # a new event loop (asyncio.run twice, a test per loop): the old pool is dead
+            self._session = None
             session = self._get_session()
         last = self._last
         timeout = last[1] if last is not None and last[0] is timeouts \
@@ -153,7 +156,8 @@ class HTTPTransport:
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
             raise _timeout_error("the request", timeouts.total) from None
         except aiohttp.ClientError as e:
-            raise ProviderConnectionError(f"could not reach {_origin(request.url)}: {e}") from None
+            raise ProviderConnectionError(
+                f"could not reach {_origin(request.url)}: {_no_query(str(e))}") from None
         return HTTPResponse(resp, timeouts)
 
     async def aclose(self) -> None:
@@ -165,4 +169,10 @@ class HTTPTransport:
 def _origin(url: str) -> str:
     """Scheme and host only: query strings may carry keys (Gemini's ?key=)."""
     scheme, _, rest = url.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{host}"
+
+
+def _no_query(text: str) -> str:
+    """aiohttp's messages can quote the whole URL; drop any query string from them."""
+    return re.sub(r"\?[^\s'\"]*", "?…", text)
