@@ -101,3 +101,17 @@ def test_arbitrary_bytes_give_events_or_a_typed_error(chunks: list[bytes]) -> No
     except MalformedResponseError:
         return
     assert all(isinstance(e.data, str) and isinstance(e.event, str) for e in events)
+
+
+def test_reads_larger_than_the_parser_slice_give_the_same_events() -> None:
+    # aiohttp hands over ~256 KB per read; the parser works in 64 KB slices.
+    body = b"".join(
+        (b"event: delta\n" if i % 3 == 0 else b"")
+        + b'data: {"i": %d, "t": "%s"}\n\n' % (i, b"x" * (i % 50))
+        + (b": keep-alive\r\n" if i % 7 == 0 else b"")
+        for i in range(20_000))
+    assert len(body) > 4 * 65536
+    whole = parse([body])
+    assert len(whole) == 20_000
+    assert parse([body[i:i + 997] for i in range(0, len(body), 997)]) == whole
+    assert whole[3].event == "delta" and whole[4].event == "message"
