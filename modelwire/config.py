@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,15 +89,19 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
     (and without echoing the URL, which may carry a key in its query)."""
     if spec.transport != "http":
         return
-    try:
-        parts = urlsplit(url)
-        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 - raises ValueError for a malformed port
-    except ValueError:
-        ok = False
-    if not ok:
+    if not _is_http_url(url):
         names = " or ".join(spec.base_url_env) or "base_urls"
         raise InvalidModelError(
             f"the base URL for provider {provider!r} is not an http(s) URL with a host; "
             f"check {names} or base_urls={{{provider!r}: 'https://host/...'}}"
         )
+
+
+@lru_cache(maxsize=256)  # resolve() runs on every call; a URL is parsed once
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a malformed port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
