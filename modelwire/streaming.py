@@ -29,7 +29,6 @@ class AsyncStream:
         self._buf: list[StreamEvent] = []
         self._pos = 0
         self._response: Response | None = None
-        self._started = False  # an event has been handed to the caller (or primed)
         self._closed = False
         self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
         self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
@@ -59,7 +58,6 @@ class AsyncStream:
                 provider=e.provider, model=e.model, retryable=True,
             ) from e
         self._buf, self._pos = buffered, 0
-        self._started = True
 
     async def _pull(self, wrap: bool = True) -> list[StreamEvent] | None:
         if self._response is not None or self._closed:

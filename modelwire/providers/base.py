@@ -59,8 +59,11 @@ def load_json(data: bytes | str, what: str = "response body") -> Any:
         raise MalformedResponseError(f"{what} is not valid JSON ({e}): {snippet!r}") from None
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once
+
+
 def dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def request_id(headers: Mapping[str, str], *names: str) -> str | None:
