@@ -7,7 +7,12 @@ The server is llama-cpp-python's own (``python -m llama_cpp.server``), started
 through a two-line launcher that wraps its ``main()`` in
 :func:`modelwire.transports.local.model_params`: on a CPU that advertises AMX
 inside a VM that does not enable it, llama.cpp's AMX kernels crash the process
-on the first decode, in the server exactly as in-process.
+on the first decode, in the server exactly as in-process. It also resets the
+model's context before each generation, as modelwire's in-process runner does
+(:func:`modelwire.transports.llama_setup.fresh_context`): llama-cpp-python's
+server otherwise reuses the previous request's prompt cache, and logits from a
+replayed last token differ from a whole-prompt evaluation, so the same greedy
+request could answer differently the second time.
 """
 
 from __future__ import annotations
@@ -30,8 +35,14 @@ from modelwire.local_models import resolve
 ROOT = Path(__file__).resolve().parents[1]
 ALIAS = "smollm2"  # the --model_alias the servers answer to
 _LAUNCHER = (
-    "from modelwire.transports.local import model_params\n"
+    "import llama_cpp\n"
+    "from modelwire.transports.llama_setup import fresh_context, model_params\n"
     "from llama_cpp.server.__main__ import main\n"
+    "_generate = llama_cpp.Llama.generate\n"
+    "def generate(self, *args, **kwargs):\n"
+    "    fresh_context(self)\n"
+    "    return _generate(self, *args, **kwargs)\n"
+    "llama_cpp.Llama.generate = generate\n"
     "with model_params():\n"
     "    main()\n"
 )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import httpx
+import httpx2 as httpx  # the openai SDK (3.x) ships its own httpx fork and rejects httpx's classes
 import openai
 import pytest
 import wirekit

@@ -386,3 +386,117 @@ def test_requests_translate_to_llama_arguments() -> None:
     assert [m["content"] for m in kw["messages"]] == ["ab", ""]
     text = parse(req({"model": "m", "prompt": ["p"]}, "local://completions"))
     assert (text.kind, text.kwargs["prompt"], text.kwargs["max_tokens"]) == ("text", "p", 16)
+
+
+# --- reproducible at temperature 0 (no prompt-cache reuse between calls) --------
+
+
+async def test_every_call_evaluates_its_whole_prompt(client: AsyncClient,
+                                                     tokenizer: Any) -> None:
+    """llama-cpp-python would re-evaluate only the last prompt token of a repeated
+    prompt; logits from that one-token batch differ from a whole-prompt evaluation,
+    so a later call could answer differently from the first."""
+    await client.complete(MODEL, QUESTION, max_tokens=4, **GREEDY)  # loads the model
+    llm = runner().llm
+    batches: list[int] = []
+    original = llm.eval
+
+    def spy(tokens: Any) -> None:
+        batches.append(len(tokens))
+        original(tokens)
+
+    llm.eval = spy
+    try:
+        for _ in range(2):
+            batches.clear()
+            await client.complete(MODEL, QUESTION, max_tokens=4, **GREEDY)
+            assert batches[0] == count(tokenizer, chat_prompt(tokenizer, QUESTION))
+    finally:
+        del llm.eval
+
+
+async def test_the_same_request_gives_the_same_answer_in_any_order(
+        client: AsyncClient) -> None:
+    prompts = ["Name three colours.", "Name three fruits.", "Name three colours."]
+    first = [(await client.complete(MODEL, p, max_tokens=24, **GREEDY)).text for p in prompts]
+    streamed = []
+    for p in reversed(prompts):
+        streamed.append((await (await client.stream(MODEL, p, max_tokens=24,
+                                                     **GREEDY)).collect()).text)
+    assert first[0] == first[2] == streamed[0] == streamed[2]
+    assert first[1] == streamed[1]
+
+
+def test_the_same_answer_in_a_fresh_process(client: AsyncClient) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import modelwire\n"
+        "c = modelwire.Client(middleware=[])\n"
+        f"print(c.complete({MODEL!r}, 'Name three colours.', max_tokens=24, temperature=0,"
+        " seed=7).text)\n"
+        "c.close()\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=120, check=True).stdout for _ in range(2)]
+    here = Client(middleware=[])
+    try:
+        again = here.complete(MODEL, "Name three colours.", max_tokens=24, **GREEDY).text
+    finally:
+        here.close()
+    assert runs[0] == runs[1] == again + "\n"
+
+
+# --- the process's own output is never swallowed --------------------------------
+
+
+def test_prints_on_other_threads_survive_loading_and_generation(tmp_path: Path) -> None:
+    """llama-cpp-python's verbose=False swaps fds 1 and 2 for /dev/null while it
+    loads: a print from any other thread in that window vanished. A ticker thread
+    prints to both streams the whole time; every tick must arrive."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, time\n"
+        "import modelwire\n"
+        "stop = threading.Event(); n = [0]\n"
+        "def tick():\n"
+        "    while not stop.is_set():\n"
+        "        n[0] += 1\n"
+        "        print(f'tick {n[0]}', flush=True); print(f'etick {n[0]}', file=sys.stderr,"
+        " flush=True)\n"
+        "        time.sleep(0.001)\n"
+        "t = threading.Thread(target=tick); t.start()\n"
+        "c = modelwire.Client(middleware=[])\n"
+        f"r = c.complete({MODEL!r}, 'Say hi.', max_tokens=8, temperature=0)\n"
+        "c.close(); stop.set(); t.join()\n"
+        "print(f'total {n[0]}', flush=True)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    out, err = done.stdout.splitlines(), done.stderr.splitlines()
+    total = int(out[-1].split()[1])
+    assert total > 10  # the ticker really ran while the model loaded and answered
+    assert [line for line in out if line.startswith("tick ")] == \
+        [f"tick {i}" for i in range(1, total + 1)]
+    assert [line for line in err if line.startswith("etick ")] == \
+        [f"etick {i}" for i in range(1, total + 1)]
+    # and llama.cpp itself stays quiet: its log lines go to the modelwire.llama logger
+    assert not [line for line in err if not line.startswith("etick ")
+                and "no provider key" not in line], err[:5]
+
+
+def test_llama_logs_reach_the_modelwire_llama_logger(client: AsyncClient,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from modelwire.transports.llama_setup import quiet_llama
+
+    quiet_llama()
+    with caplog.at_level(logging.DEBUG, logger="modelwire.llama"):
+        from llama_cpp import Llama
+
+        Llama(smollm2_path(), vocab_only=True, verbose=False)
+    assert any(r.name == "modelwire.llama" for r in caplog.records)

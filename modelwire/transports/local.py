@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import importlib
 import importlib.util
 import queue
@@ -47,6 +46,7 @@ from ..errors import (
 )
 from ..pipeline import Timeouts
 from .base import WireRequest
+from .llama_setup import fresh_context, model_params, quiet_llama
 from .local_request import Invalid, LocalRequest, dumps, error_body, parse, sse
 
 _CREDITS = 16  # SSE chunks a stream may run ahead of its reader
@@ -87,37 +87,6 @@ class _Job:
 # --- loading ---------------------------------------------------------------
 
 _LOAD_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def model_params(extra_buffers: bool | None = None) -> Iterator[None]:
-    """While active, llama.cpp loads models without "extra buffer types" (weight
-    repacking) when ``extra_buffers`` is False, or None on a CPU that advertises
-    AMX: virtual machines that advertise AMX without enabling it crash in
-    ggml's AMX kernels (a general protection fault at ``ldtilecfg``)."""
-    ll: Any = importlib.import_module("llama_cpp.llama_cpp")  # what llama.py calls through
-    if extra_buffers is None:
-        extra_buffers = not _advertises_amx()
-    defaults = ll.llama_model_default_params
-    if not extra_buffers:
-        def without_extra() -> Any:
-            params = defaults()
-            if hasattr(params, "use_extra_bufts"):
-                params.use_extra_bufts = False
-            return params
-        ll.llama_model_default_params = without_extra
-    try:
-        yield
-    finally:
-        ll.llama_model_default_params = defaults
-
-
-def _advertises_amx() -> bool:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return "amx_tile" in f.read()
-    except OSError:
-        return False
 
 
 class _Runner:
@@ -171,6 +140,7 @@ class _Runner:
         try:
             import llama_cpp
 
+            quiet_llama()  # before loading: logs to logging, fds 1 and 2 untouched
             with _LOAD_LOCK, model_params(self.options.get("extra_buffers")):
                 llm: Any = llama_cpp.Llama(
                     self.path, n_ctx=self.options.get("n_ctx", 2048),
@@ -205,6 +175,7 @@ class _Runner:
 
     def _run(self, job: _Job) -> None:
         self.current = job
+        fresh_context(self.llm)  # no prompt-cache reuse: same request, same logits
         try:
             if job.req.kind == "chat":
                 result = self.llm.create_chat_completion(
