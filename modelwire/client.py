@@ -81,6 +81,9 @@ class AsyncClient:
             elif kind == "mock":
                 from .transports.mock import MockTransport
                 t = MockTransport()
+            elif kind == "subprocess":
+                from .transports.subprocess import SubprocessTransport
+                t = SubprocessTransport()
             else:
                 from .transports.local import LocalTransport
                 t = LocalTransport(self.settings.provider_options(spec))
