@@ -86,9 +86,9 @@ class Progress:
         self._bar.advance(self._task)
         done = self._bar.tasks[0].completed - self._skipped
         elapsed = max(time.monotonic() - self._started, 1e-9)
-        cost = f"${self.cost:.4f}" if self.costed else "cost n/a"
+        spent = f"${self.cost:.4f}" if self.costed else "cost n/a"
         self._bar.update(self._task, rate=f"{done / elapsed:.1f}/s",
-                         extra=f"{self.tokens} tok {cost} {self.errors} err")
+                         extra=f"{self.tokens} tok {spent} {self.errors} err")
 
     def stop(self) -> None:
         if self._bar is not None:
