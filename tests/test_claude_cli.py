@@ -35,7 +35,7 @@ from modelwire.errors import (
     UnsupportedFeatureError,
 )
 from modelwire.pipeline import Timeouts
-from modelwire.response import TextDelta
+from modelwire.response import TextDelta, UsageUpdate
 from modelwire.testing import Fault, FaultServer
 
 CLAUDE_CODE_VERSION = "2.1.332"
@@ -300,3 +300,41 @@ def test_detection_and_configuration(tmp_path: Path) -> None:
     assert Settings(env={"PATH": str(bindir), "ANTHROPIC_API_KEY": "k"}).default_model() \
         .startswith("anthropic/")
     assert Settings(env={"CLAUDE_CLI_PATH": str(bindir / "claude")}).is_configured(spec)
+
+
+# --- the codec alone, on lines the real program printed (recorded above) ----------
+
+
+def test_codec_on_recorded_lines() -> None:
+    from modelwire.providers.claude_cli import ClaudeCLICodec
+    from modelwire.registry import get_spec
+    from modelwire.wire.sse import SSEEvent
+
+    codec = ClaudeCLICodec(get_spec("claude-cli"))
+    decode = codec.stream_decoder()
+    partial = ('{"type":"stream_event","event":{"type":"content_block_delta","index":0,'
+               '"delta":{"type":"text_delta","text":"Hel"}},"api_message_id":"msg_1"}')
+    thinking = ('{"type":"stream_event","event":{"type":"content_block_delta","index":0,'
+                '"delta":{"type":"thinking_delta","thinking":"hmm"}},"api_message_id":"msg_1"}')
+    whole = ('{"type":"assistant","message":{"id":"msg_1","model":"claude-sonnet-4-5",'
+             '"content":[{"type":"text","text":"Hel"}]}}')
+    synthetic = ('{"type":"assistant","message":{"id":"x","model":"<synthetic>",'
+                 '"content":[{"type":"text","text":"API Error: ..."}]}}')
+    result = ('{"type":"result","subtype":"success","is_error":false,"result":"Hel",'
+              '"stop_reason":"end_turn","session_id":"s-1","total_cost_usd":0.5,'
+              '"usage":{"input_tokens":5,"cache_read_input_tokens":2,"output_tokens":1}}')
+    deltas = [d for line in (partial, thinking, whole, synthetic, result)
+              for d in decode(SSEEvent("message", line))]
+    names = [type(d).__name__ for d in deltas]
+    assert names.count("TextDelta") == 1  # the whole message repeats streamed text: skipped
+    assert "ReasoningDelta" in names and names[-1] == "Done"
+    usage = next(d.usage for d in deltas if isinstance(d, UsageUpdate))
+    assert (usage.input_tokens, usage.cached_input_tokens, usage.output_tokens) == (7, 2, 1)
+    # after the result nothing counts; a clean exit is silent
+    assert decode(SSEEvent("message", partial)) == []
+    assert decode(SSEEvent("exit", '{"code":0,"stderr":""}')) == []
+    # an exit without a result is an error naming the status and stderr
+    with pytest.raises(ProviderError, match=r"status 2 .*boom"):
+        codec.stream_decoder()(SSEEvent("exit", '{"code":2,"stderr":"boom"}'))
+    with pytest.raises(MalformedResponseError):
+        codec.stream_decoder()(SSEEvent("message", "[1, 2]"))
