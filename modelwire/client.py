@@ -84,7 +84,7 @@ class AsyncClient:
                 t = MockTransport()
             elif kind == "subprocess":
                 from .transports.subprocess import SubprocessTransport
-                t = SubprocessTransport()
+                t = SubprocessTransport(self.settings.provider_options(spec))
             else:
                 from .transports.local import LocalTransport
                 t = LocalTransport(self.settings.provider_options(spec))

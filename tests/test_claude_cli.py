@@ -35,6 +35,7 @@ from modelwire.errors import (
     UnsupportedFeatureError,
 )
 from modelwire.pipeline import Timeouts
+from modelwire.registry import get_codec
 from modelwire.response import TextDelta, UsageUpdate
 from modelwire.testing import Fault, FaultServer
 
@@ -338,3 +339,18 @@ def test_codec_on_recorded_lines() -> None:
         codec.stream_decoder()(SSEEvent("exit", '{"code":2,"stderr":"boom"}'))
     with pytest.raises(MalformedResponseError):
         codec.stream_decoder()(SSEEvent("message", "[1, 2]"))
+
+
+async def test_env_option_reaches_the_program_but_never_the_request(tmp_path: Path) -> None:
+    secret = "sk-ant-SECRET-in-env-option"
+    program = _script(tmp_path, "cat >/dev/null; printf '%s\\n' "
+                      "\"{\\\"type\\\":\\\"result\\\",\\\"subtype\\\":\\\"success\\\","
+                      "\\\"result\\\":\\\"$MY_KEY $CLAUDE_CODE_MAX_RETRIES\\\"}\"")
+    options = {"claude-cli": {"program": program, "env": {"MY_KEY": secret}}}
+    async with AsyncClient(provider_options=options, max_retries=0) as client:
+        call = client.build_call(MODEL, "hi")
+        wire = get_codec(call.target.spec).encode(call)
+        assert secret not in repr(wire) and secret.encode() not in (wire.body or b"")
+        r = await client.complete(MODEL, "hi")
+    # the program saw the option's variable, and the default that turns its retries off
+    assert r.raw["result"]["result"] == f"{secret} 0"

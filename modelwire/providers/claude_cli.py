@@ -95,12 +95,12 @@ class ClaudeCLICodec:
         if system:
             args += ["--system-prompt", system]
         args += [str(a) for a in opts.get("args", ())]
-        env = dict(DEFAULT_ENV)
-        if call.max_tokens is not None:
-            env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(call.max_tokens)
-        env.update({str(k): str(v) for k, v in dict(opts.get("env") or {}).items()})
+        # The caller's ``env`` option (it may hold keys) never enters the request: the
+        # transport adds it from its own options, so no repr or log can show it.
+        env = {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(call.max_tokens)} \
+            if call.max_tokens is not None else {}
         body = {"program": opts.get("program") or "claude", "args": args, "stdin": prompt,
-                "env": env, "cwd": opts.get("cwd")}
+                "defaults": DEFAULT_ENV, "env": env, "cwd": opts.get("cwd")}
         return WireRequest("EXEC", f"claude-cli://{call.target.model}", {}, dumps(body),
                            stream=call.stream)
 

@@ -1,7 +1,9 @@
 """SubprocessTransport: a program's stdout as a wire (the Claude Code CLI).
 
 The codec's ``WireRequest`` body is JSON: ``program``, ``args``, ``stdin``,
-``env`` (added to this process's environment) and ``cwd``. The program runs in
+``defaults`` and ``env`` and ``cwd``. The program's environment is this
+process's, then ``defaults``, then the ``env`` provider option given to the
+transport (kept out of requests: it may hold keys), then the request's ``env``. The program runs in
 a session of its own (``start_new_session=True``), so closing the response,
 a timeout, or cancelling the caller's task kills its whole process group.
 
@@ -66,7 +68,9 @@ def find_program(options: Mapping[str, Any], env: Mapping[str, str]) -> str | No
 
 
 class SubprocessTransport:
-    def __init__(self, install_hint: str = "npm install -g @anthropic-ai/claude-code") -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None,
+                 install_hint: str = "npm install -g @anthropic-ai/claude-code") -> None:
+        self.env = {str(k): str(v) for k, v in dict((options or {}).get("env") or {}).items()}
         self.install_hint = install_hint
         self._live: set[ProcessResponse] = set()
 
@@ -76,7 +80,7 @@ class SubprocessTransport:
             program, args = str(spec["program"]), [str(a) for a in spec["args"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(f"bad subprocess request ({e}): a codec bug") from None
-        env = {**os.environ, **{str(k): str(v) for k, v in (spec.get("env") or {}).items()}}
+        env = {**os.environ, **_strs(spec.get("defaults")), **self.env, **_strs(spec.get("env"))}
         path = find_program({"program": program}, env)
         if path is None:
             raise MissingProgramError(program, self.install_hint)
@@ -107,6 +111,10 @@ class SubprocessTransport:
     async def aclose(self) -> None:
         for resp in list(self._live):
             await resp.aclose()
+
+
+def _strs(value: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in dict(value or {}).items()}
 
 
 class ProcessResponse:
