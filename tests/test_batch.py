@@ -258,3 +258,33 @@ def test_thousand_requests_killed_interrupted_and_resumed(tmp_path: Path) -> Non
         else:
             assert row["response"]["text"] == "Hello from the fault server."
     assert not out.read_bytes().endswith(b"\x00") and out.read_bytes().endswith(b"\n")
+
+
+def test_progress_counts_tokens_and_reported_cost() -> None:
+    from modelwire.cli.batch import Progress
+    from modelwire.response import Response, Usage
+
+    p = Progress(enabled=False)
+    p.start(3, 0)
+    p.update(BatchResult("a", response=Response(usage=Usage(2, 3, 5),
+                                                raw={"total_cost_usd": 0.25})))
+    p.update(BatchResult("b", response=Response(usage=Usage(1, 1, 2))))
+    p.update(BatchResult("c", error=ServerError("down")))
+    assert (p.tokens, p.cost, p.costed, p.errors) == (7, 0.25, 1, 1)
+
+
+def test_cli_progress_bar_and_resume_message(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from modelwire.cli.app import app
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    _write_input(inp, 30)
+    args = ["batch", str(inp), "-o", str(out), "-m", "mock/echo", "--progress"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "30/30" in first.stderr and "/s" in first.stderr and "tok" in first.stderr
+    assert "30 ok, 0 errors, 0 already done (of 30)" in first.stderr
+    again = CliRunner().invoke(app, args)
+    assert "30 of 30 ids already in the output" in again.stderr
+    assert _ids(out) == Counter({f"r{i}": 1 for i in range(30)})
