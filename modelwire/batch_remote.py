@@ -55,9 +55,10 @@ def state_path(output_path: str | os.PathLike[str]) -> Path:
 async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[str],
                              output_path: str | os.PathLike[str], *,
                              model: str | None = None, poll_interval: float = 30.0,
+                             retry_errors: bool = False,
                              log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
     requests = read_requests(input_path)
-    out = prepare_output(output_path)
+    out = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in out.done]
     counts = {"total": len(requests), "skipped": len(requests) - len(todo), "ok": 0,
               "errors": 0, "truncated_bytes": out.truncated}

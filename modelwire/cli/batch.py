@@ -123,7 +123,8 @@ def batch(
             if provider_batch:
                 from ..batch_remote import run_provider_batch
                 counts = await run_provider_batch(client, input_path, output, model=model,
-                                                  poll_interval=poll, log=_log)
+                                                  poll_interval=poll, log=_log,
+                                                  retry_errors=retry_errors)
             else:
                 from ..batch import run_file
                 bar = Progress(show)
