@@ -57,6 +57,7 @@ class Finish:
 class Meta:
     response_id: str | None = None
     model: str | None = None
+    raw: Any = None  # provider data for Response.raw (the Claude CLI's cost and session)
 
 
 @dataclass(slots=True, frozen=True)
@@ -127,6 +128,7 @@ class StreamAccumulator:
         self.done = False
         self._cut = False
         self.response_id: str | None = None
+        self.raw: Any = None
 
     def feed(self, deltas: list[Delta]) -> list[StreamEvent]:
         out: list[StreamEvent] = []
@@ -152,6 +154,8 @@ class StreamAccumulator:
             elif type(d) is Meta:
                 self.response_id = d.response_id or self.response_id
                 self.model = d.model or self.model
+                if d.raw is not None:
+                    self.raw = d.raw
             elif type(d) is Done:
                 self.done = True
                 self._cut = d.needs_finish and self.finish is None
@@ -237,5 +241,5 @@ class StreamAccumulator:
             time_to_first_token=(self.first_token_at - self.started
                                  if self.first_token_at is not None else None),
             reasoning="".join(self._reasoning),
-            raw_finish_reason=self.finish.raw if self.finish else None,
+            raw_finish_reason=self.finish.raw if self.finish else None, raw=self.raw,
         )

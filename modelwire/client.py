@@ -20,6 +20,7 @@ from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
+    from .batch import BatchResult, OnResult, RequestLike
     from .health import HealthReport
     from .transports.mock import MockTransport
 
@@ -81,6 +82,9 @@ class AsyncClient:
             elif kind == "mock":
                 from .transports.mock import MockTransport
                 t = MockTransport()
+            elif kind == "subprocess":
+                from .transports.subprocess import SubprocessTransport
+                t = SubprocessTransport(self.settings.provider_options(spec))
             else:
                 from .transports.local import LocalTransport
                 t = LocalTransport(self.settings.provider_options(spec))
@@ -187,6 +191,17 @@ class AsyncClient:
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
+
+    async def batch(self, requests: Iterable[RequestLike], *, model: str | None = None,
+                    concurrency: int = 16, on_result: OnResult | None = None
+                    ) -> list[BatchResult]:
+        """Run many requests (dicts: id, messages or prompt, model, options), at most
+        ``concurrency`` at once through the whole chain (rate limits apply); one
+        BatchResult per request, in input order, errors included.
+        ``on_result(result)`` (sync or async) runs as each one finishes."""
+        from .batch import run_batch
+        return await run_batch(self, requests, model=model, concurrency=concurrency,
+                               on_result=on_result)
 
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured

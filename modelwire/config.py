@@ -47,6 +47,9 @@ class Settings:
     def is_configured(self, spec: ProviderSpec) -> bool:
         if spec.requires_key:
             return self.api_key(spec) is not None and self.base_url(spec) is not None
+        if spec.transport == "subprocess":  # the Claude Code CLI: is its program here?
+            from .transports.subprocess import find_program
+            return find_program(self.provider_options(spec), self.env) is not None
         return spec.transport != "http"  # local servers are opt-in by name
 
     def resolve(self, model_id: str) -> Target:

@@ -26,6 +26,7 @@ from .transports.base import WireRequest
 
 if TYPE_CHECKING:
     from .client import AsyncClient
+    from .config import Settings
 
 PROBE_TIMEOUTS = Timeouts(connect=5.0, read=10.0, total=10.0)
 _RANK = {"closed": 0, "half-open": 1, "open": 2}
@@ -91,7 +92,7 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
     report = HealthReport(spec.name, key_present=key is not None, reachable=False)
     report.breaker = await _breaker_state(breaker, spec.name)
     if spec.transport != "http":
-        return _local(spec, report)
+        return await _local(spec, report, settings)
     base_url = settings.base_url(spec)
     if base_url is None:
         report.error = f"no endpoint configured: set {' or '.join(spec.base_url_env)}"
@@ -120,10 +121,17 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
     return report
 
 
-def _local(spec: ProviderSpec, report: HealthReport) -> HealthReport:
-    """Non-HTTP providers: the mock is always there; local needs its extra installed."""
+async def _local(spec: ProviderSpec, report: HealthReport, settings: Settings) -> HealthReport:
+    """Non-HTTP providers: the mock is always there; local needs its extra installed;
+    claude-cli needs its program (found, and answering ``--version``)."""
     if spec.transport == "local" and importlib.util.find_spec("llama_cpp") is None:
         report.error = "the local provider needs: pip install 'modelwire[local]'"
+        return report
+    if spec.transport == "subprocess":
+        from .transports.subprocess import probe_program
+        report.latency, report.error = await probe_program(settings.provider_options(spec),
+                                                           settings.env)
+        report.reachable = report.error is None
         return report
     report.reachable = True
     report.latency = 0.0

@@ -26,7 +26,7 @@ class ProviderSpec:
     base_url_env: tuple[str, ...] = ()
     requires_key: bool = True
     auth: Auth = "bearer"
-    transport: Literal["http", "mock", "local"] = "http"
+    transport: Literal["http", "mock", "local", "subprocess"] = "http"
     default_model: str | None = None
     stream_usage: bool = True  # accepts stream_options.include_usage
     headers: tuple[tuple[str, str], ...] = ()
@@ -78,11 +78,15 @@ _BUILTINS: list[ProviderSpec] = [
                  default_model="echo"),
     ProviderSpec("local", OPENAI, "local://", requires_key=False, transport="local",
                  default_model="smollm2-135m-instruct"),
+    # The Claude Code CLI (npm @anthropic-ai/claude-code) run as a subprocess: it
+    # brings its own login, so no key of ours; configured when `claude` is found.
+    ProviderSpec("claude-cli", "modelwire.providers.claude_cli:ClaudeCLICodec", "claude-cli://",
+                 requires_key=False, transport="subprocess", default_model="claude-sonnet-4-5"),
 ]
 
 # The order `Client()` / `modelwire chat` use to pick a default provider: the
-# first whose key is set; `local` (no key needed) ends it.
-DETECTION_ORDER = ("openai", "anthropic", "gemini", "groq", "mistral", "deepseek",
+# first whose key is set (claude-cli: whose program is found); `local` ends it.
+DETECTION_ORDER = ("openai", "anthropic", "claude-cli", "gemini", "groq", "mistral", "deepseek",
                    "openrouter", "together", "fireworks", "xai", "azure", "local")
 
 _REGISTRY: dict[str, ProviderSpec] = {s.name: s for s in _BUILTINS}

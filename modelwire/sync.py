@@ -12,12 +12,15 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike
+
+if TYPE_CHECKING:
+    from .batch import BatchResult, OnResult, RequestLike
 
 T = TypeVar("T")
 
@@ -73,6 +76,12 @@ class Client:
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
         return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+
+    def batch(self, requests: Iterable[RequestLike], *, model: str | None = None,
+              concurrency: int = 16, on_result: OnResult | None = None) -> list[BatchResult]:
+        """See :meth:`AsyncClient.batch`; ``on_result`` runs on the client's loop thread."""
+        return self._loop.run(self._async.batch(requests, model=model, concurrency=concurrency,
+                                                on_result=on_result))
 
     def close(self) -> None:
         if self._loop.loop.is_closed():
