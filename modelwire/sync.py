@@ -12,12 +12,15 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike
+
+if TYPE_CHECKING:
+    from .model_client import Model
 
 T = TypeVar("T")
 
@@ -73,6 +76,11 @@ class Client:
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
         return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+
+    def model(self, name: str) -> Model:
+        """A sync client for one model (alias or id); see :mod:`modelwire.model_client`."""
+        from .model_client import Model
+        return Model(self, name)
 
     def close(self) -> None:
         if self._loop.loop.is_closed():

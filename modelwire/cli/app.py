@@ -241,3 +241,11 @@ def health(
         return 1 if bad else 0
 
     _run(main)
+
+
+def _add_subcommands() -> None:
+    from .aliases import aliases_app
+    app.add_typer(aliases_app, name="aliases")
+
+
+_add_subcommands()
