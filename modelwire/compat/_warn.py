@@ -11,10 +11,14 @@ nothing. A project that is migrating can turn the warnings on, with
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 GUIDE = "docs/migration.md"
 _enabled: bool | None = None  # None: follow the environment variable
+_inside = threading.local()  # depth of compat objects building compat objects
 
 
 def enable_deprecation_warnings(enabled: bool | None = True) -> None:
@@ -31,6 +35,16 @@ def warnings_enabled() -> bool:
 
 def deprecated(old: str, new: str, stacklevel: int = 3) -> None:
     """Warn that ``old`` has a modelwire equivalent ``new`` (only when opted in)."""
-    if warnings_enabled():
+    if not getattr(_inside, "depth", 0) and warnings_enabled():
         warnings.warn(f"{old} is a compatibility name; the modelwire equivalent is {new} "
                       f"(see {GUIDE})", DeprecationWarning, stacklevel=stacklevel)
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """Compat names used by other compat names warn once, for the caller's name only."""
+    _inside.depth = getattr(_inside, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _inside.depth -= 1

@@ -26,7 +26,7 @@ from ..errors import ConfigurationError, ModelwireError
 from ..response import Response, TextDelta
 from ..routes import BUILTIN_ALIASES, Routes, coerce_aliases
 from ..sync import Client, Stream
-from ._warn import deprecated
+from ._warn import deprecated, quiet
 from .errors import translate, translated
 from .types import LlmRequest, LlmResponse
 
@@ -193,7 +193,8 @@ class LlmClientFactory:
         if kind not in classes:
             raise translate(ConfigurationError(
                 f"unknown client kind {kind!r}; use 'chat' or 'completion'"))
-        return classes[kind](model, client=self.pool.get(client_config))
+        with quiet():
+            return classes[kind](model, client=self.pool.get(client_config))
 
     def shutdown(self) -> None:
         self.pool.close()

@@ -16,7 +16,7 @@ from ..errors import ConfigurationError, ModelwireError
 from ..response import TextDelta
 from ..sync import Client
 from ..types import MessageLike
-from ._warn import deprecated
+from ._warn import deprecated, quiet
 from .errors import translate, translated
 from .observe import MetricsCollector
 from .providers import ProviderConfig, ProviderManager
@@ -49,7 +49,8 @@ class LLMCommunication:
                 f"unknown LLMCommunication option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(_CONFIG)}"))
         env = config.get("env")
-        self.manager = ProviderManager(env)
+        with quiet():
+            self.manager = ProviderManager(env)
         self.provider = provider or self.manager.get_active_provider()
         base = ProviderConfig.from_env(self.provider, self.manager.env)
         model = config.get("model") or base.model
@@ -185,8 +186,9 @@ class SimpleLLMService:
 
     def __init__(self, communication: LLMCommunication | None = None, **config: Any) -> None:
         deprecated("SimpleLLMService", "modelwire.Client().complete(...).text")
-        self.communication = communication or LLMCommunication(
-            config.pop("provider", None), **config)
+        with quiet():
+            self.communication = communication or LLMCommunication(
+                config.pop("provider", None), **config)
 
     def llm_call(self, prompt: str) -> str:
         """The reply's text."""

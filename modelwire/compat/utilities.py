@@ -39,7 +39,8 @@ class RetryHandler:
     jitter: float = 0.5
 
     def __post_init__(self) -> None:
-        deprecated("RetryHandler", "modelwire.Client(max_retries=..., retry=RetryPolicy(...))")
+        deprecated("RetryHandler", "modelwire.Client(max_retries=..., retry=RetryPolicy(...))",
+                   stacklevel=4)
 
     @property
     def policy(self) -> RetryPolicy:
@@ -63,7 +64,8 @@ class CircuitBreaker:
     recovery_timeout: float = 30.0
 
     def __post_init__(self) -> None:
-        deprecated("CircuitBreaker", "modelwire.Client(breaker=BreakerPolicy(...))")
+        deprecated("CircuitBreaker", "modelwire.Client(breaker=BreakerPolicy(...))",
+                   stacklevel=4)
 
     @property
     def policy(self) -> BreakerPolicy:
