@@ -248,6 +248,7 @@ class AsyncClient:
         """Key present, reachable, latency and breaker state for every configured
         provider (or those named), by listing models: never spends tokens."""
         from .health import health_check
+        self.routes  # noqa: B018 - loads the user config, which may hold keys
         return await health_check(self, providers)
 
     async def aclose(self) -> None:

@@ -97,6 +97,16 @@ def test_code_beats_the_file_beats_builtins(tmp_path: Path) -> None:
     assert client.routes.get("deepseek-chat") == BUILTIN_ALIASES["deepseek-chat"]
 
 
+def test_import_and_construction_do_not_load_routes_or_the_config() -> None:
+    import subprocess
+    code = ("import sys, modelwire; modelwire.AsyncClient(); "
+            "print(sorted(m for m in sys.modules if m in "
+            "('modelwire.userconfig', 'modelwire.routes', 'tomllib')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
 # --- the user config file ---------------------------------------------------------------
 
 

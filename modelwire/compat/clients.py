@@ -143,7 +143,9 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 class ClientPool:
     """modelwire Clients reused per configuration; at most ``max_size`` open (the least
-    recently used one is closed to make room); ``close()`` closes them all."""
+    recently used one is closed to make room, even if a client made from it is still
+    held: size the pool for the configurations in use at once); ``close()`` closes
+    them all."""
 
     def __init__(self, max_size: int = 8) -> None:
         if not isinstance(max_size, int) or max_size < 1:
