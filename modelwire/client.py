@@ -134,13 +134,7 @@ class AsyncClient:
         src = self._config_source
         user = userconfig.EMPTY if src is False else userconfig.load(
             None if src is None or src is True else Path(src))
-        s = self.settings
-        if user.providers:
-            s.options = {n: {**user.providers.get(n, {}), **s.options.get(n, {})}
-                         for n in {*user.providers, *s.options}}
-        missing = {n: k for n, k in user.api_keys.items() if s.api_key(get_spec(n)) is None}
-        if missing:
-            s.api_keys = {**missing, **s.api_keys}
+        userconfig.merge_into(self.settings, user)
         if not self._fallbacks_given and user.fallbacks:
             self.fallbacks = list(user.fallbacks)
         self.default_model = self.default_model or user.default_model

@@ -37,9 +37,12 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .config import Settings
 
 ENV_VAR = "MODELWIRE_CONFIG"
 _TOP_LEVEL = ("default_model", "fallbacks", "aliases", "providers")
@@ -92,6 +95,19 @@ def load(path: Path | None = None) -> UserConfig:
     config = parse(read_raw(path), path, mode=st.st_mode)
     _cache[path] = (stamp, config)
     return config
+
+
+def merge_into(settings: Settings, user: UserConfig) -> None:
+    """Fold the file's provider options and keys under what ``settings`` already has
+    (arguments and, for keys, the environment win)."""
+    if user.providers:
+        settings.options = {n: {**user.providers.get(n, {}), **settings.options.get(n, {})}
+                            for n in {*user.providers, *settings.options}}
+    if user.api_keys:
+        from .registry import get_spec
+        missing = {n: k for n, k in user.api_keys.items()
+                   if settings.api_key(get_spec(n)) is None}
+        settings.api_keys = {**missing, **settings.api_keys}
 
 
 def read_raw(path: Path) -> dict[str, Any]:

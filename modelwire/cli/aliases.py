@@ -81,7 +81,8 @@ def set_alias(
         help="'<provider>/<model>' ids, first choice first.")],
     config: ConfigOpt = None,
 ) -> None:
-    """Add or replace an alias in the user config file."""
+    """Add or replace an alias in the user config file (rewritten whole: comments
+    are not kept; a new file is created private, 0600)."""
     from ..errors import ModelwireError
     from ..userconfig import set_alias as write_alias
     from .app import _fail
