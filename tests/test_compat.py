@@ -161,6 +161,10 @@ def test_translate_is_idempotent_and_leaves_others_alone() -> None:
     e = modelwire.OverloadedError("busy", provider="p")
     assert translate(e) is e and translate(e) is e
     assert isinstance(e, ProviderUnavailableException) and isinstance(e, modelwire.OverloadedError)
+    import pickle
+    back = pickle.loads(pickle.dumps(e))
+    assert isinstance(back, modelwire.OverloadedError) and isinstance(back, LLMException)
+    assert (back.message, back.provider) == ("busy", "p")
     plain = ValueError("x")
     assert translate(plain) is plain and not isinstance(plain, LLMException)
     assert isinstance(LLMException("m", provider="p"), Exception)
@@ -320,6 +324,13 @@ async def test_chat_client_async_and_sync() -> None:
         assert list(client.stream_sync(LlmRequest("a b"))) == ["a", " b"]
         with pytest.raises(LLMException, match="no messages"):
             client.complete_sync(LlmRequest())
+    with ChatClient("mock/m", max_retries=0) as failing:
+        failing.client.mock.script(MockReply(status=429), MockReply(status=401))
+        with pytest.raises(modelwire.RateLimitError) as info:  # across event loops, too
+            await failing.complete(LlmRequest("x"))
+        assert isinstance(info.value, RateLimitException)
+        with pytest.raises(AuthenticationException):
+            failing.complete_sync(LlmRequest("x"))
 
 
 def test_completion_client_uses_the_text_wire() -> None:

@@ -93,7 +93,8 @@ def translate(error: BaseException, legacy: type[LLMException] | None = None) ->
     if both is None:
         both = type(cls.__name__, (cls, legacy), {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
-            "__doc__": cls.__doc__, "__init__": cls.__init__})
+            "__doc__": cls.__doc__, "__init__": cls.__init__, "__reduce__": _reduce,
+            "_compat_classes": (cls, legacy)})
         _classes[(cls, legacy)] = both
     error.__class__ = both
     if getattr(error, "provider", None) is None:
@@ -101,6 +102,20 @@ def translate(error: BaseException, legacy: type[LLMException] | None = None) ->
     if not hasattr(error, "details"):
         error.details = {}  # type: ignore[attr-defined]
     return error
+
+
+def _reduce(self: BaseException) -> tuple[Any, ...]:
+    # The combined class is made at run time, so pickle (multiprocessing, ...) rebuilds it.
+    cls, legacy = type(self)._compat_classes  # type: ignore[attr-defined]
+    return _rebuild, (cls, legacy, self.args, self.__dict__)
+
+
+def _rebuild(cls: type[ModelwireError], legacy: type[LLMException], args: tuple[Any, ...],
+             state: dict[str, Any]) -> BaseException:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return translate(error, legacy)
 
 
 @contextmanager
