@@ -64,9 +64,9 @@ class AsyncModel:
 
     def _call(self, messages: Iterable[MessageLike] | str | None, **kwargs: Any) -> Call:
         call = self._client.build_call(self.name, messages, **kwargs)
-        if self._provider is not None:
-            own = self.targets()
-            extra = call.fallbacks[len(self._client.plan(self.name)) - 1:]
+        if self._provider is not None or not self._fallback:
+            own = self.targets()  # this model's routes, reordered or cut
+            extra = call.fallbacks[len(self._client.plan(self.name)) - 1:]  # fallbacks=
             call.target, call.fallbacks = own[0], [*own[1:], *extra]
         return call
 

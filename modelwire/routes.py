@@ -96,7 +96,12 @@ def plan(settings: Settings, routes: Routes, model: str,
     """The targets for ``model``, primary first. ``prefer`` moves that provider's route
     to the front (ConfigurationError if the alias has none there or it is not configured)."""
     if not isinstance(model, str) or "/" in model:
-        return [settings.resolve(model)]
+        target = settings.resolve(model)
+        if prefer is not None and prefer != target.provider:
+            raise ConfigurationError(
+                f"model id {model!r} names provider {target.provider!r}; to move a model "
+                "between providers, give it an alias with a route on each")
+        return [target]
     ids = routes.get(model)
     if ids is None:
         known = ", ".join(routes.names()) or "(none)"

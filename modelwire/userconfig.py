@@ -16,6 +16,7 @@ Linux and other Unixes, ``~/Library/Application Support/modelwire`` on macOS,
 
     [providers.azure]                        # provider options (as provider_options=)
     api_version = "v1"
+    base_url = "https://my-resource.openai.azure.com"   # as base_urls= / <P>_BASE_URL
 
 Keys do not belong here (use the environment). If a ``[providers.X]`` table
 holds ``api_key`` anyway, the file must not be readable by group or others:
@@ -58,6 +59,7 @@ class UserConfig:
     fallbacks: tuple[str, ...] = ()
     providers: dict[str, dict[str, Any]] = field(default_factory=dict)
     api_keys: dict[str, str] = field(default_factory=dict, repr=False)
+    base_urls: dict[str, str] = field(default_factory=dict, repr=False)  # may embed keys
 
 
 EMPTY = UserConfig()
@@ -103,11 +105,15 @@ def merge_into(settings: Settings, user: UserConfig) -> None:
     if user.providers:
         settings.options = {n: {**user.providers.get(n, {}), **settings.options.get(n, {})}
                             for n in {*user.providers, *settings.options}}
-    if user.api_keys:
+    if user.api_keys or user.base_urls:
         from .registry import get_spec
         missing = {n: k for n, k in user.api_keys.items()
                    if settings.api_key(get_spec(n)) is None}
         settings.api_keys = {**missing, **settings.api_keys}
+        unset = {n: u for n, u in user.base_urls.items()
+                 if n not in settings.base_urls
+                 and not any(settings.env.get(v) for v in get_spec(n).base_url_env)}
+        settings.base_urls = {**unset, **settings.base_urls}
 
 
 def read_raw(path: Path) -> dict[str, Any]:
@@ -147,20 +153,24 @@ def parse(data: Mapping[str, Any], path: Path | None = None, *, mode: int = 0o60
         raise ConfigurationError(f"{where}: [providers.<name>] entries must be tables")
     providers: dict[str, dict[str, Any]] = {}
     keys: dict[str, str] = {}
+    urls: dict[str, str] = {}
     for name, table in raw_providers.items():
         opts = dict(table)
-        key = opts.pop("api_key", None)
-        if key is not None:
-            if not isinstance(key, str):
-                raise ConfigurationError(f"{where}: providers.{name}.api_key must be a string")
-            keys[name] = key
+        for field_name, into in (("api_key", keys), ("base_url", urls)):
+            value = opts.pop(field_name, None)
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(
+                    f"{where}: providers.{name}.{field_name} must be a non-empty string")
+            into[name] = value
         providers[name] = opts
     if keys and os.name == "posix" and stat.S_IMODE(mode) & 0o077:
         raise ConfigurationError(
             f"{where} holds API keys but is readable by group or others "
             f"(mode {stat.S_IMODE(mode):o}): run `chmod 600 {path}`, or move the keys "
             "to environment variables")
-    return UserConfig(path, aliases, default, fallbacks, providers, keys)
+    return UserConfig(path, aliases, default, fallbacks, providers, keys, urls)
 
 
 def check_routes(alias: Any, routes: Any, where: str = "aliases") -> tuple[str, ...]:

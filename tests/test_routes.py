@@ -143,6 +143,21 @@ async def test_explicit_arguments_beat_the_file(tmp_path: Path) -> None:
     assert client.settings.options["azure"]["api_version"] == "code"
 
 
+def test_file_base_urls_rank_below_arguments_and_environment(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[providers.ollama]\nbase_url = "http://127.0.0.1:9999/v1"\n'
+                   '[providers.vllm]\nbase_url = "http://127.0.0.1:9998/v1"\n')
+    client = AsyncClient(config=cfg, env={"VLLM_BASE_URL": "http://127.0.0.1:1/v1"})
+    assert client.plan("ollama/llama3")[0].base_url == "http://127.0.0.1:9999/v1"
+    assert client.plan("vllm/m")[0].base_url == "http://127.0.0.1:1/v1"
+    code = AsyncClient(config=cfg, base_urls={"ollama": "http://127.0.0.1:2/v1"})
+    assert code.plan("ollama/llama3")[0].base_url == "http://127.0.0.1:2/v1"
+    with pytest.raises(ConfigurationError, match="base_url must be a non-empty string"):
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[providers.ollama]\nbase_url = 3\n")
+        AsyncClient(config=bad).plan("mock/x")
+
+
 def test_the_file_is_read_lazily_not_at_construction(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
     cfg.write_text("this is = = not toml")
@@ -242,6 +257,11 @@ async def test_model_client_pinned_provider_and_no_fallback() -> None:
     assert [t.provider for t in model.targets()] == ["deepseek"]
     model.set_provider(None)
     assert model.provider == "openrouter"
+    model.set_provider(None, fallback=False)
+    call = model._call(MSG)
+    assert (call.target.provider, call.fallbacks) == ("openrouter", [])
+    with pytest.raises(ConfigurationError, match="names provider 'mock'"):
+        client.model("mock/x").set_provider("openai")
 
 
 def test_sync_model_client_complete_and_stream() -> None:

@@ -27,11 +27,12 @@ def alias_rows(path: Path | None = None) -> list[dict[str, Any]]:
     """Every alias with its source, routes, and which routes are usable here."""
     from ..config import Settings
     from ..routes import BUILTIN_ALIASES, Routes, usable
-    from ..userconfig import load
+    from ..userconfig import load, merge_into
 
     user = load(path)
     routes = Routes(user.aliases, BUILTIN_ALIASES)
     settings = Settings()
+    merge_into(settings, user)  # keys kept in the file count as configured
     rows = []
     for name in routes.names():
         ids = routes.get(name) or ()
