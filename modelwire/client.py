@@ -144,7 +144,9 @@ class AsyncClient:
     def plan(self, model: str | None, prefer: str | None = None) -> list[Target]:
         """The targets a call to ``model`` would use, primary first (no traffic)."""
         global _announced_default
-        routes = self.routes
+        routes = self._routes or self._load_config()
+        if prefer is None and isinstance(model, str) and "/" in model:
+            return [self.settings.resolve(model)]  # the common case: a plain id
         if model is None:
             model = self.default_model or self.settings.default_model()
             if model.startswith("local/") and not _announced_default:
