@@ -108,6 +108,13 @@ def test_provider_info_masks_the_key_and_health_check() -> None:
     assert health["healthy"] is True and health["provider"] == "mock"
 
 
+def test_a_full_model_id_names_the_provider() -> None:
+    with LLMCommunication("openai", model="mock/other", api_key="sk-for-mock-000") as c:
+        assert (c.provider, c.model_id) == ("mock", "mock/other")
+        assert c.generate_text("routed") == "routed"
+        assert c.client.aio.settings.api_keys == {"mock": "sk-for-mock-000"}
+
+
 def test_unknown_option_is_a_configuration_error() -> None:
     with pytest.raises(modelwire.ConfigurationError, match="unknown LLMCommunication") as e:
         LLMCommunication("mock", modle="x")

@@ -32,8 +32,8 @@ class LLMCommunication:
     """Talk to one provider. ``provider=None`` picks the first available one
     (anthropic, openai, claude-cli, then the local model).
 
-    ``config``: ``model`` (a model name on that provider, or a full modelwire id /
-    alias), ``api_key``, ``base_url``, ``max_tokens``, ``temperature``,
+    ``config``: ``model`` (a model name on that provider, or a full
+    ``"<provider>/<model>"`` id, which then names the provider), ``api_key``, ``base_url``, ``max_tokens``, ``temperature``,
     ``timeout`` (seconds), ``max_retries``, ``system_prompt``, ``fallbacks``
     (modelwire ids), ``retry_handler``, ``circuit_breaker``, ``cache``
     (ResponseCache), ``metrics`` (MetricsCollector), ``client`` (a shared
@@ -55,6 +55,7 @@ class LLMCommunication:
         base = ProviderConfig.from_env(self.provider, self.manager.env)
         model = config.get("model") or base.model
         self.model_id = model if model and "/" in model else f"{self.provider}/{model or ''}"
+        self.provider = self.model_id.split("/", 1)[0]
         self.max_tokens: int | None = config.get("max_tokens") or base.max_tokens
         self.temperature: float | None = config.get("temperature")
         self.system_prompt: str | None = config.get("system_prompt")
