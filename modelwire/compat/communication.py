@@ -33,11 +33,12 @@ class LLMCommunication:
     (anthropic, openai, claude-cli, then the local model).
 
     ``config``: ``model`` (a model name on that provider, or a full
-    ``"<provider>/<model>"`` id, which then names the provider), ``api_key``, ``base_url``, ``max_tokens``, ``temperature``,
-    ``timeout`` (seconds), ``max_retries``, ``system_prompt``, ``fallbacks``
-    (modelwire ids), ``retry_handler``, ``circuit_breaker``, ``cache``
-    (ResponseCache), ``metrics`` (MetricsCollector), ``client`` (a shared
-    ``modelwire.Client``, not closed by us), ``env`` (instead of os.environ).
+    ``"<provider>/<model>"`` id, which then names the provider), ``api_key``,
+    ``base_url``, ``max_tokens``, ``temperature``, ``timeout`` (seconds),
+    ``max_retries``, ``system_prompt``, ``fallbacks`` (modelwire ids),
+    ``retry_handler``, ``circuit_breaker``, ``cache`` (ResponseCache), ``metrics``
+    (MetricsCollector), ``client`` (a shared ``modelwire.Client``, not closed by
+    us), ``env`` (instead of os.environ).
     Unset values come from ``ProviderConfig.from_env(provider)``.
     """
 
