@@ -86,9 +86,10 @@ def provider_of(route: str) -> str:
 
 
 def usable(settings: Settings, route: str) -> bool:
-    """Is the route's provider configured (key set), or keyless and named here?"""
+    """Is the route's provider configured (key set; for the CLI provider, its program
+    found), or a keyless local server (ollama, vllm, ...) named here explicitly?"""
     spec = get_spec(provider_of(route))
-    return settings.is_configured(spec) or not spec.requires_key
+    return settings.is_configured(spec) or (not spec.requires_key and spec.transport == "http")
 
 
 def plan(settings: Settings, routes: Routes, model: str,
