@@ -319,3 +319,12 @@ def test_cli_chat_uses_an_alias_from_the_file(tmp_path: Path,
     monkeypatch.setenv("MODELWIRE_CONFIG", str(cfg))
     r = CliRunner().invoke(app, ["chat", "-m", "echo", "hi there"])
     assert r.exit_code == 0 and r.stdout.strip() == "hi there"
+
+
+def test_a_local_server_named_in_a_route_counts_as_configured() -> None:
+    client = AsyncClient(aliases={"m": ["openai/gpt-4o-mini", "ollama/llama3"]}, env={},
+                         config=False)
+    assert names(client.plan("m")) == ["ollama/llama3"]
+    keyed = AsyncClient(aliases={"m": ["openai/gpt-4o-mini", "ollama/llama3"]},
+                        env={"OPENAI_API_KEY": "k"}, config=False)
+    assert names(keyed.plan("m")) == ["openai/gpt-4o-mini", "ollama/llama3"]
