@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +24,8 @@ from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
     from .health import HealthReport
+    from .model_client import AsyncModel
+    from .routes import AliasesLike, Routes
     from .transports.mock import MockTransport
 
 _announced_default = False
@@ -34,6 +38,10 @@ class AsyncClient:
     ``base_urls={"openai": ...}``, ``provider_options={"azure": {"api_version": ...}}``.
     ``timeout`` is seconds for the whole call or a :class:`Timeouts`.
     ``middleware=None`` gives the default resilience chain; pass ``[]`` for none.
+    ``aliases={"fast": ["groq/...", "together/..."]}`` names model routes (see
+    :mod:`modelwire.routes`); ``default_model`` is used when a call passes ``None``;
+    ``config`` is the user config file's path, or False to ignore it (default: the
+    platform location, read lazily on the first call; see :mod:`modelwire.userconfig`).
     """
 
     def __init__(
@@ -48,9 +56,20 @@ class AsyncClient:
         middleware: Sequence[Middleware] | None = None,
         transport: Transport | None = None,
         env: Mapping[str, str] | None = None,
+        aliases: AliasesLike | None = None,
+        default_model: str | None = None,
+        config: str | os.PathLike[str] | bool | None = None,
         **resilience: Any,
     ) -> None:
         self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
+        self._aliases: Mapping[str, Sequence[str]] = {}
+        if aliases is not None:
+            from .routes import coerce_aliases  # lazily: keeps `import modelwire` lean
+            self._aliases = coerce_aliases(aliases)
+        self.default_model = default_model
+        self._config_source = config
+        self._routes: Routes | None = None  # built with the user config, on first use
+        self._fallbacks_given = fallbacks is not None
         if env is not None:
             self.settings.env = env
         self.timeouts = Timeouts.coerce(timeout, Timeouts())
@@ -107,15 +126,47 @@ class AsyncClient:
             return endpoint.open_stream(call, codec, transport)
         return endpoint.complete(call, codec, transport)
 
-    def resolve(self, model: str | None) -> Target:
+    @property
+    def routes(self) -> Routes:
+        """The alias table (client ``aliases=`` > user config file > built-ins)."""
+        return self._routes or self._load_config()
+
+    def _load_config(self) -> Routes:
+        """Read the user config once (lazily) and fold it under the explicit arguments."""
+        from . import userconfig
+        from .routes import BUILTIN_ALIASES, Routes
+        src = self._config_source
+        user = userconfig.EMPTY if src is False else userconfig.load(
+            None if src is None or src is True else Path(src))
+        userconfig.merge_into(self.settings, user)
+        if not self._fallbacks_given and user.fallbacks:
+            self.fallbacks = list(user.fallbacks)
+        self.default_model = self.default_model or user.default_model
+        self._routes = Routes(self._aliases, user.aliases, BUILTIN_ALIASES)
+        return self._routes
+
+    def plan(self, model: str | None, prefer: str | None = None) -> list[Target]:
+        """The targets a call to ``model`` would use, primary first (no traffic)."""
         global _announced_default
+        routes = self._routes or self._load_config()
+        if prefer is None and isinstance(model, str) and "/" in model:
+            return [self.settings.resolve(model)]  # the common case: a plain id
         if model is None:
-            model = self.settings.default_model()
+            model = self.default_model or self.settings.default_model()
             if model.startswith("local/") and not _announced_default:
                 _announced_default = True
                 print(f"modelwire: no provider key set; using {model} (embedded local model)",
                       file=sys.stderr)
-        return self.settings.resolve(model)
+        return routes.plan(self.settings, model, prefer)
+
+    def resolve(self, model: str | None) -> Target:
+        return self.plan(model)[0]
+
+    def model(self, name: str) -> AsyncModel:
+        """A client for one model (an alias or an id): ``.complete``, ``.stream``,
+        ``.set_provider(...)`` to move it to another of its routes."""
+        from .model_client import AsyncModel
+        return AsyncModel(self, name)
 
     def build_call(
         self,
@@ -137,7 +188,7 @@ class AsyncClient:
         **options: Any,
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
-        target = self.resolve(model)
+        targets = self.plan(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")
         msgs: list[Message] = [] if messages is None else to_messages(messages)
@@ -157,14 +208,15 @@ class AsyncClient:
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(
-            messages=msgs, target=target, mode="text" if prompt is not None else "chat",
+            messages=msgs, target=targets[0], mode="text" if prompt is not None else "chat",
             prompt=prompt, stream=stream, tools=[] if tools is None else to_tools(tools),
             tool_choice=tool_choice,
             temperature=temperature, max_tokens=max_tokens,
             stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
             top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
-            fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
+            fallbacks=[*targets[1:], *(t for m in chain_ids for t in self.plan(m))]
+            if chain_ids or len(targets) > 1 else (),
             options=options,
         )
 
@@ -207,6 +259,7 @@ class AsyncClient:
         """Key present, reachable, latency and breaker state for every configured
         provider (or those named), by listing models: never spends tokens."""
         from .health import health_check
+        self.routes  # noqa: B018 - loads the user config, which may hold keys
         return await health_check(self, providers)
 
     async def aclose(self) -> None:

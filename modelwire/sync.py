@@ -21,6 +21,7 @@ from .types import MessageLike
 
 if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
+    from .model_client import Model
 
 T = TypeVar("T")
 
@@ -82,6 +83,10 @@ class Client:
         """See :meth:`AsyncClient.batch`; ``on_result`` runs on the client's loop thread."""
         return self._loop.run(self._async.batch(requests, model=model, concurrency=concurrency,
                                                 on_result=on_result))
+    def model(self, name: str) -> Model:
+        """A sync client for one model (alias or id); see :mod:`modelwire.model_client`."""
+        from .model_client import Model
+        return Model(self, name)
 
     def close(self) -> None:
         if self._loop.loop.is_closed():

@@ -67,3 +67,5 @@ def _no_provider_keys(monkeypatch: pytest.MonkeyPatch) -> None:
             "AZURE_OPENAI_ENDPOINT", "OPENAI_API_VERSION"
         ):
             monkeypatch.delenv(var, raising=False)
+    # nor their user config file (aliases, default model): point it at nothing
+    monkeypatch.setenv("MODELWIRE_CONFIG", os.devnull + ".modelwire-tests-no-config.toml")

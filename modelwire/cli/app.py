@@ -27,7 +27,8 @@ app = typer.Typer(
 )
 
 ModelOpt = Annotated[str | None, typer.Option(
-    "--model", "-m", help="'<provider>/<model>', e.g. openai/gpt-4o-mini or mock/echo. "
+    "--model", "-m", help="'<provider>/<model>' (e.g. openai/gpt-4o-mini, mock/echo) or an "
+    "alias (see `modelwire aliases`). "
     "Default: the first provider whose key is set, else the embedded local model.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the response as one JSON object.")]
 NoStreamOpt = Annotated[bool, typer.Option("--no-stream", help="Wait for the whole response.")]
@@ -243,4 +244,10 @@ def health(
     _run(main)
 
 
-from . import batch as _batch  # noqa: E402,F401 - registers `modelwire batch`
+def _add_subcommands() -> None:
+    from . import batch  # noqa: F401 - registers `modelwire batch`
+    from .aliases import aliases_app
+    app.add_typer(aliases_app, name="aliases")
+
+
+_add_subcommands()

