@@ -12,7 +12,18 @@ from . import endpoint
 from .config import Settings
 from .errors import ConfigurationError, InvalidMessageError
 from .hooks import Hooks
-from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
+from .pipeline import (
+    CALL_OPTIONS,
+    MAX_EVENT_BYTES,
+    MAX_RESPONSE_BYTES,
+    Call,
+    Middleware,
+    Next,
+    Outcome,
+    Target,
+    Timeouts,
+    chain,
+)
 from .registry import ProviderSpec, get_codec, get_spec
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
@@ -33,6 +44,9 @@ class AsyncClient:
     ``base_urls={"openai": ...}``, ``provider_options={"azure": {"api_version": ...}}``.
     ``timeout`` is seconds for the whole call or a :class:`Timeouts`.
     ``middleware=None`` gives the default resilience chain; pass ``[]`` for none.
+    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body and
+    ``max_event_bytes`` (default 16 MiB) one event of a stream: past either the
+    connection is closed and :class:`~modelwire.errors.ResponseTooLargeError` raised.
     """
 
     def __init__(
@@ -47,8 +61,12 @@ class AsyncClient:
         middleware: Sequence[Middleware] | None = None,
         transport: Transport | None = None,
         env: Mapping[str, str] | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         **resilience: Any,
     ) -> None:
+        self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
+        self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
         self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
         if env is not None:
             self.settings.env = env
@@ -161,7 +179,8 @@ class AsyncClient:
             top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
-            options=options,
+            options=options, max_response_bytes=self.max_response_bytes,
+            max_event_bytes=self.max_event_bytes,
         )
 
     # --- public API ---------------------------------------------------------
@@ -211,6 +230,13 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+def _byte_limit(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise ConfigurationError(
+            f"{name} must be an int of at least 1024 (bytes), got {value!r}")
+    return value
 
 
 class StreamRequest:

@@ -23,7 +23,7 @@ PINNED = {
     "MalformedResponseError", "Message", "MissingAPIKeyError", "MissingDependencyError",
     "ModelwireError", "NotFoundError", "OverloadedError", "PermissionDeniedError",
     "ProviderConnectionError", "ProviderError", "RateLimitError", "ReasoningDelta",
-    "RequestTimeoutError", "Response", "ServerError", "StreamEvent", "StreamInterruptedError",
+    "RedirectError", "RequestTimeoutError", "Response", "ResponseTooLargeError", "ServerError", "StreamEvent", "StreamInterruptedError",
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
