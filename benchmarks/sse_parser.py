@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from modelwire.wire.sse import SSEParser  # noqa: E402
+from modelwire.wire.sse import SSEParser
 
 READ = 1024
 
