@@ -74,7 +74,7 @@ class SSEParser:
         self._slice = min(_SLICE, max_event_bytes)
 
     def _too_large(self) -> ResponseTooLargeError:
-        self._buf, self._tail, self._pending = b"", [], 0
+        self._buf, self._tail, self._pending, self._size = b"", [], 0, 0
         self._data.clear()
         return ResponseTooLargeError(
             f"one stream event is larger than max_event_bytes={self._max} bytes; the "
