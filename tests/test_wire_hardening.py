@@ -516,3 +516,44 @@ async def test_base_url_credentials_are_rejected_and_never_shown() -> None:
             client.resolve(MODELS["openai"])  # no Target (repr, key) ever holds them
         assert srv.conns == []  # no traffic
         await client.aclose()
+
+
+async def test_timeout_before_headers_chain_is_clean_and_names_read() -> None:
+    async def silent(conn: Conn) -> None:
+        await conn.hold()
+    async with HostileServer(silent) as srv:
+        client = client_for(srv, timeout=Timeouts(read=0.2, total=30.0))
+        with pytest.raises(RequestTimeoutError) as info:
+            await asyncio.wait_for(client.complete(MODELS["openai"], "hi"), BOUND)
+        assert info.value.limit == "read" and "Timeouts.read=0.2s" in info.value.message
+        no_transport_in_chain(info.value)
+        await client.aclose()
+
+
+def test_sync_client_errors_are_clean_too() -> None:
+    async def silent(conn: Conn) -> None:
+        await conn.hold()
+
+    async def main() -> None:
+        async with HostileServer(silent) as srv:
+            def call() -> None:
+                with Client(api_keys={"openai": KEY}, base_urls={"openai": srv.url + "/v1"},
+                            env={}, middleware=[], timeout=Timeouts(read=0.2, total=5)) as c:
+                    c.complete(MODELS["openai"], "hi")
+            with pytest.raises(RequestTimeoutError) as info:
+                await asyncio.to_thread(call)
+            no_transport_in_chain(info.value)
+    asyncio.run(main())
+
+
+def test_each_aiohttp_timer_maps_to_its_limit() -> None:
+    import aiohttp
+
+    from modelwire.transports.http import _timeout
+    t = Timeouts(connect=1.5, read=2.5, total=9.0, first_event=None)
+    for exc, limit, seconds in ((aiohttp.ConnectionTimeoutError(), "connect", 1.5),
+                                (aiohttp.SocketTimeoutError(), "read", 2.5),
+                                (asyncio.TimeoutError(), "total", 9.0)):
+        err = _timeout(exc, t, "the request")
+        assert (err.limit, err.seconds) == (limit, seconds)
+        assert f"Timeouts.{limit}={seconds:g}s" in err.message
