@@ -33,10 +33,16 @@ from modelwire.testing.fault_server import DEFAULT_TEXT  # noqa: E402
 WIRES = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5",
          "gemini": "gemini/gemini-2.5-flash"}
 MODES = ("complete", "stream")
-TIMEOUTS = Timeouts(connect=2.0, read=0.25, total=10.0)
+# first_event: only the "queued" faults reach it (every other stall is a silence,
+# which the read timeout ends first).
+TIMEOUTS = Timeouts(connect=2.0, read=0.25, total=10.0, first_event=0.5)
 SLOW = 0.75  # seconds of server silence: three read timeouts' worth
 BACKOFF = RetryPolicy(initial=0.5, max_wait=8.0, jitter=0.0)
 LARGE = Fault.large(1 << 20)
+LIMITS = {"max_response_bytes": 4 << 20, "max_event_bytes": 2 << 20}
+OVERSIZED = 5 << 20  # one event and one body over both limits
+FALLBACKS = {"openai": "openai/gpt-4o", "anthropic": "anthropic/claude-haiku-4-5",
+             "gemini": "gemini/gemini-2.5-pro"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Case:
     complete: Expect
     stream: Expect
     text: str = DEFAULT_TEXT
+    fallback: bool = False  # the call names a second target (same server, another model)
 
 
 CASES: list[Case] = [
@@ -106,6 +113,25 @@ CASES: list[Case] = [
                 cause="MalformedResponseError")),
     Case("very large response (1 MiB)", lambda: LARGE,
          Expect("recovered", 1, waits=()), Expect("recovered", 1, waits=()), text=LARGE.text),
+    # A stream ends at its terminal event: what the server does after it is not the answer.
+    Case("keeps connection open after terminal event", lambda: Fault.hold_open(SLOW),
+         Expect("recovered", 1, waits=()), Expect("recovered", 1, waits=())),
+    Case("trailing bytes after terminal event", lambda: Fault.trailing_bytes(),
+         Expect("recovered", 1, waits=()), Expect("recovered", 1, waits=())),
+    Case("oversized response (5 MiB in one event)",
+         lambda: Fault.large(OVERSIZED, one_event=True),
+         Expect("ResponseTooLargeError", 1), Expect("ResponseTooLargeError", 1)),
+    Case("redirect (302 to another host)", lambda: Fault.redirect(),
+         Expect("RedirectError", 1), Expect("RedirectError", 1)),
+    Case("HTML page with status 200", lambda: Fault.html(200),
+         Expect("MalformedResponseError", 1), Expect("MalformedResponseError", 1)),
+    Case("error JSON with status 200", lambda: Fault.error_200(),
+         RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
+    # complete() has no first event: the queued request is a slow first byte (read timeout).
+    Case("stalls before first event (keep-alives), no fallback", lambda: Fault.queued(SLOW),
+         RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
+    Case("primary stalls before first event -> fallback answers", lambda: Fault.queued(SLOW),
+         RECOVERED_AFTER_ONE, Expect("recovered", 2, waits=()), fallback=True),
 ]
 
 
@@ -142,8 +168,8 @@ async def run_cell(server: FaultServer, case: Case, wire: str, mode: str) -> Cel
 
     client = AsyncClient(
         api_keys={wire: "key-fault-matrix"}, base_urls={wire: server.url_for(wire)},
-        timeout=TIMEOUTS, env={},
-        middleware=[Fallback(), Retry(2, BACKOFF, sleep=sleep), Breaker()])
+        timeout=TIMEOUTS, env={}, fallbacks=[FALLBACKS[wire]] if case.fallback else None,
+        middleware=[Fallback(), Retry(2, BACKOFF, sleep=sleep), Breaker()], **LIMITS)
     cell = Cell(case.name, wire, mode, "recovered", 0, waits)
     try:
         if mode == "complete":
@@ -216,7 +242,15 @@ caller. After that a failure raises `StreamInterruptedError` (its cause after
 the arrow) holding the partial response, and it is never retried: every such
 cell shows exactly one request. A non-streamed body that stalls or is reset
 mid-way has not reached the caller yet, so it is retried. Timeouts here:
-read {read}s, server silence {slow}s.
+read {read}s, first_event {first}s, server silence {slow}s; size limits
+{body} MiB for a body, {event} MiB for one stream event.
+
+A stream ends at its wire's terminal event: a server that then keeps the
+connection open, or sends more bytes, changes nothing. A stream answered with
+a non-SSE body is read by content type (an error JSON is that error, an HTML
+page is malformed). A stream that has not produced its first event within
+`first_event` hands over to the fallback at once (no retries on the stalled
+target) when there is one, and is retried when there is not.
 
 """
 
@@ -227,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="where to write the markdown ('-' for stdout)")
     args = parser.parse_args(argv)
     cells = asyncio.run(run_all())
-    text = HEADER.format(read=TIMEOUTS.read, slow=SLOW) + table(cells) + "\n"
+    text = HEADER.format(read=TIMEOUTS.read, first=TIMEOUTS.first_event, slow=SLOW,
+                         body=LIMITS["max_response_bytes"] >> 20,
+                         event=LIMITS["max_event_bytes"] >> 20) + table(cells) + "\n"
     if args.out == "-":
         print(text)
     else:

@@ -160,6 +160,7 @@ class StreamAccumulator:
                 self.done = True
                 self._cut = d.needs_finish and self.finish is None
                 self._end_all(out)
+                break  # the terminal event: anything after it is not the answer
         if out and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         return out

@@ -14,7 +14,18 @@ from . import endpoint
 from .config import Settings
 from .errors import ConfigurationError, InvalidMessageError
 from .hooks import Hooks
-from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
+from .pipeline import (
+    CALL_OPTIONS,
+    MAX_EVENT_BYTES,
+    MAX_RESPONSE_BYTES,
+    Call,
+    Middleware,
+    Next,
+    Outcome,
+    Target,
+    Timeouts,
+    chain,
+)
 from .registry import ProviderSpec, get_codec, get_spec
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
@@ -42,6 +53,9 @@ class AsyncClient:
     :mod:`modelwire.routes`); ``default_model`` is used when a call passes ``None``;
     ``config`` is the user config file's path, or False to ignore it (default: the
     platform location, read lazily on the first call; see :mod:`modelwire.userconfig`).
+    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body and
+    ``max_event_bytes`` (default 16 MiB) one event of a stream: past either the
+    connection is closed and :class:`~modelwire.errors.ResponseTooLargeError` raised.
     """
 
     def __init__(
@@ -59,8 +73,12 @@ class AsyncClient:
         aliases: AliasesLike | None = None,
         default_model: str | None = None,
         config: str | os.PathLike[str] | bool | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
+        max_event_bytes: int = MAX_EVENT_BYTES,
         **resilience: Any,
     ) -> None:
+        self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
+        self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
         self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
         self._aliases: Mapping[str, Sequence[str]] = {}
         if aliases is not None:
@@ -217,7 +235,8 @@ class AsyncClient:
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[*targets[1:], *(t for m in chain_ids for t in self.plan(m))]
             if chain_ids or len(targets) > 1 else (),
-            options=options,
+            options=options, max_response_bytes=self.max_response_bytes,
+            max_event_bytes=self.max_event_bytes,
         )
 
     # --- public API ---------------------------------------------------------
@@ -279,6 +298,13 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+def _byte_limit(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise ConfigurationError(
+            f"{name} must be an int of at least 1024 (bytes), got {value!r}")
+    return value
 
 
 class StreamRequest:

@@ -9,7 +9,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import InvalidModelError, MissingAPIKeyError
+from .errors import ConfigurationError, InvalidModelError, MissingAPIKeyError
 from .pipeline import Target
 from .registry import DETECTION_ORDER, ProviderSpec, get_spec
 
@@ -92,12 +92,26 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
     (and without echoing the URL, which may carry a key in its query)."""
     if spec.transport != "http":
         return
+    if _has_credentials(url):
+        raise ConfigurationError(
+            f"the base URL for provider {provider!r} carries credentials (user:password@); "
+            "modelwire does not send URL credentials: remove them from the URL and pass "
+            f"the key as api_keys={{{provider!r}: ...}} or in the provider's environment "
+            "variable"
+        )
     if not _is_http_url(url):
         names = " or ".join(spec.base_url_env) or "base_urls"
         raise InvalidModelError(
             f"the base URL for provider {provider!r} is not an http(s) URL with a host; "
             f"check {names} or base_urls={{{provider!r}: 'https://host/...'}}"
         )
+
+
+@lru_cache(maxsize=256)
+def _has_credentials(url: str) -> bool:
+    """``user:pass@`` (or ``user@``) in the authority: never sent, never shown."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return "@" in authority
 
 
 @lru_cache(maxsize=256)  # resolve() runs on every call; a URL is parsed once

@@ -20,8 +20,11 @@
         │   └── ClientRateLimitError   our own limiter refused before any traffic
         ├── OverloadedError            529 / "overloaded_error" (retryable)
         ├── ServerError                5xx (retryable)
-        ├── RequestTimeoutError        connect / read / total timeout, 408 (retryable)
+        ├── RequestTimeoutError        connect / read / total / first_event timeout, 408
+        │                              (retryable; ``limit`` names the one that fired)
         ├── ProviderConnectionError    refused, reset, DNS (retryable)
+        ├── RedirectError              a 3xx: never followed (the key would travel with it)
+        ├── ResponseTooLargeError      a body or one stream event over the client's limit
         ├── MalformedResponseError     bytes we cannot decode as the wire promised
         ├── StreamInterruptedError     a stream failed after it began; holds ``partial``
         ├── CircuitOpenError           the breaker for the target is open; no traffic sent
@@ -170,7 +173,16 @@ class ServerError(ProviderError):
 
 
 class RequestTimeoutError(ProviderError):
+    """A timeout fired. ``limit`` names it (``"connect"``, ``"read"``, ``"total"``,
+    ``"first_event"``, or None for a server's 408) and ``seconds`` is its value."""
+
     default_retryable = True
+
+    def __init__(self, message: str, *, limit: str | None = None,
+                 seconds: float | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
+        self.seconds = seconds
 
 
 class ProviderConnectionError(ProviderError):
@@ -179,6 +191,25 @@ class ProviderConnectionError(ProviderError):
 
 class MalformedResponseError(ProviderError):
     pass
+
+
+class RedirectError(ProviderError):
+    """The server answered with a 3xx. Redirects are never followed, so the API
+    key never travels to another host; ``location`` is the redirect's host only."""
+
+    def __init__(self, message: str, *, location: str | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.location = location
+
+
+class ResponseTooLargeError(ProviderError):
+    """A response body (``complete()``) or one stream event (``stream()``) exceeded
+    the client's ``max_response_bytes`` / ``max_event_bytes``; the connection was
+    closed and nothing more was read. ``limit`` is the limit in bytes."""
+
+    def __init__(self, message: str, *, limit: int | None = None, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.limit = limit
 
 
 class StreamInterruptedError(ProviderError):
@@ -258,6 +289,49 @@ def _finite(text: str) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+_TIMEOUT_MEANING = {
+    "connect": "opening the connection",
+    "read": "the longest silence on the socket",
+    "total": "the whole call, retries and waits included",
+    "first_event": "the longest wait for an attempt's first event",
+}
+
+
+def timeout_error(limit: str, seconds: float | None, what: str) -> RequestTimeoutError:
+    """A RequestTimeoutError naming the limit that fired and its value."""
+    value = f"{seconds:g}s" if seconds is not None else "unset"
+    return RequestTimeoutError(
+        f"{what} timed out: Timeouts.{limit}={value} fired "
+        f"({_TIMEOUT_MEANING.get(limit, limit)}); raise it if this is expected",
+        limit=limit, seconds=seconds)
+
+
+def detail_message(payload: Mapping[str, Any]) -> str | None:
+    """The message of a FastAPI / OpenAPI-validator style body, or None.
+
+    ``{"detail": "text"}``, ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``
+    (FastAPI's 422) and ``{"title": ..., "detail": ...}`` (RFC 7807 problem details,
+    as OpenAPI validators send them).
+    """
+    detail, title = payload.get("detail"), payload.get("title")
+    parts: list[str] = []
+    if isinstance(detail, str) and detail:
+        parts.append(detail)
+    elif isinstance(detail, list):
+        for item in detail[:5]:
+            if isinstance(item, Mapping) and isinstance(item.get("msg"), str):
+                loc = item.get("loc")
+                where = ".".join(str(x) for x in loc) if isinstance(loc, list) else ""
+                parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+            elif isinstance(item, str):
+                parts.append(item)
+        if len(detail) > 5:
+            parts.append(f"(+{len(detail) - 5} more)")
+    if isinstance(title, str) and title and title not in parts:
+        parts.insert(0, title)
+    return "; ".join(parts)[:500] if parts else None
 
 
 def looks_like_context_overflow(code: str | None, message: str) -> bool:

@@ -31,14 +31,27 @@ Outcome = Union[Response, "AsyncStream"]
 CALL_OPTIONS: set[str] = {"max_retries", "breaker"}
 Next = Callable[["Call"], Awaitable[Outcome]]
 
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # default limit of one complete() body
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # default limit of one SSE event / line in stream()
+
 
 @dataclass(slots=True, frozen=True)
 class Timeouts:
-    """Seconds. ``read`` bounds the gap between bytes (so between stream events)."""
+    """Seconds; None disables a limit.
+
+    * ``connect``: opening the connection.
+    * ``read``: the longest silence on the socket (any byte counts, SSE keep-alive
+      comments included).
+    * ``total``: the whole call, retries, backoff waits and fallbacks included.
+    * ``first_event``: streams only, the longest wait from sending an attempt to
+      its first content event. With fallbacks, a target that misses it hands
+      over to the next at once (no retries on it); without, it is retried.
+    """
 
     connect: float | None = 10.0
     read: float | None = 120.0
     total: float | None = 600.0
+    first_event: float | None = None
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None, default: Timeouts) -> Timeouts:
@@ -47,7 +60,7 @@ class Timeouts:
         if isinstance(value, Timeouts):
             return value
         return cls(connect=min(float(value), default.connect or float(value)),
-                   read=float(value), total=float(value))
+                   read=float(value), total=float(value), first_event=default.first_event)
 
 
 @dataclass(slots=True, frozen=True)
@@ -95,6 +108,8 @@ class Call:
     deadline: float | None = None  # time.monotonic() by which the call must finish
     fallbacks: Sequence[Target] = ()
     options: dict[str, Any] = field(default_factory=dict)  # per-call middleware knobs
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # a complete() body, at most
+    max_event_bytes: int = MAX_EVENT_BYTES  # one stream event / line, at most
 
     def with_target(self, target: Target) -> Call:
         return replace(self, target=target)

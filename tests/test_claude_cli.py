@@ -270,8 +270,10 @@ async def test_silence_times_out_and_kills(tmp_path: Path) -> None:
     pidfile = tmp_path / "pid"
     program = _script(tmp_path, f'echo $$ > {pidfile}; cat >/dev/null; sleep 60 & wait')
     async with _fake(program, timeout=Timeouts(read=0.5, total=30)) as client:
-        with pytest.raises(RequestTimeoutError, match="'read' timeout"):
+        with pytest.raises(RequestTimeoutError, match=r"Timeouts\.read=0\.5s fired") as e:
             await client.complete(MODEL, "hi")
+        assert (e.value.limit, e.value.seconds) == ("read", 0.5)
+        assert e.value.__context__ is None and e.value.__cause__ is None
     pid = int(pidfile.read_text())
     assert _group_alive(pid) == []  # the shell and its sleeping child are gone
 

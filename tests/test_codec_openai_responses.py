@@ -461,7 +461,7 @@ class _Recorded:
     def __init__(self, it: Interaction, chunk: int) -> None:
         self.status, self.headers, self._body, self._chunk = it.status, it.headers, it.body, chunk
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int | None = None) -> bytes:
         return self._body
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:

@@ -42,5 +42,7 @@ def test_every_fault_the_issue_lists_is_covered() -> None:
     for needle in ("429, no retry-after", "retry-after:", "retry-after-ms", "500", "502",
                    "503", "529", "slow first byte", "stall", "reset before headers",
                    "reset mid-stream", "cut before its terminal", "malformed JSON",
-                   "invalid UTF-8", "very large"):
+                   "invalid UTF-8", "very large", "keeps connection open after terminal",
+                   "trailing bytes after terminal", "oversized", "redirect", "HTML page",
+                   "error JSON with status 200", "primary stalls before first event"):
         assert needle in names

@@ -85,7 +85,7 @@ class _Status:
         class Resp:
             headers: Mapping[str, str] = {}
 
-            async def read(self) -> bytes:
+            async def read(self, max_bytes: int | None = None) -> bytes:
                 return b'{"error": {"message": "nope"}}'
 
             async def iter_chunks(self) -> AsyncIterator[bytes]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modelwire.errors import MalformedResponseError
+from modelwire.errors import MalformedResponseError, ResponseTooLargeError
 from modelwire.wire.sse import SSEEvent, SSEParser
 
 
@@ -115,3 +116,49 @@ def test_reads_larger_than_the_parser_slice_give_the_same_events() -> None:
     assert len(whole) == 20_000
     assert parse([body[i:i + 997] for i in range(0, len(body), 997)]) == whole
     assert whole[3].event == "delta" and whole[4].event == "message"
+
+
+# --- size limit -------------------------------------------------------------------
+
+
+def _feed_all(p: SSEParser, body: bytes, size: int) -> list[SSEEvent]:
+    out: list[SSEEvent] = []
+    for i in range(0, len(body), size):
+        out += p.feed(body[i:i + size])
+    return out + p.close()
+
+
+@pytest.mark.parametrize("read", [1, 7, 1024, 70_000])
+def test_an_event_at_the_limit_passes_and_one_byte_more_raises(read: int) -> None:
+    limit = 4096
+    line = b"data: " + b"a" * (limit - 7)  # the line, without its line end, is limit - 1
+    ok = _feed_all(SSEParser(limit), line + b"\n\n" + b"data: next\n\n", read)
+    assert [e.data for e in ok] == ["a" * (limit - 7), "next"]
+    with pytest.raises(ResponseTooLargeError) as info:
+        _feed_all(SSEParser(limit), b"data: " + b"a" * (limit + 10) + b"\n\n", read)
+    assert info.value.limit == limit and "max_event_bytes=4096" in info.value.message
+
+
+def test_the_limit_raises_before_the_line_ends() -> None:
+    """Memory is bounded: the error comes while the line is still arriving."""
+    p = SSEParser(10_000)
+    p.feed(b"data: ")
+    with pytest.raises(ResponseTooLargeError):
+        for _ in range(100):  # would be 100 KB; it stops at about 10 KB
+            p.feed(b"x" * 1000)
+    assert p._pending == 0 and p._tail == []  # the buffer was dropped
+
+
+def test_an_event_of_many_data_lines_counts_whole() -> None:
+    body = b"".join(b"data: " + b"b" * 100 + b"\n" for _ in range(50)) + b"\n"
+    assert len(_feed_all(SSEParser(8192), body, 64)[0].data) == 50 * 101 - 1
+    with pytest.raises(ResponseTooLargeError):
+        _feed_all(SSEParser(2048), body, 64)
+
+
+def test_a_long_line_across_many_reads_matches_one_read() -> None:
+    body = b"event: big\ndata: " + b"z" * 300_000 + b"\r\n\r\ndata: after\n\n"
+    whole = _feed_all(SSEParser(), body, len(body))
+    assert _feed_all(SSEParser(), body, 1000) == whole
+    assert _feed_all(SSEParser(), body, 333) == whole
+    assert [e.event for e in whole] == ["big", "message"] and len(whole[0].data) == 300_000

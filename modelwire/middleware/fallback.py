@@ -18,6 +18,8 @@ AuthenticationError, PermissionDeniedError     yes: this provider cannot serve u
 NotFoundError                                  yes: the model is unknown there
 ContextWindowExceededError                     yes: a later target may have a larger window
 MalformedResponseError                         yes: this target sent bytes we cannot read
+RedirectError (3xx), ResponseTooLargeError     yes: this target answered what we won't take
+RequestTimeoutError of ``first_event``         yes, at once: retry does not retry it first
 BadRequestError (any other 400/413/422)        no: the request is wrong everywhere
 StreamInterruptedError                         never: the caller has already seen output
 anything else (ConfigurationError, ...)        no
@@ -51,7 +53,9 @@ from ..errors import (
     NotFoundError,
     PermissionDeniedError,
     ProviderError,
+    RedirectError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     StreamInterruptedError,
 )
 from ..hooks import FallbackTaken, Hooks
@@ -62,7 +66,8 @@ if TYPE_CHECKING:
     from ..pipeline import Call, Next, Outcome, Target
 
 _MOVE_ON = (CircuitOpenError, ClientRateLimitError, AuthenticationError, PermissionDeniedError,
-            NotFoundError, ContextWindowExceededError, MalformedResponseError)
+            NotFoundError, ContextWindowExceededError, MalformedResponseError, RedirectError,
+            ResponseTooLargeError)
 
 
 def moves_on(error: ProviderError) -> bool:

@@ -14,6 +14,9 @@ Policy (DESIGN.md section 4):
   reach the deadline, the last error is raised instead of sleeping.
 * ``max_retries`` per client, or per call (``complete(..., max_retries=0)``);
   0 disables.
+* ``Timeouts.first_event``: when the call has fallbacks, a stream that missed
+  its first event is not retried here, so fallback moves on at once (a slow
+  provider hands over in ``first_event`` seconds); without, it is retried.
 * Streams: the endpoint hands up a stream only once its first event arrived,
   so a retry here can only happen before the caller saw anything. Failures
   after that surface from iteration as StreamInterruptedError and are never
@@ -39,7 +42,12 @@ from tenacity import (
     wait_random,
 )
 
-from ..errors import ConfigurationError, ProviderError, StreamInterruptedError
+from ..errors import (
+    ConfigurationError,
+    ProviderError,
+    RequestTimeoutError,
+    StreamInterruptedError,
+)
 from ..hooks import Hooks, RetryScheduled
 from ..state.base import Clock, Sleep
 
@@ -75,6 +83,11 @@ def is_retryable(error: BaseException) -> bool:
             and not isinstance(error, StreamInterruptedError))
 
 
+def _hands_over(error: BaseException) -> bool:
+    """A missed first event: with fallbacks, the next target rather than a retry."""
+    return isinstance(error, RequestTimeoutError) and error.limit == "first_event"
+
+
 class Retry:
     """Middleware: retry retryable failures of one target (see module docstring)."""
 
@@ -100,7 +113,7 @@ class Retry:
         try:
             return await next(call)
         except ProviderError as e:
-            if not is_retryable(e):
+            if not is_retryable(e) or (call.fallbacks and _hands_over(e)):
                 raise
             retries = self._retries_for(call)
             if retries == 0:
@@ -125,6 +138,8 @@ class Retry:
                      retries: int) -> Outcome:
         clock, deadline = self._clock, call.deadline
         cap = self.policy.max_retry_after
+        retryable = is_retryable if not call.fallbacks else (
+            lambda error: is_retryable(error) and not _hands_over(error))
 
         def stop(state: RetryCallState) -> bool:
             if state.attempt_number > retries:
@@ -144,7 +159,7 @@ class Retry:
 
         retrying = AsyncRetrying(
             sleep=self._sleep, stop=stop, wait=self.wait_for,
-            retry=retry_if_exception(is_retryable), before_sleep=before_sleep, reraise=True,
+            retry=retry_if_exception(retryable), before_sleep=before_sleep, reraise=True,
         )
         pending: ProviderError | None = first
         async for attempt in retrying:

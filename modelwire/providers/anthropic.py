@@ -210,7 +210,8 @@ def _error(payload: Mapping[str, Any], status: int | None, headers: Mapping[str,
     err = payload.get("error")
     err = err if isinstance(err, Mapping) else {}
     code = err.get("type") if isinstance(err.get("type"), str) else None
-    message = _str(err.get("message")) or f"{code or 'error'} (HTTP {status})"
+    message = (_str(err.get("message")) or e.detail_message(payload)
+               or f"{code or 'error'} (HTTP {status})")
     rid = request_id(headers, "request-id") or _str(payload.get("request_id")) or None
     return error_for(status, message, code=code, kind=_ERROR_KINDS.get(code or ""),
                      headers=headers, provider=provider, request_id=rid, body=dict(payload))

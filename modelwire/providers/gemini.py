@@ -184,6 +184,9 @@ class GeminiCodec:
             data = data[0]  # streamGenerateContent without alt=sse wraps errors in a list
         if isinstance(data, dict) and isinstance(data.get("error"), dict):
             return self._error(status, headers, data["error"], data)
+        if isinstance(data, dict) and (detail := errors.detail_message(data)):
+            return errors.error_for(status, detail, headers=headers, provider=self.spec.name,
+                                    body=data)
         text = body[:500].decode("utf-8", "replace").strip()
         return errors.error_for(status, text or f"HTTP {status} with an empty body",
                                 headers=headers, provider=self.spec.name, body=text)

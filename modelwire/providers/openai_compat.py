@@ -278,6 +278,7 @@ class OpenAICodec:
 
     def _chunk(self, chunk: dict[str, Any]) -> list[Delta]:
         out: list[Delta] = []
+        ends = False
         choices = chunk.get("choices")
         if choices:
             ch = choices[0]
@@ -307,13 +308,14 @@ class OpenAICodec:
                 if fr := ch.get("finish_reason"):
                     out.append(Meta(chunk.get("id") or None, chunk.get("model") or None))
                     out.append(Finish(_finish(fr), fr))
-                    if self._finish_ends:
-                        out.append(DONE)
+                    ends = self._finish_ends
         usage = chunk.get("usage")
         if not usage and "x_groq" in chunk:  # Groq's older streams
             usage = (chunk["x_groq"] or {}).get("usage")
         if usage:
             out.append(UsageUpdate(_usage(usage)))
+        if ends:
+            out.append(DONE)  # last: the accumulator reads nothing after the terminal event
         return out
 
     def _tool_chunks(self, calls: list[Any], out: list[Delta]) -> None:

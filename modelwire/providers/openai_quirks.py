@@ -36,6 +36,7 @@ from ..errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    detail_message,
     error_for,
 )
 from ..pipeline import Target
@@ -195,7 +196,8 @@ def error_object(provider: str, status: int | None, headers: Mapping[str, str],
         if status is None and type(payload.get("statusCode")) is int:
             status = payload["statusCode"]
     if not isinstance(message, str):
-        message = json.dumps(message)[:500] if message is not None else "unknown error"
+        message = detail_message(payload) or (
+            json.dumps(message)[:500] if message is not None else "unknown error")
     keys = tuple(str(k).lower() for k in (code, kind) if k is not None)
     code_str = str(code) if code is not None else (str(kind) if kind is not None else None)
     return _typed(provider, status, headers, message, code_str, keys, payload)

@@ -480,13 +480,26 @@ async def _write_all(resp: web.StreamResponse, events: Sequence[bytes]) -> None:
 
 
 async def send_stream(request: web.Request, wire: WireReply, kind: str, n: int,
-                      seconds: float) -> web.StreamResponse:
-    """Stream ``wire``'s events, applying fault ``kind`` after event ``n``."""
+                      seconds: float, extra: list[bytes] | None = None) -> web.StreamResponse:
+    """Stream ``wire``'s events, applying fault ``kind`` after event ``n``
+    (``extra``: bytes sent after the terminal event, for ``trailing_bytes``)."""
     events = wire.events()
     headers = {"Content-Type": wire.stream_content_type, "Cache-Control": "no-cache"}
     resp = web.StreamResponse(headers=headers)
     await resp.prepare(request)
-    if kind == "stall":
+    if kind == "queued":
+        loop = asyncio.get_running_loop()
+        until = loop.time() + seconds
+        while loop.time() < until:
+            await resp.write(b": keep-alive\n\n")
+            await asyncio.sleep(min(0.1, max(until - loop.time(), 0.0)))
+        await _write_all(resp, events)
+    elif kind == "hold_open":
+        await _write_all(resp, events)
+        await asyncio.sleep(seconds)
+    elif kind == "trailing_bytes":
+        await resp.write(b"".join([*events, *(extra or ())]))
+    elif kind == "stall":
         await _write_all(resp, events[:n])
         await asyncio.sleep(seconds)
         await _write_all(resp, events[n:])

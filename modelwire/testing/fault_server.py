@@ -58,6 +58,8 @@ from ._wires import (
 __all__ = ["Fault", "FaultServer", "RecordedRequest"]
 
 DEFAULT_TEXT = "Hello from the fault server."
+HTML_PAGE = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+             b"<body><h1>Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>")
 _RULE_RE = re.compile(r"(?:.*/)?mw-(stream|tools|status)-(\d+)")
 
 
@@ -155,10 +157,49 @@ class Fault:
         return cls("invalid_utf8", after_events=_nonneg(after_events))
 
     @classmethod
-    def large(cls, size_bytes: int) -> Fault:
-        """A valid reply whose text is about ``size_bytes`` long (streamed in ~1 KiB deltas)."""
+    def hold_open(cls, seconds: float) -> Fault:
+        """Streaming: send every event, terminal one included, then keep the connection
+        open ``seconds`` before ending the body (a client must not wait for the end)."""
+        return cls("hold_open", seconds=_nonneg(seconds))
+
+    @classmethod
+    def trailing_bytes(cls) -> Fault:
+        """Streaming: after the terminal event, a whole second answer ("INJECTED") and
+        a broken event, in the same write (none of it belongs to the answer)."""
+        return cls("trailing_bytes")
+
+    @classmethod
+    def queued(cls, seconds: float) -> Fault:
+        """Stall ``seconds`` before the first event, sending SSE keep-alive comments
+        every 0.1 s (as a provider does while a model is queued); non-streamed
+        requests get their headers after ``seconds`` instead."""
+        return cls("queued", seconds=_nonneg(seconds))
+
+    @classmethod
+    def redirect(cls, location: str = "https://elsewhere.example/v1/chat/completions",
+                 code: int = 302) -> Fault:
+        """A 3xx pointing at another host (a client must not follow it with its key)."""
+        if not 300 <= code <= 399:
+            raise ValueError(f"not a redirect status: {code}")
+        return cls("status", status_code=code, body=b"", headers=(("Location", location),))
+
+    @classmethod
+    def html(cls, status: int = 200) -> Fault:
+        """An HTML page (a proxy's or a captive portal's) with ``status``, to any request."""
+        return cls("html", status_code=status)
+
+    @classmethod
+    def error_200(cls) -> Fault:
+        """The wire's own 500 error JSON, sent with status 200 (to streams too)."""
+        return cls("error_200")
+
+    @classmethod
+    def large(cls, size_bytes: int, *, one_event: bool = False) -> Fault:
+        """A valid reply whose text is about ``size_bytes`` long, streamed in ~1 KiB
+        deltas (``one_event=True``: all of it in a single event)."""
         text = (words(max(1, size_bytes // 5)) + " ")[: max(1, size_bytes)]
-        return cls("large", text, chunks=max(1, math.ceil(len(text) / 1024)))
+        chunks = 1 if one_event else max(1, math.ceil(len(text) / 1024))
+        return cls("large", text, chunks=chunks)
 
 
 def _nonneg(value: int | float) -> Any:
@@ -358,6 +399,11 @@ class FaultServer:
         if fault.kind == "reset_before_headers":
             abort(request)
             return web.Response()
+        if fault.kind == "html":
+            return web.Response(status=fault.status_code, body=HTML_PAGE,
+                                content_type="text/html", charset="utf-8")
+        if fault.kind == "error_200":
+            return json_response(200, error_body(rt.family, 500))
         if fault.kind == "status":
             payload = fault.body
             if payload is None:
@@ -370,8 +416,15 @@ class FaultServer:
         wire = WIRES[rt.wire](reply)
         try:
             if stream:
+                extra: list[bytes] = []
+                if fault.kind == "trailing_bytes":
+                    injected = make_reply(model, "INJECTED", None, (), None, None, len(raw),
+                                          usage)
+                    extra = [*WIRES[rt.wire](injected).events(), wire.bad_event(False)]
                 return await send_stream(request, wire, fault.kind, fault.after_events,
-                                         fault.seconds)
+                                         fault.seconds, extra)
+            if fault.kind == "queued":  # no events to keep alive with: a slow first byte
+                await asyncio.sleep(fault.seconds)
             return await send_body(request, wire, fault.kind, fault.seconds)
         except ConnectionError:  # the client went away
             return web.Response()

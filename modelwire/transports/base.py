@@ -30,7 +30,9 @@ class WireResponse(Protocol):
     status: int
     headers: Mapping[str, str]  # lower-case names
 
-    async def read(self) -> bytes: ...
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        """The whole body; past ``max_bytes`` close and raise ResponseTooLargeError."""
+        ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]: ...
 

@@ -18,16 +18,33 @@ from typing import Any
 import aiohttp
 
 from .. import __version__
-from ..errors import ProviderConnectionError, RequestTimeoutError
+from ..errors import (
+    ProviderConnectionError,
+    ProviderError,
+    RequestTimeoutError,
+    ResponseTooLargeError,
+    timeout_error,
+)
 from ..pipeline import Timeouts
 from .base import WireRequest
 
 _USER_AGENT = f"modelwire/{__version__}"
 
 
-def _timeout_error(what: str, seconds: float | None) -> RequestTimeoutError:
-    limit = f" ({seconds:g}s)" if seconds else ""
-    return RequestTimeoutError(f"{what} timed out{limit}; raise timeout= if this is expected")
+def _timeout(exc: BaseException, timeouts: Timeouts, what: str) -> RequestTimeoutError:
+    """Which of aiohttp's timers fired: sock_connect, sock_read, or the total."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return timeout_error("connect", timeouts.connect, what)
+    if isinstance(exc, aiohttp.ServerTimeoutError):
+        return timeout_error("read", timeouts.read, what)
+    return timeout_error("total", timeouts.total, what)
+
+
+def _too_large(max_bytes: int, what: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"{what} is larger than max_response_bytes={max_bytes} bytes; the connection was "
+        "closed. Raise AsyncClient(max_response_bytes=...) if such answers are expected",
+        limit=max_bytes)
 
 
 class _Headers(Mapping[str, str]):
@@ -73,28 +90,55 @@ class HTTPResponse:
         self.headers: Mapping[str, str] = _Headers(resp.headers)
         self._timeouts = timeouts
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        # Errors are built in the except clauses and raised outside them, so none
+        # carries aiohttp's exception (and the request's headers) as __context__.
+        resp = self._resp
+        error: ProviderError
         try:
-            return await self._resp.read()
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise _timeout_error("reading the response", self._timeouts.read) from None
+            if max_bytes is None:
+                return await resp.read()
+            length = resp.content_length
+            if length is not None and length > max_bytes:
+                resp.close()
+                error = _too_large(max_bytes, f"the response body ({length} bytes)")
+            else:
+                parts: list[bytes] = []
+                size = 0
+                readany = resp.content.readany
+                while chunk := await readany():
+                    size += len(chunk)
+                    if size > max_bytes:
+                        resp.close()
+                        error = _too_large(max_bytes, "the response body")
+                        break
+                    parts.append(chunk)
+                else:
+                    return parts[0] if len(parts) == 1 else b"".join(parts)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+            error = _timeout(e, self._timeouts, "reading the response")
         except aiohttp.ClientError as e:
-            raise ProviderConnectionError(f"connection failed while reading: {e}") from None
+            error = ProviderConnectionError(f"connection failed while reading: {e}")
         finally:
-            self._resp.release()
+            resp.release()
+        raise error
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
-        content = self._resp.content
-        try:
-            while True:
-                chunk = await content.readany()
-                if not chunk:
-                    return
-                yield chunk
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise _timeout_error("waiting for the next stream event", self._timeouts.read) from None
-        except aiohttp.ClientError as e:
-            raise ProviderConnectionError(f"connection lost mid-stream: {e}") from None
+        readany = self._resp.content.readany
+        error: ProviderError
+        while True:
+            try:
+                chunk = await readany()
+            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+                error = _timeout(e, self._timeouts, "waiting for the next stream event")
+                break
+            except aiohttp.ClientError as e:
+                error = ProviderConnectionError(f"connection lost mid-stream: {e}")
+                break
+            if not chunk:
+                return
+            yield chunk
+        raise error
 
     async def aclose(self) -> None:
         self._resp.close()
@@ -148,17 +192,20 @@ class HTTPTransport:
         last = self._last
         timeout = last[1] if last is not None and last[0] is timeouts \
             else self._client_timeout(timeouts)
+        error: ProviderError
         try:
             resp = await session.request(
                 request.method, request.url, data=request.body, headers=headers,
                 timeout=timeout, allow_redirects=False,
             )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-            raise _timeout_error("the request", timeouts.total) from None
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
+            error = _timeout(e, timeouts, "the request")
         except aiohttp.ClientError as e:
-            raise ProviderConnectionError(
-                f"could not reach {_origin(request.url)}: {_no_query(str(e))}") from None
-        return HTTPResponse(resp, timeouts)
+            error = ProviderConnectionError(
+                f"could not reach {_origin(request.url)}: {_no_query(str(e))}")
+        else:
+            return HTTPResponse(resp, timeouts)
+        raise error  # outside the except clause: no __context__ to leak headers through
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -169,7 +216,7 @@ class HTTPTransport:
 def _origin(url: str) -> str:
     """Scheme and host only: query strings may carry keys (Gemini's ?key=)."""
     scheme, _, rest = url.partition("://")
-    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0].rpartition("@")[2]
     return f"{scheme}://{host}"
 
 

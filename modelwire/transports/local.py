@@ -41,6 +41,7 @@ from ..errors import (
     MissingDependencyError,
     ModelwireError,
     RequestTimeoutError,
+    ResponseTooLargeError,
     ServerError,
     UnsupportedFeatureError,
 )
@@ -270,8 +271,13 @@ class LocalResponse:
         self.headers: Mapping[str, str] = {"content-type": kind}
         self._body, self._job, self._first, self._read = body, job, first, read
 
-    async def read(self) -> bytes:
-        return b"".join([chunk async for chunk in self.iter_chunks()])
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        body = b"".join([chunk async for chunk in self.iter_chunks()])
+        if max_bytes is not None and len(body) > max_bytes:
+            raise ResponseTooLargeError(
+                f"the response body is larger than max_response_bytes={max_bytes} bytes",
+                limit=max_bytes)
+        return body
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         job = self._job

@@ -20,7 +20,12 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from ..errors import ConfigurationError, ProviderConnectionError, RequestTimeoutError
+from ..errors import (
+    ConfigurationError,
+    ProviderConnectionError,
+    ResponseTooLargeError,
+    timeout_error,
+)
 from ..mock import MockReply
 from ..pipeline import Timeouts
 from .base import WireRequest
@@ -130,7 +135,15 @@ class MockResponse:
         self._started = started
         self._closed = False
 
-    async def read(self) -> bytes:
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        body = await self._read()
+        if max_bytes is not None and len(body) > max_bytes:
+            raise ResponseTooLargeError(
+                f"the response body is larger than max_response_bytes={max_bytes} bytes",
+                limit=max_bytes)
+        return body
+
+    async def _read(self) -> bytes:
         if self._events is not None:  # a stream read whole
             return b"".join(self._events)
         if self.status < 400 and self._reply.disconnect_after is not None:
@@ -174,14 +187,14 @@ async def _pause(seconds: float, timeouts: Timeouts, started: float, what: str) 
     """Sleep like a slow server; past the read gap or the total budget, time out."""
     if seconds <= 0:
         return
-    limits = [t for t in (timeouts.read,) if t is not None]
+    limits = [(t, "read") for t in (timeouts.read,) if t is not None]
     if timeouts.total is not None:
-        limits.append(max(timeouts.total - (time.monotonic() - started), 0.0))
-    limit = min(limits, default=None)
-    if limit is not None and seconds > limit:
-        await asyncio.sleep(limit)
-        raise RequestTimeoutError(
-            f"{what} timed out ({limit:g}s); raise timeout= if this is expected")
+        limits.append((max(timeouts.total - (time.monotonic() - started), 0.0), "total"))
+    if limits:
+        limit, name = min(limits)
+        if seconds > limit:
+            await asyncio.sleep(limit)
+            raise timeout_error(name, getattr(timeouts, name), what)
     await asyncio.sleep(seconds)
 
 

@@ -35,7 +35,8 @@ from ..errors import (
     MalformedResponseError,
     MissingDependencyError,
     ProviderConnectionError,
-    RequestTimeoutError,
+    ResponseTooLargeError,
+    timeout_error,
 )
 from ..pipeline import Timeouts
 from .base import WireRequest
@@ -124,7 +125,7 @@ class ProcessResponse:
     def __init__(self, proc: asyncio.subprocess.Process, timeouts: Timeouts, started: float,
                  live: set[ProcessResponse]) -> None:
         self.proc = proc
-        self._read_timeout = timeouts.read
+        self._read_timeout, self._total = timeouts.read, timeouts.total
         self._deadline = started + timeouts.total if timeouts.total else None
         self._live = live
         self._stderr: bytearray = bytearray()
@@ -165,12 +166,13 @@ class ProcessResponse:
                 limit, which = max(left, 0.0), "total"
         try:
             return await asyncio.wait_for(aw, limit)
-        except asyncio.TimeoutError:
-            raise RequestTimeoutError(
-                f"the program was silent for {limit:.1f}s (the {which!r} timeout); killed it",
-                retryable=True) from None
+        except asyncio.TimeoutError:  # raised below, outside the except: no chained context
+            err: Exception = timeout_error(
+                which, self._read_timeout if which == "read" else self._total,
+                "waiting for the program (it was killed)")
         except ValueError as e:  # a line longer than the limit
-            raise MalformedResponseError(f"the program printed a line too long: {e}") from None
+            err = MalformedResponseError(f"the program printed a line too long: {e}")
+        raise err
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         async for line in self._lines():
@@ -179,8 +181,17 @@ class ProcessResponse:
             else:
                 yield b"data: " + line + b"\n\n"
 
-    async def read(self) -> bytes:
-        return b"".join([line + b"\n" async for line in self._lines()])
+    async def read(self, max_bytes: int | None = None) -> bytes:
+        body, size = [], 0
+        async for line in self._lines():
+            size += len(line) + 1
+            if max_bytes is not None and size > max_bytes:
+                await self.aclose()
+                raise ResponseTooLargeError(
+                    f"the program printed more than max_response_bytes={max_bytes} bytes",
+                    limit=max_bytes)
+            body.append(line + b"\n")
+        return b"".join(body)
 
     async def aclose(self) -> None:
         if self._closed:

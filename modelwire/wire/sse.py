@@ -17,7 +17,7 @@ behaviour the fast path must match.
 
 from __future__ import annotations
 
-from ..errors import MalformedResponseError
+from ..errors import MalformedResponseError, ResponseTooLargeError
 
 
 class SSEEvent:
@@ -48,45 +48,87 @@ def _text(raw: bytes) -> str:
 
 
 _SLICE = 65536
+MAX_EVENT_BYTES = 16 * 1024 * 1024  # the default limit of one event (or one line)
 
 
 class SSEParser:
-    __slots__ = ("_buf", "_cr", "_data", "_event", "_id")
+    """Feed raw chunks, get whole events. Work is linear in the bytes fed whatever
+    the chunking: an unfinished line is kept as a list of pieces and joined once,
+    when its line end arrives. One line or event longer than ``max_event_bytes``
+    raises :class:`~modelwire.errors.ResponseTooLargeError` (and drops the buffer)."""
 
-    def __init__(self) -> None:
-        self._buf = b""
+    __slots__ = ("_buf", "_cr", "_data", "_event", "_id", "_max", "_pending", "_size",
+                 "_slice", "_tail")
+
+    def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._buf = b""  # the start of an unfinished line
+        self._tail: list[bytes] = []  # the rest of it, when reads bring no line end
+        self._pending = 0  # bytes in _buf and _tail
         self._cr = False  # the last chunk ended in \r: a leading \n is its other half
         self._data: list[bytes] = []
+        self._size = 0  # bytes in _data (an event of several data lines)
         self._event: bytes | None = None
         self._id: str | None = None
+        self._max = max_event_bytes
+        # A line longer than the limit always spans slices, so the pending check sees it.
+        self._slice = min(_SLICE, max_event_bytes)
+
+    def _too_large(self) -> ResponseTooLargeError:
+        self._buf, self._tail, self._pending, self._size = b"", [], 0, 0
+        self._data.clear()
+        return ResponseTooLargeError(
+            f"one stream event is larger than max_event_bytes={self._max} bytes; the "
+            "connection was closed. Raise AsyncClient(max_event_bytes=...) if such "
+            "events are expected", limit=self._max)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        if len(chunk) > _SLICE:
+        step = self._slice
+        if len(chunk) > step:
             # aiohttp hands over all it has buffered (~256 KB in a fast stream).
             # Parsed whole, every copy of it is above malloc's mmap threshold
             # (128 KB) and pays page faults: ~50% more per event than in slices.
             events: list[SSEEvent] = []
-            for i in range(0, len(chunk), _SLICE):
-                events += self._feed(chunk[i:i + _SLICE])
+            for i in range(0, len(chunk), step):
+                events += self._feed(chunk[i:i + step])
             return events
         return self._feed(chunk)
 
     def _feed(self, chunk: bytes) -> list[SSEEvent]:
         if not chunk:
             return []
-        if self._cr and chunk[:1] == b"\n":
-            chunk = chunk[1:]
-        self._cr = False
-        if self._buf:
-            chunk = self._buf + chunk
-        if b"\r" in chunk:
+        if self._cr:
+            self._cr = False
+            if chunk[0] == 10:  # b"\n"
+                chunk = chunk[1:]
+                if not chunk:
+                    return []
+        if b"\r" in chunk:  # only the new bytes: the pending ones are normalized already
             self._cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         end = chunk.rfind(b"\n")
-        if end < 0:
-            self._buf = chunk
+        pending = self._pending
+        if end < 0:  # no line end: keep the piece, join nothing yet
+            pending += len(chunk)
+            if pending > self._max:
+                raise self._too_large()
+            if pending > len(chunk):
+                self._tail.append(chunk)
+            else:
+                self._buf = chunk
+            self._pending = pending
             return []
+        if pending:
+            if pending + end > self._max and pending + chunk.find(b"\n") > self._max:
+                raise self._too_large()
+            if self._tail:
+                self._tail.append(chunk)
+                chunk = b"".join([self._buf, *self._tail])
+                self._tail = []
+            else:
+                chunk = self._buf + chunk
+            end += pending
         self._buf = chunk[end + 1:]
+        self._pending = len(chunk) - end - 1
         events: list[SSEEvent] = []
         start = 0
         if self._data or self._event is not None:
@@ -157,6 +199,7 @@ class SSEParser:
                         _text(self._event) if self._event else "message",
                         _text(b"\n".join(data)), self._id))
                     data.clear()
+                    self._size = 0
                 self._event = None
                 continue
             if line[0] == 58:  # b":" comment / keep-alive
@@ -165,6 +208,9 @@ class SSEParser:
             if colon and value[:1] == b" ":
                 value = value[1:]
             if name == b"data":
+                self._size += len(value) + 1
+                if self._size > self._max:
+                    raise self._too_large()
                 data.append(value)
             elif name == b"event":
                 self._event = value
@@ -174,5 +220,6 @@ class SSEParser:
 
     def close(self) -> list[SSEEvent]:
         """End of stream: dispatch a final event whose blank line never came."""
-        rest, self._buf = self._buf, b""
+        rest = b"".join([self._buf, *self._tail]) if self._tail else self._buf
+        self._buf, self._tail, self._pending = b"", [], 0
         return self._lines([rest, b""] if rest else [b""])
