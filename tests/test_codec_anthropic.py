@@ -293,12 +293,17 @@ def test_bad_json_in_stream_is_malformed() -> None:
     assert isinstance(err, errors.MalformedResponseError)
 
 
-def test_invalid_tool_arguments_are_malformed_not_empty() -> None:
+def test_invalid_tool_arguments_are_kept_raw_not_empty() -> None:
     (it,) = load("anthropic/test_anthropic_tools_streaming_legacy.yaml")
     body = it.body.replace(b'\\"celsius\\"}"', b'\\"celsius\\""')  # drop the closing }
     assert body != it.body
-    _, err = replay_stream(CODEC, body)
-    assert isinstance(err, errors.MalformedResponseError)
+    events, r = replay_stream(CODEC, body)
+    assert isinstance(r, Response) and r.text.startswith("Certainly!")
+    (end,) = [e for e in events if isinstance(e, ToolCallEnd)]
+    assert end.tool_call == r.tool_calls[0]
+    (call,) = r.tool_calls
+    assert call.arguments is None and call.raw_arguments.endswith('"celsius"')
+    assert call.arguments_error is not None and "not valid JSON" in call.arguments_error
 
 
 @pytest.mark.parametrize("body", [b"[1]", b'{"content": "x"}', b'{"content": [{"type": '
