@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from . import endpoint
 from .config import Settings
-from .errors import ConfigurationError, InvalidMessageError
+from . import validate
+from .errors import InvalidMessageError, InvalidParameterError
 from .hooks import Hooks
 from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
 from .registry import ProviderSpec, get_codec, get_spec
@@ -133,32 +134,29 @@ class AsyncClient:
         **options: Any,
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
+        unknown = sorted(set(options) - CALL_OPTIONS) if options else None
+        if unknown:
+            raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
         target = self.resolve(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")
+        if prompt is not None and not isinstance(prompt, str):
+            raise InvalidMessageError(f"prompt must be a string, got {type(prompt).__name__}")
         msgs: list[Message] = [] if messages is None else to_messages(messages)
-        if stop is not None and not isinstance(stop, str) and not (
-                isinstance(stop, (list, tuple)) and all(isinstance(x, str) for x in stop)):
-            raise InvalidMessageError(f"stop must be a string or a list of strings, got {stop!r}")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        if extra is not None and not isinstance(extra, Mapping):
-            raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
-        unknown = sorted(set(options) - CALL_OPTIONS) if options else None
-        if unknown:
-            raise ConfigurationError(
-                f"unknown argument(s) {', '.join(unknown)}; per-call options are "
-                f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
-            )
+        validate.number("temperature", temperature, 0.0, 2.0)
+        validate.number("top_p", top_p, 0.0, 1.0)
+        validate.integer("max_tokens", max_tokens, 1, "a positive int")
+        validate.integer("seed", seed, -2**63, "an int")
+        stops = validate.stop_sequences(stop)
+        if extra is not None:
+            validate.json_object("extra", extra)
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(
             messages=msgs, target=target, mode="text" if prompt is not None else "chat",
             prompt=prompt, stream=stream, tools=[] if tools is None else to_tools(tools),
             tool_choice=tool_choice,
-            temperature=temperature, max_tokens=max_tokens,
-            stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
-            top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
+            temperature=temperature, max_tokens=max_tokens, stop=stops, top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
             options=options,
@@ -169,6 +167,7 @@ class AsyncClient:
     async def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
                        **kwargs: Any) -> Response:
         """One normalized Response. See the README for every keyword."""
+        _fixed(kwargs, "complete", "stream", "prompt")
         outcome = await self._run(self.build_call(model, messages, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
@@ -176,15 +175,18 @@ class AsyncClient:
     def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
                **kwargs: Any) -> StreamRequest:
         """``async with client.stream(...) as s: async for event in s: ...``"""
+        _fixed(kwargs, "stream", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, messages, stream=True, **kwargs))
 
     async def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
         """Plain text completion (the /v1/completions wire, or the local model)."""
+        _fixed(kwargs, "complete_text", "stream", "prompt")
         outcome = await self._run(self.build_call(model, None, prompt=prompt, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
+        _fixed(kwargs, "stream_text", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
 
@@ -211,6 +213,20 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+def _fixed(kwargs: Mapping[str, Any], method: str, *names: str) -> None:
+    """Keywords the method itself decides: a typed error instead of a TypeError."""
+    for name in names:
+        if name in kwargs:
+            raise InvalidParameterError(
+                f"{method}() does not take {name}=...: use complete() / stream() for chat "
+                "messages and complete_text() / stream_text() for a prompt")
+
+
+# Every keyword build_call takes (for the unknown-keyword error).
+_KEYWORDS = ("model", "messages", "prompt", "tools", "tool_choice", "temperature",
+             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks")
 
 
 class StreamRequest:

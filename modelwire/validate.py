@@ -1,0 +1,118 @@
+"""Call arguments checked before any traffic: types, ranges, JSON-ability.
+
+Every failure is an :class:`~modelwire.errors.InvalidParameterError` that says
+what was wrong and what is allowed. ``bool`` is not a number here (``True``
+would otherwise go out as ``max_tokens: true``); NaN and infinities are not
+numbers either (JSON cannot carry them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import InvalidParameterError
+
+MAX_STOP_SEQUENCES = 32  # more than any provider accepts (OpenAI: 4, Anthropic: 8191 chars)
+_INT64 = 2**63
+
+
+def number(name: str, value: Any, low: float, high: float) -> None:
+    """``value`` is None or a finite int/float in [low, high]."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise InvalidParameterError(
+            f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidParameterError(f"{name} must be from {low:g} to {high:g}, got {value!r}")
+
+
+def integer(name: str, value: Any, low: int, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < _INT64:
+        raise InvalidParameterError(f"{name} must be {what}, got {value!r}")
+
+
+def stop_sequences(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise InvalidParameterError(
+            f"stop must be a string or a list of strings, got {stop!r:.200}")
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise InvalidParameterError(
+            f"stop has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES} are allowed "
+            "(most providers accept 4 to 16)")
+    return list(stop) or None
+
+
+def json_object(name: str, value: Any) -> None:
+    """``value`` is a dict with string keys that JSON can encode exactly."""
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidParameterError(
+            f"{name} must hold only JSON values (strings, finite numbers, booleans, None, "
+            f"lists, dicts with string keys): {e}") from None
+    if not all(isinstance(k, str) for k in value):
+        raise InvalidParameterError(f"{name} keys must be strings")
+
+
+def seconds(name: str, value: Any) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise InvalidParameterError(
+            f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+_checked_schemas: dict[str, None] = {}  # canonical JSON of schemas already checked
+
+
+def tool_schema(name: str, schema: Any) -> None:
+    """A tool's ``parameters``: a JSON Schema object (checked against its meta-schema)."""
+    if not isinstance(schema, Mapping):
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must be a JSON Schema object (a dict like "
+            f"{{'type': 'object', 'properties': {{...}}}}), got {type(schema).__name__}")
+    try:
+        key = json.dumps(schema, sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must be JSON ({e})") from None
+    if key in _checked_schemas:
+        return
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must describe an object (type 'object'), "
+            f"got type {kind!r}")
+    from jsonschema.exceptions import SchemaError  # lazily: ~45 ms, only with tools
+    from jsonschema.validators import validator_for
+
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as e:
+        where = "/".join(str(p) for p in e.path) or "(top level)"
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters is not a valid JSON Schema at {where}: "
+            f"{e.message[:300]}") from None
+    if len(_checked_schemas) >= 1024:
+        _checked_schemas.clear()
+    _checked_schemas[key] = None
+
+
+def unknown_keywords(unknown: Sequence[str], known: Sequence[str]) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"unknown argument(s) {', '.join(unknown)}; the call's arguments are "
+        f"{', '.join(sorted(known))} (provider-specific fields go in extra={{...}})")
