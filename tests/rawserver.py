@@ -9,6 +9,7 @@ records every request it receives, so a test can assert that none arrived.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Raw:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=lambda: {
         "content-type": "application/json"})
+    pieces: tuple[bytes, ...] = ()  # if set: the body, sent as separate network writes
 
     @classmethod
     def json(cls, obj: Any, status: int = 200) -> Raw:
@@ -35,6 +37,14 @@ class Raw:
         if done:
             lines.append("data: [DONE]\n\n")
         return cls(200, "".join(lines).encode(), {"content-type": "text/event-stream"})
+
+    @classmethod
+    def sse_paced(cls, *events: Any, done: bool = False) -> Raw:
+        """Like :meth:`sse`, each event in its own network write (a later bad
+        event then reaches the client after the first one was delivered)."""
+        whole = cls.sse(*events, done=done)
+        pieces = tuple(p + b"\n\n" for p in whole.body.split(b"\n\n") if p)
+        return cls(200, b"", whole.headers, pieces)
 
 
 class RawServer:
@@ -51,7 +61,15 @@ class RawServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests.append((request.method, request.path_qs, await request.read()))
         reply = self.queue.popleft() if self.queue else self.default
-        return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        if not reply.pieces:
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        resp = web.StreamResponse(status=reply.status, headers=reply.headers)
+        await resp.prepare(request)
+        for piece in reply.pieces:
+            await resp.write(piece)
+            await asyncio.sleep(0.005)  # pacing only, so writes arrive apart
+        await resp.write_eof()
+        return resp
 
     async def __aenter__(self) -> RawServer:
         app = web.Application()
