@@ -176,11 +176,10 @@ class StreamAccumulator:
                 self.done = True
                 self._cut = d.needs_finish and self.finish is None
                 self._end_all(out)
-            elif type(d) is Refusal:
-                if d.text:
-                    self._refusal.append(d.text)
-                    add_text(d.text)
-                    emit(TextDelta(d.text))
+            elif type(d) is Refusal and d.text:
+                self._refusal.append(d.text)
+                add_text(d.text)
+                emit(TextDelta(d.text))
         if out and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         return out

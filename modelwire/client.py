@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mappi
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import endpoint
+from . import endpoint, validate
 from .config import Settings
-from . import validate
 from .errors import InvalidMessageError, InvalidParameterError
 from .hooks import Hooks
 from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
@@ -156,7 +155,8 @@ class AsyncClient:
             messages=msgs, target=target, mode="text" if prompt is not None else "chat",
             prompt=prompt, stream=stream, tools=[] if tools is None else to_tools(tools),
             tool_choice=tool_choice,
-            temperature=temperature, max_tokens=max_tokens, stop=stops, top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
+            temperature=temperature, max_tokens=max_tokens, stop=stops,
+            top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
             options=options,

@@ -97,8 +97,9 @@ def tool_schema(name: str, schema: Any) -> None:
         raise InvalidParameterError(
             f"tool {name!r}: parameters must describe an object (type 'object'), "
             f"got type {kind!r}")
-    from jsonschema.exceptions import SchemaError  # lazily: ~45 ms, only with tools
-    from jsonschema.validators import validator_for
+    # lazily: ~45 ms, only once tools are passed
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
 
     try:
         validator_for(schema).check_schema(schema)

@@ -40,8 +40,8 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from ..response import Response
 from ..hooks import BreakerClosed, BreakerHalfOpen, BreakerOpened, Hooks
+from ..response import Response
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
 

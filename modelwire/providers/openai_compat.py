@@ -317,8 +317,8 @@ class OpenAICodec:
                                 out.append(ReasoningDelta(thought))
                             if text:
                                 out.append(TextDelta(text))
-                    if thought := delta.get("reasoning_content") or delta.get("reasoning"):
-                        out.append(ReasoningDelta(thought))
+                    if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
+                        out.append(ReasoningDelta(reasoning))
                     if refusal := delta.get("refusal"):
                         if type(refusal) is not str:
                             raise TypeError(f"delta.refusal is {_kind(refusal)}")

@@ -27,7 +27,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import errors as e
-from ..accumulate import CUSTOM_TOOL_INPUT, DONE, Delta, Finish, Meta, Refusal, ToolCallChunk, tool_call
+from ..accumulate import (
+    CUSTOM_TOOL_INPUT,
+    DONE,
+    Delta,
+    Finish,
+    Meta,
+    Refusal,
+    ToolCallChunk,
+    tool_call,
+)
 from ..errors import InvalidMessageError, MalformedResponseError, ProviderError
 from ..pipeline import Call
 from ..registry import ProviderSpec
