@@ -42,5 +42,5 @@ def test_every_fault_the_issue_lists_is_covered() -> None:
     for needle in ("429, no retry-after", "retry-after:", "retry-after-ms", "500", "502",
                    "503", "529", "slow first byte", "stall", "reset before headers",
                    "reset mid-stream", "cut before its terminal", "malformed JSON",
-                   "invalid UTF-8", "very large"):
+                   "invalid UTF-8", "very large", "malformed 200 answer"):
         assert needle in names

@@ -155,6 +155,12 @@ class Fault:
         return cls("invalid_utf8", after_events=_nonneg(after_events))
 
     @classmethod
+    def wrong_shape(cls, after_events: int) -> Fault:
+        """Valid JSON of the wrong shape: the answer's text is the number 42 (the
+        whole body; streaming: one text event after ``after_events`` good ones)."""
+        return cls("wrong_shape", after_events=_nonneg(after_events))
+
+    @classmethod
     def large(cls, size_bytes: int) -> Fault:
         """A valid reply whose text is about ``size_bytes`` long (streamed in ~1 KiB deltas)."""
         text = (words(max(1, size_bytes // 5)) + " ")[: max(1, size_bytes)]
