@@ -208,7 +208,8 @@ class OpenAICodec:
             calls = self._tool_calls(message) \
                 if message.get("tool_calls") or message.get("function_call") is not None else []
         elif "message" in choice or not isinstance(choice.get("text"), str):
-            raise TypeError(f"choices[0].message is {_kind(message)}, expected an object")
+            raise TypeError(f"choices[0].message is {_kind(message)}, expected an object "
+                            "(or a text-completion 'text' string)")
         else:  # legacy text completion
             text, calls = choice["text"], []
         raw_finish = str(choice["finish_reason"]) if choice.get("finish_reason") else None
