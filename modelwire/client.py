@@ -53,6 +53,7 @@ class AsyncClient:
         if env is not None:
             self.settings.env = env
         self.timeouts = Timeouts.coerce(timeout, Timeouts())
+        validate.model_ids("fallbacks", fallbacks)
         self.max_retries = max_retries
         self.fallbacks = list(fallbacks or ())
         self._transport_override = transport
@@ -136,6 +137,10 @@ class AsyncClient:
         unknown = sorted(set(options) - CALL_OPTIONS) if options else None
         if unknown:
             raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
+        if "breaker" in options and not isinstance(options["breaker"], bool):
+            raise InvalidParameterError(
+                f"breaker (per call) must be True or False, got {options['breaker']!r}")
+        validate.model_ids("fallbacks", fallbacks)
         target = self.resolve(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")

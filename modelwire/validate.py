@@ -113,6 +113,16 @@ def tool_schema(name: str, schema: Any) -> None:
     _checked_schemas[key] = None
 
 
+def model_ids(name: str, value: Any) -> None:
+    """A list of ``"<provider>/<model>"`` strings (a bare string is a common slip)."""
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(m, str) for m in value):
+        raise InvalidParameterError(
+            f"{name} must be a list of model ids like ['openai/gpt-4o-mini'], got {value!r:.200}")
+
+
 def unknown_keywords(unknown: Sequence[str], known: Sequence[str]) -> InvalidParameterError:
     return InvalidParameterError(
         f"unknown argument(s) {', '.join(unknown)}; the call's arguments are "

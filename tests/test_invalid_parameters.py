@@ -73,6 +73,8 @@ BAD_SCHEMA = {"type": "object", "properties": {"a": {"type": "strng"}}}
     ({"stop": ["a", 1]}, InvalidParameterError, "stop must be a string or a list of strings"),
     ({"stop": ["s"] * 33}, InvalidParameterError, "at most 32"),
     ({"stream": True}, InvalidParameterError, "does not take stream"),
+    ({"fallbacks": "openai/gpt-4o"}, InvalidParameterError, "fallbacks must be a list"),
+    ({"breaker": "off"}, InvalidParameterError, "breaker (per call) must be True or False"),
     ({"prompt": "x"}, InvalidParameterError, "does not take prompt"),
 ])
 async def test_bad_arguments_are_typed_and_send_nothing(kwargs: dict[str, Any], kind: type,
@@ -122,6 +124,11 @@ async def test_an_unknown_keyword_lists_every_real_keyword() -> None:
 def test_a_bad_client_timeout_is_typed(timeout: Any) -> None:
     with pytest.raises(InvalidParameterError, match="positive number"):
         AsyncClient(middleware=[], timeout=timeout)
+
+
+def test_client_fallbacks_must_be_a_list() -> None:
+    with pytest.raises(InvalidParameterError, match="fallbacks must be a list"):
+        AsyncClient(middleware=[], fallbacks="openai/gpt-4o")  # type: ignore[arg-type]
 
 
 async def test_good_arguments_go_out_exactly() -> None:
