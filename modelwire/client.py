@@ -140,18 +140,21 @@ class AsyncClient:
         if "breaker" in options and not isinstance(options["breaker"], bool):
             raise InvalidParameterError(
                 f"breaker (per call) must be True or False, got {options['breaker']!r}")
-        validate.model_ids("fallbacks", fallbacks)
+        if fallbacks is not None:
+            validate.model_ids("fallbacks", fallbacks)
         target = self.resolve(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")
         if prompt is not None and not isinstance(prompt, str):
             raise InvalidMessageError(f"prompt must be a string, got {type(prompt).__name__}")
         msgs: list[Message] = [] if messages is None else to_messages(messages)
-        validate.number("temperature", temperature, 0.0, 2.0)
-        validate.number("top_p", top_p, 0.0, 1.0)
-        validate.integer("max_tokens", max_tokens, 1, "a positive int")
-        validate.integer("seed", seed, -2**63, "an int")
-        stops = validate.stop_sequences(stop)
+        if temperature is not None or top_p is not None or max_tokens is not None \
+                or seed is not None:
+            validate.number("temperature", temperature, 0.0, 2.0)
+            validate.number("top_p", top_p, 0.0, 1.0)
+            validate.integer("max_tokens", max_tokens, 1, "a positive int")
+            validate.integer("seed", seed, -2**63, "an int")
+        stops = None if stop is None else validate.stop_sequences(stop)
         if extra is not None:
             validate.json_object("extra", extra)
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)

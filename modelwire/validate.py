@@ -15,6 +15,8 @@ from typing import Any
 
 from .errors import InvalidParameterError
 
+_STRICT = json.JSONEncoder(allow_nan=False)  # built once: json.dumps(allow_nan=...) is not
+_STRICT_SORTED = json.JSONEncoder(allow_nan=False, sort_keys=True)
 MAX_STOP_SEQUENCES = 32  # more than any provider accepts (OpenAI: 4, Anthropic: 8191 chars)
 _INT64 = 2**63
 
@@ -58,7 +60,7 @@ def json_object(name: str, value: Any) -> None:
     if not isinstance(value, Mapping):
         raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
     try:
-        json.dumps(value, allow_nan=False)
+        _STRICT.encode(value)
     except (TypeError, ValueError) as e:
         raise InvalidParameterError(
             f"{name} must hold only JSON values (strings, finite numbers, booleans, None, "
@@ -77,20 +79,28 @@ def seconds(name: str, value: Any) -> float:
 
 
 _checked_schemas: dict[str, None] = {}  # canonical JSON of schemas already checked
+# The same schema object passed again (the usual case: one Tool list reused for
+# every call) skips even the canonical JSON: id -> the object, kept alive so the
+# id cannot be reused. A schema mutated in place after its first call is not
+# re-checked here; the request encoder still refuses anything JSON cannot carry.
+_checked_objects: dict[int, Any] = {}
 
 
 def tool_schema(name: str, schema: Any) -> None:
     """A tool's ``parameters``: a JSON Schema object (checked against its meta-schema)."""
+    if _checked_objects.get(id(schema)) is schema:
+        return
     if not isinstance(schema, Mapping):
         raise InvalidParameterError(
             f"tool {name!r}: parameters must be a JSON Schema object (a dict like "
             f"{{'type': 'object', 'properties': {{...}}}}), got {type(schema).__name__}")
     try:
-        key = json.dumps(schema, sort_keys=True, allow_nan=False)
+        key = _STRICT_SORTED.encode(schema)
     except (TypeError, ValueError) as e:
         raise InvalidParameterError(
             f"tool {name!r}: parameters must be JSON ({e})") from None
     if key in _checked_schemas:
+        _remember(schema)
         return
     kind = schema.get("type", "object")
     if kind != "object":
@@ -111,6 +121,13 @@ def tool_schema(name: str, schema: Any) -> None:
     if len(_checked_schemas) >= 1024:
         _checked_schemas.clear()
     _checked_schemas[key] = None
+    _remember(schema)
+
+
+def _remember(schema: Any) -> None:
+    if len(_checked_objects) >= 1024:
+        _checked_objects.clear()
+    _checked_objects[id(schema)] = schema
 
 
 def model_ids(name: str, value: Any) -> None:
