@@ -317,3 +317,11 @@ async def test_responses_custom_tool_calls_decode_with_their_raw_input() -> None
         {"type": "response.output_item.done", "output_index": 0, "item": item},
         {"type": "response.completed", "response": final}))
     assert isinstance(s, Response) and s.tool_calls == r.tool_calls
+
+
+async def test_an_excerpt_never_carries_the_key_even_when_the_server_echoes_it() -> None:
+    body = chat({"role": "assistant", "content": {"auth": f"Bearer {KEY}"}})
+    outcome = await complete("openai", Raw.json(body))
+    assert_malformed(outcome, "[redacted]")
+    _, s = await stream("openai", Raw.sse(chunk({"content": {"auth": KEY}}), done=True))
+    assert_malformed(s, "[redacted]")
