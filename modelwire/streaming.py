@@ -100,6 +100,11 @@ class AsyncStream:
             await self.aclose()
             raise error from e
 
+    @property
+    def ended(self) -> bool:
+        """True once the stream finished, failed or was closed (``on_end`` has run)."""
+        return self._ended
+
     async def _end(self, outcome: Response | ProviderError | None) -> None:
         if not self._ended:
             self._ended = True

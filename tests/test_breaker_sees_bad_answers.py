@@ -102,6 +102,21 @@ async def test_whole_streams_and_early_closes_never_open_it() -> None:
                         StreamInterruptedError, StreamInterruptedError]
 
 
+async def test_a_stream_that_ends_while_primed_counts_as_a_success() -> None:
+    """No content event at all (an empty answer): the stream is whole before the
+    breaker sees it, and still resets the streak."""
+    empty = Raw.sse({"id": "c", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+                    done=True)
+    async with RawServer() as server:
+        server.script(CUT, CUT, empty, CUT)
+        client, breaker = client_for(server)
+        async with client:
+            outcomes = [await drain(client) for _ in range(4)]
+            assert await breaker.state(client.resolve(MODEL)) == "closed"
+    assert outcomes == [StreamInterruptedError, StreamInterruptedError, None,
+                        StreamInterruptedError]
+
+
 def test_verdicts() -> None:
     assert verdict(MalformedResponseError("x")) is Verdict.FAILURE
     assert verdict(StreamInterruptedError("x")) is Verdict.FAILURE  # no cause: cut

@@ -125,7 +125,7 @@ class Breaker:
         except BaseException as e:
             await self._record(target, probe, verdict(e))
             raise
-        if isinstance(outcome, Response):
+        if isinstance(outcome, Response) or outcome.ended:  # ended: whole while priming
             await self._record(target, probe, Verdict.SUCCESS)
         else:  # a stream counts when it ends (see the module docstring)
             async def ended(end: Response | ProviderError | None) -> None:
