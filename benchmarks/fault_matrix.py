@@ -111,6 +111,11 @@ CASES: list[Case] = [
          Expect("MalformedResponseError", 1),
          Expect("MalformedResponseError|StreamInterruptedError", 1,
                 cause="MalformedResponseError")),
+    # Valid JSON, wrong shape (the text is a number): never a "successful" answer.
+    Case("malformed 200 answer (text: 42)", lambda: Fault.wrong_shape(4),
+         Expect("MalformedResponseError", 1),
+         Expect("MalformedResponseError|StreamInterruptedError", 1,
+                cause="MalformedResponseError")),
     Case("very large response (1 MiB)", lambda: LARGE,
          Expect("recovered", 1, waits=()), Expect("recovered", 1, waits=()), text=LARGE.text),
     # A stream ends at its terminal event: what the server does after it is not the answer.

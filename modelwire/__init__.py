@@ -11,6 +11,7 @@ from .errors import (
     ContextWindowExceededError,
     InvalidMessageError,
     InvalidModelError,
+    InvalidParameterError,
     MalformedResponseError,
     MissingAPIKeyError,
     MissingDependencyError,
@@ -60,4 +61,5 @@ __all__ = [
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
+    "InvalidParameterError",
 ]

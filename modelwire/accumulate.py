@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Union
 
-from .errors import MalformedResponseError, StreamInterruptedError
+from .errors import StreamInterruptedError
 from .response import (
     FinishReason,
     ReasoningDelta,
@@ -45,12 +45,20 @@ class ToolCallChunk:
     name: str | None = None
     arguments: str = ""
     complete: bool = False  # arguments arrived whole; the call ends here
+    custom: bool = False  # an OpenAI custom tool: free-form input, not JSON arguments
 
 
 @dataclass(slots=True, frozen=True)
 class Finish:
     reason: FinishReason
     raw: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Refusal:
+    """Refusal text (OpenAI ``refusal``): a TextDelta to the caller, and ``Response.refusal``."""
+
+    text: str
 
 
 @dataclass(slots=True, frozen=True)
@@ -76,31 +84,41 @@ class Done:
 DONE = Done()
 DONE_AFTER_FINISH = Done(needs_finish=True)
 
-Delta = Union[TextDelta, ReasoningDelta, ToolCallChunk, UsageUpdate, Finish, Meta, Done]
+Delta = Union[TextDelta, ReasoningDelta, ToolCallChunk, UsageUpdate, Finish, Meta, Done, Refusal]
 
 
-def parse_arguments(raw: str, *, provider: str = "", model: str = "",
-                    name: str = "") -> dict[str, Any]:
-    """Tool-call arguments as a dict; invalid JSON is an error, never silently ``{}``."""
+CUSTOM_TOOL_INPUT = ("a custom (free-form) tool call: its input is the text in raw_arguments, "
+                     "not JSON arguments")
+"""``ToolCall.arguments_error`` of an OpenAI custom tool call (``type: "custom"``)."""
+
+
+def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
+    """``(arguments, None)``, or ``(None, why)`` when ``raw`` is not a JSON object.
+
+    Invalid JSON is legal on the wire (models produce it; max_tokens truncates
+    it): it is reported, never an error for the whole response nor a made-up dict.
+    """
     if not raw.strip():
-        return {}
+        return {}, None
     try:
         value = json.loads(raw)
     except ValueError as e:
-        raise MalformedResponseError(
-            f"tool call {name!r} has arguments that are not valid JSON ({e}): {raw[:200]!r}",
-            provider=provider, model=model,
-        ) from None
+        return None, f"not valid JSON ({e})"
     if not isinstance(value, dict):
-        raise MalformedResponseError(
-            f"tool call {name!r} arguments are JSON {type(value).__name__}, expected an object",
-            provider=provider, model=model,
-        )
-    return value
+        return None, f"JSON {type(value).__name__}, expected an object"
+    return value, None
+
+
+def tool_call(id: str, name: str, raw: str, custom: bool = False) -> ToolCall:
+    """A ToolCall from its raw argument string (see :func:`parse_arguments`)."""
+    if custom:
+        return ToolCall(id, name, None, raw, CUSTOM_TOOL_INPUT)
+    args, error = parse_arguments(raw)
+    return ToolCall(id, name, args, raw or "{}", error)
 
 
 class _Slot:
-    __slots__ = ("ended", "given_id", "id", "index", "name", "parts")
+    __slots__ = ("custom", "ended", "given_id", "id", "index", "name", "parts")
 
     def __init__(self, index: int, id: str | None, name: str) -> None:
         self.index, self.name = index, name
@@ -108,6 +126,7 @@ class _Slot:
         self.given_id = id is not None
         self.parts: list[str] = []
         self.ended = False
+        self.custom = False
 
 
 class StreamAccumulator:
@@ -120,6 +139,7 @@ class StreamAccumulator:
         self.first_token_at: float | None = None
         self._text: list[str] = []
         self._reasoning: list[str] = []
+        self._refusal: list[str] = []
         self._slots: list[_Slot] = []
         self._by_key: dict[int | str, _Slot] = {}
         self._by_id: dict[str, _Slot] = {}
@@ -161,6 +181,10 @@ class StreamAccumulator:
                 self._cut = d.needs_finish and self.finish is None
                 self._end_all(out)
                 break  # the terminal event: anything after it is not the answer
+            elif type(d) is Refusal and d.text:
+                self._refusal.append(d.text)
+                add_text(d.text)
+                emit(TextDelta(d.text))
         if out and self.first_token_at is None:
             self.first_token_at = time.perf_counter()
         return out
@@ -180,6 +204,7 @@ class StreamAccumulator:
         elif d.name and not slot.name:
             slot.name = d.name
         self._by_key[d.key] = slot
+        slot.custom = slot.custom or d.custom
         if d.id:
             self._by_id[d.id] = slot
         if d.arguments:
@@ -198,9 +223,7 @@ class StreamAccumulator:
             self._end(slot, out)
 
     def _tool_call(self, slot: _Slot) -> ToolCall:
-        raw = "".join(slot.parts)
-        args = parse_arguments(raw, provider=self.provider, model=self.model, name=slot.name)
-        return ToolCall(slot.id, slot.name, args, raw or "{}")
+        return tool_call(slot.id, slot.name, "".join(slot.parts), slot.custom)
 
     def response(self) -> Response:
         """The final Response. Raises if the wire's terminal event never came."""
@@ -218,16 +241,7 @@ class StreamAccumulator:
         return self._build("error")
 
     def _build(self, forced: FinishReason | None) -> Response:
-        calls = []
-        for s in self._slots:
-            raw = "".join(s.parts)
-            try:
-                args = parse_arguments(raw, name=s.name)
-            except MalformedResponseError:
-                if forced is None:
-                    raise
-                args = {}
-            calls.append(ToolCall(s.id, s.name, args, raw or "{}"))
+        calls = [self._tool_call(s) for s in self._slots]
         if forced is not None:
             reason: FinishReason = forced
         elif self.finish is not None:
@@ -242,5 +256,6 @@ class StreamAccumulator:
             time_to_first_token=(self.first_token_at - self.started
                                  if self.first_token_at is not None else None),
             reasoning="".join(self._reasoning),
+            refusal="".join(self._refusal) if self._refusal else None,
             raw_finish_reason=self.finish.raw if self.finish else None, raw=self.raw,
         )

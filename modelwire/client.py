@@ -10,9 +10,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import endpoint
+from . import endpoint, validate
 from .config import Settings
-from .errors import ConfigurationError, InvalidMessageError
+from .errors import InvalidMessageError, InvalidParameterError
 from .hooks import Hooks
 from .pipeline import (
     CALL_OPTIONS,
@@ -91,6 +91,7 @@ class AsyncClient:
         if env is not None:
             self.settings.env = env
         self.timeouts = Timeouts.coerce(timeout, Timeouts())
+        validate.model_ids("fallbacks", fallbacks)
         self.max_retries = max_retries
         self.fallbacks = list(fallbacks or ())
         self._transport_override = transport
@@ -206,31 +207,36 @@ class AsyncClient:
         **options: Any,
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
+        unknown = sorted(set(options) - CALL_OPTIONS) if options else None
+        if unknown:
+            raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
+        if "breaker" in options and not isinstance(options["breaker"], bool):
+            raise InvalidParameterError(
+                f"breaker (per call) must be True or False, got {options['breaker']!r}")
+        if fallbacks is not None:
+            validate.model_ids("fallbacks", fallbacks)
         targets = self.plan(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")
+        if prompt is not None and not isinstance(prompt, str):
+            raise InvalidMessageError(f"prompt must be a string, got {type(prompt).__name__}")
         msgs: list[Message] = [] if messages is None else to_messages(messages)
-        if stop is not None and not isinstance(stop, str) and not (
-                isinstance(stop, (list, tuple)) and all(isinstance(x, str) for x in stop)):
-            raise InvalidMessageError(f"stop must be a string or a list of strings, got {stop!r}")
-        if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-            raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        if extra is not None and not isinstance(extra, Mapping):
-            raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
-        unknown = sorted(set(options) - CALL_OPTIONS) if options else None
-        if unknown:
-            raise ConfigurationError(
-                f"unknown argument(s) {', '.join(unknown)}; per-call options are "
-                f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
-            )
+        if temperature is not None or top_p is not None or max_tokens is not None \
+                or seed is not None:
+            validate.number("temperature", temperature, 0.0, 2.0)
+            validate.number("top_p", top_p, 0.0, 1.0)
+            validate.integer("max_tokens", max_tokens, 1, "a positive int")
+            validate.integer("seed", seed, -2**63, "an int")
+        stops = None if stop is None else validate.stop_sequences(stop)
+        if extra is not None:
+            validate.json_object("extra", extra)
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(
             messages=msgs, target=targets[0], mode="text" if prompt is not None else "chat",
             prompt=prompt, stream=stream, tools=[] if tools is None else to_tools(tools),
             tool_choice=tool_choice,
-            temperature=temperature, max_tokens=max_tokens,
-            stop=[stop] if isinstance(stop, str) else (list(stop) if stop else None),
+            temperature=temperature, max_tokens=max_tokens, stop=stops,
             top_p=top_p, seed=seed, extra=extra, timeouts=timeouts,
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[*targets[1:], *(t for m in chain_ids for t in self.plan(m))]
@@ -244,6 +250,7 @@ class AsyncClient:
     async def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
                        **kwargs: Any) -> Response:
         """One normalized Response. See the README for every keyword."""
+        _fixed(kwargs, "complete", "stream", "prompt")
         outcome = await self._run(self.build_call(model, messages, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
@@ -251,15 +258,18 @@ class AsyncClient:
     def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
                **kwargs: Any) -> StreamRequest:
         """``async with client.stream(...) as s: async for event in s: ...``"""
+        _fixed(kwargs, "stream", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, messages, stream=True, **kwargs))
 
     async def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
         """Plain text completion (the /v1/completions wire, or the local model)."""
+        _fixed(kwargs, "complete_text", "stream", "prompt")
         outcome = await self._run(self.build_call(model, None, prompt=prompt, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
+        _fixed(kwargs, "stream_text", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
 
@@ -302,9 +312,21 @@ class AsyncClient:
 
 def _byte_limit(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-        raise ConfigurationError(
+        raise InvalidParameterError(
             f"{name} must be an int of at least 1024 (bytes), got {value!r}")
     return value
+def _fixed(kwargs: Mapping[str, Any], method: str, *names: str) -> None:
+    """Keywords the method itself decides: a typed error instead of a TypeError."""
+    for name in names:
+        if name in kwargs:
+            raise InvalidParameterError(
+                f"{method}() does not take {name}=...: use complete() / stream() for chat "
+                "messages and complete_text() / stream_text() for a prompt")
+
+
+# Every keyword build_call takes (for the unknown-keyword error).
+_KEYWORDS = ("model", "messages", "prompt", "tools", "tool_choice", "temperature",
+             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks")
 
 
 class StreamRequest:

@@ -61,10 +61,11 @@ class Settings:
             )
         provider, model = model_id.split("/", 1)
         spec = get_spec(provider)
-        if not model:
-            if spec.default_model is None:
-                raise InvalidModelError(f"model id {model_id!r} names no model")
-            model = spec.default_model
+        if not model.strip():  # never silently the provider's default model
+            example = f"{provider}/{spec.default_model or '<model>'}"
+            raise InvalidModelError(
+                f"model id {model_id!r} names no model: write '<provider>/<model>', "
+                f"e.g. {example!r} (or pass model=None for the default model)")
         base_url = self.base_url(spec)
         if base_url is None:
             names = " or ".join(spec.base_url_env) or "a base URL"

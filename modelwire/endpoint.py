@@ -37,6 +37,10 @@ _DEADLINE_SLACK = 0.005  # seconds a first attempt may run past the call's deadl
 
 
 def tag(err: E, call: Call) -> E:
+    key = call.target.api_key
+    if key and key in err.message:  # a body excerpt from a server that echoed the key
+        err.message = err.message.replace(key, "[redacted]")
+        err.args = (err.message,)
     if not err.provider:
         err.provider = call.target.provider
     if not err.model:

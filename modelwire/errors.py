@@ -8,6 +8,7 @@
     │   ├── InvalidModelError          model id not "<provider>/<model>"
     │   ├── MissingAPIKeyError         names the environment variable to set
     │   ├── InvalidMessageError        a message/tool dict that cannot be understood
+    │   ├── InvalidParameterError      a call argument of the wrong type or out of range
     │   ├── MissingDependencyError     an extra is not installed; names the pip command
     │   └── UnsupportedFeatureError    the provider/model cannot do what was asked
     └── ProviderError                  the provider (or the path to it) failed
@@ -77,6 +78,11 @@ class MissingAPIKeyError(ConfigurationError):
 
 class InvalidMessageError(ConfigurationError):
     pass
+
+
+class InvalidParameterError(ConfigurationError):
+    """A call argument (temperature, max_tokens, timeout, extra, tool schema, ...) has
+    the wrong type or is out of range. Raised before any traffic."""
 
 
 class MissingDependencyError(ConfigurationError, ImportError):

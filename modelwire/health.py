@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .errors import ProviderError
 from .middleware import find
@@ -103,7 +105,7 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
     try:
         resp = await transport.send(request, PROBE_TIMEOUTS)
         try:
-            await resp.read()
+            body = await resp.read()
         finally:
             await resp.aclose()
     except ProviderError as e:
@@ -116,9 +118,27 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
                         f"no API key: set {' or '.join(spec.key_env)} (HTTP {resp.status})")
     elif resp.status >= 400:
         report.error = f"the models endpoint answered HTTP {resp.status}"
+    elif resp.status >= 300:  # redirects are never followed: the key stays here
+        host = urlsplit(resp.headers.get("location") or "").hostname
+        report.error = (f"the models endpoint answered HTTP {resp.status}, a redirect"
+                        f"{f' to {host}' if host else ''}; check the base URL")
     elif key is None and spec.requires_key:
         report.error = f"no API key: set {' or '.join(spec.key_env)}"
+    elif not _is_model_list(body):
+        text = body[:120].decode("utf-8", "replace")
+        report.error = f"the models endpoint did not answer a JSON model list: {text!r}"
     return report
+
+
+def _is_model_list(body: bytes) -> bool:
+    """``{"data": [...]}`` (OpenAI, Anthropic), ``{"models": [...]}`` (Gemini) or a list."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return False
+    if isinstance(data, dict):
+        return isinstance(data.get("data"), list) or isinstance(data.get("models"), list)
+    return isinstance(data, list)
 
 
 async def _local(spec: ProviderSpec, report: HealthReport, settings: Settings) -> HealthReport:

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+from .accumulate import parse_arguments
 from .errors import ConfigurationError
 from .response import ToolCall, Usage
 
@@ -170,11 +171,8 @@ def _tool_call(call: Any, i: int) -> ToolCall:
         )
     name, args = call
     if isinstance(args, str):  # raw arguments, possibly deliberately malformed
-        try:
-            parsed = json.loads(args)
-        except ValueError:
-            parsed = None
-        return ToolCall(f"call_mock_{i}", name, parsed if isinstance(parsed, dict) else {}, args)
+        parsed, error = parse_arguments(args)
+        return ToolCall(f"call_mock_{i}", name, parsed, args, error)
     if not isinstance(args, Mapping):
         raise ConfigurationError(
             f"MockReply.tool_calls[{i}] arguments must be a dict or a JSON string, got {args!r}"

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal, Protocol, Union
 
 from .response import Response
 from .types import Message, Tool
+from .validate import seconds
 
 if TYPE_CHECKING:
     from .registry import ProviderSpec
@@ -55,12 +56,18 @@ class Timeouts:
 
     @classmethod
     def coerce(cls, value: Timeouts | float | None, default: Timeouts) -> Timeouts:
+        """A Timeouts from seconds (for the whole call) or a Timeouts; every field
+        set must be a positive, finite number (InvalidParameterError otherwise)."""
         if value is None:
             return default
         if isinstance(value, Timeouts):
+            for f in fields(value):
+                if (v := getattr(value, f.name)) is not None:
+                    seconds(f"Timeouts.{f.name}", v)
             return value
-        return cls(connect=min(float(value), default.connect or float(value)),
-                   read=float(value), total=float(value), first_event=default.first_event)
+        s = seconds("timeout", value)
+        return cls(connect=min(s, default.connect or s), read=s, total=s,
+                   first_event=default.first_event)
 
 
 @dataclass(slots=True, frozen=True)

@@ -13,8 +13,9 @@ Provenance = Literal["reported", "estimated", "none"]
 class ToolCall:
     id: str
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | None
     raw_arguments: str
+    arguments_error: str | None = None  # why raw_arguments did not parse; arguments is then None
 
 
 @dataclass(slots=True)
@@ -75,6 +76,7 @@ class Response:
     time_to_first_token: float | None = None  # streams only
     reasoning: str = ""  # thinking / reasoning text, never mixed into ``text``
     raw_finish_reason: str | None = None
+    refusal: str | None = None  # the model declined (OpenAI ``refusal``); also in ``text``
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
 
@@ -84,8 +86,12 @@ class Response:
         return {
             "text": self.text,
             "tool_calls": [
-                {"id": c.id, "name": c.name, "arguments": c.arguments} for c in self.tool_calls
+                {"id": c.id, "name": c.name, "arguments": c.arguments,
+                 **({"raw_arguments": c.raw_arguments, "arguments_error": c.arguments_error}
+                    if c.arguments_error else {})}
+                for c in self.tool_calls
             ],
+            **({"refusal": self.refusal} if self.refusal is not None else {}),
             "finish_reason": self.finish_reason,
             "usage": {
                 "input_tokens": u.input_tokens, "output_tokens": u.output_tokens,
@@ -129,7 +135,7 @@ class ToolCallArgumentsDelta:
 @dataclass(slots=True, frozen=True)
 class ToolCallEnd:
     index: int
-    tool_call: ToolCall  # arguments parsed
+    tool_call: ToolCall  # arguments parsed, or None with arguments_error set
 
 
 @dataclass(slots=True, frozen=True)

@@ -32,6 +32,10 @@ class AsyncStream:
         self._closed = False
         self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
         self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
+        # Called once when the stream ends after priming: with the Response, the
+        # error the caller got, or None when the caller closed it before the end.
+        self.on_end: list[Callable[[Response | ProviderError | None], Awaitable[None]]] = []
+        self._ended = False
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -65,27 +69,47 @@ class AsyncStream:
         try:
             return await self._batches.__anext__()
         except StopAsyncIteration:
-            response = self._acc.response()  # raises if no terminal event
+            try:
+                response = self._acc.response()  # raises if no terminal event
+            except StreamInterruptedError as e:
+                await self._end(e)
+                raise
             response.attempts = list(self.attempts)
             self._response = response
             for callback in self.on_finish:
                 await callback(response)
+            await self._end(response)
             return None
         except StreamInterruptedError as e:
             if wrap:
                 e.retryable = False
+            await self._end(e)
             await self.aclose()
             raise
         except ProviderError as e:
-            await self.aclose()
             if not wrap:
+                await self.aclose()
                 raise
-            raise StreamInterruptedError(
+            error = StreamInterruptedError(
                 f"stream failed after it began: {type(e).__name__}: {e.message}",
                 provider=e.provider or self._acc.provider, model=e.model or self._acc.model,
                 status=e.status, partial=self._acc.partial(), cause=e, retryable=False,
                 body=e.body,
-            ) from e
+            )
+            await self._end(error)
+            await self.aclose()
+            raise error from e
+
+    @property
+    def ended(self) -> bool:
+        """True once the stream finished, failed or was closed (``on_end`` has run)."""
+        return self._ended
+
+    async def _end(self, outcome: Response | ProviderError | None) -> None:
+        if not self._ended:
+            self._ended = True
+            for callback in self.on_end:
+                await callback(outcome)
 
     async def next_batch(self) -> list[StreamEvent] | None:
         """The rest of the current batch, or the next one; None at the end."""
@@ -140,6 +164,7 @@ class AsyncStream:
         if self._closed:
             return
         self._closed = True
+        await self._end(None)
         aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             try:

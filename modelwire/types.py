@@ -12,7 +12,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
-from .errors import InvalidMessageError
+from . import validate
+from .errors import InvalidMessageError, InvalidParameterError
 from .response import ToolCall
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -187,17 +188,31 @@ def _tool_call(c: Any, i: int, j: int) -> ToolCall:
 
 
 def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
+    """Validate and convert the caller's tools; ``parameters`` must be a JSON Schema
+    object (checked against the JSON Schema meta-schema: InvalidParameterError)."""
+    if isinstance(tools, (str, Mapping)) or (tools is not None
+                                             and not isinstance(tools, Iterable)):
+        raise InvalidMessageError(
+            f"tools is a {type(tools).__name__}; pass a list of tools")
     out: list[Tool] = []
     for i, t in enumerate(tools or ()):
         if isinstance(t, Tool):
-            out.append(t)
-            continue
-        fn = t.get("function", t) if isinstance(t, Mapping) else None
-        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
-            raise InvalidMessageError(
-                f"tools[{i}] must be a modelwire.Tool or "
-                "{'type': 'function', 'function': {'name': ..., 'parameters': {...}}}"
-            )
-        params = fn.get("parameters") or {"type": "object", "properties": {}}
-        out.append(Tool(fn["name"], fn.get("description") or "", params))
+            tool = t
+        else:
+            fn = t.get("function", t) if isinstance(t, Mapping) else None
+            if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+                raise InvalidMessageError(
+                    f"tools[{i}] must be a modelwire.Tool or "
+                    "{'type': 'function', 'function': {'name': ..., 'parameters': {...}}}"
+                )
+            params = fn.get("parameters")
+            tool = Tool(fn["name"], fn.get("description") or "",
+                        {"type": "object", "properties": {}} if params is None else params)
+        if not isinstance(tool.name, str) or not tool.name:
+            raise InvalidParameterError(f"tools[{i}] needs a non-empty string name")
+        if not isinstance(tool.description, str):
+            raise InvalidParameterError(f"tools[{i}] ({tool.name!r}): description must be a "
+                                        f"string, got {type(tool.description).__name__}")
+        validate.tool_schema(tool.name, tool.parameters)
+        out.append(tool)
     return out

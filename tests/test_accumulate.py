@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from modelwire.accumulate import DONE, Finish, StreamAccumulator, ToolCallChunk
-from modelwire.errors import MalformedResponseError, StreamInterruptedError
+from modelwire.accumulate import (
+    CUSTOM_TOOL_INPUT,
+    DONE,
+    Finish,
+    Refusal,
+    StreamAccumulator,
+    ToolCallChunk,
+)
+from modelwire.errors import StreamInterruptedError
 from modelwire.response import TextDelta, ToolCallEnd, ToolCallStart, Usage, UsageUpdate
 
 
@@ -34,9 +41,35 @@ def test_whole_calls_end_at_once_and_repeat_names_get_new_slots() -> None:
     assert acc.response().finish_reason == "tool_calls"
 
 
-def test_invalid_tool_arguments_are_an_error_not_an_empty_dict() -> None:
-    with pytest.raises(MalformedResponseError, match="not valid JSON"):
-        run(ToolCallChunk(0, "a", "f", '{"x": '), DONE)
+def test_invalid_tool_arguments_are_kept_raw_with_the_reason_not_an_empty_dict() -> None:
+    events, acc = run(TextDelta("ok"), ToolCallChunk(0, "a", "f", '{"x": '),
+                      ToolCallChunk(1, "b", "g", '{"y": 2}'), ToolCallChunk(2, "c", "h", "[1]"),
+                      Finish("length"), DONE)
+    ends = [e.tool_call for e in events if isinstance(e, ToolCallEnd)]
+    r = acc.response()
+    for calls in (ends, r.tool_calls):
+        bad, good, listed = calls
+        assert (bad.arguments, bad.raw_arguments) == (None, '{"x": ')
+        assert bad.arguments_error is not None and "not valid JSON" in bad.arguments_error
+        assert (good.arguments, good.arguments_error) == ({"y": 2}, None)
+        assert listed.arguments is None and listed.arguments_error == (
+            "JSON list, expected an object")
+    assert (r.text, r.finish_reason) == ("ok", "length")
+
+
+def test_custom_tool_input_is_raw_with_the_custom_marker() -> None:
+    _, acc = run(ToolCallChunk(0, "a", "grep", "*.py", custom=True), DONE)
+    (c,) = acc.response().tool_calls
+    assert (c.name, c.arguments, c.raw_arguments, c.arguments_error) == (
+        "grep", None, "*.py", CUSTOM_TOOL_INPUT)
+
+
+def test_refusal_is_text_for_the_caller_and_the_response_refusal() -> None:
+    events, acc = run(Refusal("I can"), Refusal("not."), Finish("stop"), DONE)
+    assert events == [TextDelta("I can"), TextDelta("not.")]
+    r = acc.response()
+    assert (r.text, r.refusal) == ("I cannot.", "I cannot.")
+    assert run(TextDelta("hi"), DONE)[1].response().refusal is None
 
 
 def test_missing_terminal_event_raises_with_the_partial_response() -> None:

@@ -89,7 +89,7 @@ async def test_async_on_result_and_messages_and_options() -> None:
     assert results[0].response is not None and results[0].response.text == "from messages"
     assert any(body.get("max_tokens") == 5 for body in sent)
     assert results[2].to_dict()["error"]["type"] == "UnknownProviderError"
-    assert results[3].to_dict()["error"]["type"] == "ConfigurationError"
+    assert results[3].to_dict()["error"]["type"] == "InvalidParameterError"  # a misspelt keyword
 
 
 async def test_the_rate_limiter_applies_to_every_request() -> None:

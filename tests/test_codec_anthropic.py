@@ -293,12 +293,17 @@ def test_bad_json_in_stream_is_malformed() -> None:
     assert isinstance(err, errors.MalformedResponseError)
 
 
-def test_invalid_tool_arguments_are_malformed_not_empty() -> None:
+def test_invalid_tool_arguments_are_kept_raw_not_empty() -> None:
     (it,) = load("anthropic/test_anthropic_tools_streaming_legacy.yaml")
     body = it.body.replace(b'\\"celsius\\"}"', b'\\"celsius\\""')  # drop the closing }
     assert body != it.body
-    _, err = replay_stream(CODEC, body)
-    assert isinstance(err, errors.MalformedResponseError)
+    events, r = replay_stream(CODEC, body)
+    assert isinstance(r, Response) and r.text.startswith("Certainly!")
+    assert [e.tool_call for e in events if isinstance(e, ToolCallEnd)] == r.tool_calls
+    assert len(r.tool_calls) == 2 and r.tool_calls[1].arguments is not None
+    call = r.tool_calls[0]
+    assert call.arguments is None and call.raw_arguments.endswith('"celsius"')
+    assert call.arguments_error is not None and "not valid JSON" in call.arguments_error
 
 
 @pytest.mark.parametrize("body", [b"[1]", b'{"content": "x"}', b'{"content": [{"type": '

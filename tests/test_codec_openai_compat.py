@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import wirekit
 
-from modelwire.accumulate import DONE_AFTER_FINISH, Finish, Meta, ToolCallChunk
+from modelwire.accumulate import DONE_AFTER_FINISH, Finish, Meta, Refusal, ToolCallChunk
 from modelwire.config import Settings
 from modelwire.errors import (
     AuthenticationError,
@@ -446,10 +446,18 @@ def test_bad_bodies_are_malformed_response_errors(body: bytes) -> None:
         decode(body)
 
 
-def test_invalid_tool_arguments_are_an_error_not_an_empty_dict() -> None:
-    with pytest.raises(MalformedResponseError, match="not valid JSON"):
-        decode({"choices": [{"message": {"tool_calls": [
-            {"id": "c", "function": {"name": "f", "arguments": "{\"a\": "}}]}}]})
+def test_invalid_tool_arguments_are_kept_raw_and_the_rest_of_the_answer_survives() -> None:
+    r = decode({"choices": [{"finish_reason": "length", "message": {"content": "so", "tool_calls": [
+        {"id": "c", "function": {"name": "f", "arguments": "{\"a\": "}},
+        {"id": "d", "function": {"name": "g", "arguments": "{\"b\": 1}"}}]}}]})
+    bad, good = r.tool_calls
+    assert (r.text, r.finish_reason) == ("so", "length")
+    assert (bad.arguments, bad.raw_arguments) == (None, '{"a": ')
+    assert bad.arguments_error is not None and "not valid JSON" in bad.arguments_error
+    assert (good.arguments, good.arguments_error) == ({"b": 1}, None)
+    assert r.to_dict()["tool_calls"][0] == {
+        "id": "c", "name": "f", "arguments": None, "raw_arguments": '{"a": ',
+        "arguments_error": bad.arguments_error}
 
 
 # --- decode_event: synthetic streams and the accumulator traps -------------------
@@ -592,7 +600,7 @@ def test_streamed_reasoning_refusal_and_text_completion_chunks() -> None:
                                                 "content": None}}]}
     assert c.decode_event(SSEEvent("message", json.dumps(chunk))) == [ReasoningDelta("think")]
     chunk = {"choices": [{"index": 0, "delta": {"refusal": "I can't"}}]}
-    assert c.decode_event(SSEEvent("message", json.dumps(chunk))) == [TextDelta("I can't")]
+    assert c.decode_event(SSEEvent("message", json.dumps(chunk))) == [Refusal("I can't")]
     r = run(sse({"id": "cmpl-1", "object": "text_completion", "model": "m1",
                  "choices": [{"index": 0, "text": "once", "finish_reason": None}]},
                 {"id": "cmpl-1", "object": "text_completion", "model": "m1",

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import pytest
+from rawserver import Raw, RawServer
 
 from modelwire import AsyncClient, Client
 from modelwire.errors import ServerError, UnknownProviderError
@@ -86,7 +87,7 @@ class _Status:
             headers: Mapping[str, str] = {}
 
             async def read(self, max_bytes: int | None = None) -> bytes:
-                return b'{"error": {"message": "nope"}}'
+                return b'{"data": []}' if status == 200 else b'{"error": {"message": "nope"}}'
 
             async def iter_chunks(self) -> AsyncIterator[bytes]:
                 yield b""
@@ -159,3 +160,45 @@ def test_the_sync_client_forwards_health_check() -> None:
             base_urls={"openai": server.url_for("openai")}, env={}) as client:
         [report] = client.health_check(["openai"])
     assert isinstance(report, HealthReport) and report.ok
+
+
+# --- a probe answered by a redirect or by something that is not a model list -------
+
+
+@pytest.mark.parametrize(("reply", "needle"), [
+    (Raw(302, b"", {"location": "https://evil.example.net/v1/models?x=1"}),
+     "HTTP 302, a redirect to evil.example.net"),
+    (Raw(301, b""), "HTTP 301, a redirect; check the base URL"),
+    (Raw(200, b"<html>captive portal</html>", {"content-type": "text/html"}),
+     "did not answer a JSON model list: '<html>captive portal"),
+    (Raw.json({"object": "list"}), "did not answer a JSON model list"),
+    (Raw.json({"data": "gpt-4o"}), "did not answer a JSON model list"),
+    (Raw.json(42), "did not answer a JSON model list"),
+])
+async def test_a_redirect_or_a_non_model_list_is_unhealthy(reply: Raw, needle: str) -> None:
+    async with RawServer() as server:
+        server.script(reply)
+        client = AsyncClient(api_keys={"openai": KEYS["openai"]}, env={},
+                             base_urls={"openai": server.url + "/v1"})
+        async with client:
+            [report] = await client.health_check(["openai"])
+    assert report.reachable and not report.ok
+    assert report.error is not None and needle in report.error, report.error
+    assert KEYS["openai"] not in report.error
+    assert [r[1] for r in server.requests] == ["/v1/models"]  # the redirect was not followed
+
+
+@pytest.mark.parametrize(("provider", "body"), [
+    ("openai", {"object": "list", "data": [{"id": "gpt-4o"}]}),
+    ("anthropic", {"data": [{"id": "claude-x"}], "has_more": False}),
+    ("gemini", {"models": [{"name": "models/gemini-2.5-flash"}]}),
+])
+async def test_a_model_list_is_healthy(provider: str, body: object) -> None:
+    async with RawServer() as server:
+        server.script(Raw.json(body))
+        suffix = "/v1" if provider == "openai" else ""
+        client = AsyncClient(api_keys={provider: "k"}, env={},
+                             base_urls={provider: server.url + suffix})
+        async with client:
+            [report] = await client.health_check([provider])
+    assert report.ok, report.error

@@ -12,6 +12,7 @@ from modelwire.errors import (
     ConfigurationError,
     InvalidMessageError,
     InvalidModelError,
+    InvalidParameterError,
     MissingAPIKeyError,
     UnknownProviderError,
 )
@@ -28,6 +29,7 @@ PINNED = {
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
+    "InvalidParameterError",
 }
 
 
@@ -139,7 +141,7 @@ def test_nan_and_infinite_retry_after_are_ignored() -> None:
 
 async def test_stop_must_be_strings() -> None:
     client = AsyncClient(middleware=[], api_keys={"openai": "sk-test"})
-    with pytest.raises(InvalidMessageError, match="stop must be"):
+    with pytest.raises(InvalidParameterError, match="stop must be"):
         await client.complete("openai/gpt-4o-mini", MSG, stop=5)
 
 

@@ -132,8 +132,14 @@ def _finish(response: "Response", as_json: bool, streamed: bool) -> int:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
         sys.stdout.flush()
     for call in response.tool_calls:  # nothing silently dropped
-        print(f"tool call: {call.name}({json.dumps(call.arguments, ensure_ascii=False)})",
-              file=sys.stderr)
+        if call.arguments is None:  # shown as the model wrote them, with the reason
+            print(f"tool call: {call.name}({call.raw_arguments}) [{call.arguments_error}]",
+                  file=sys.stderr)
+        else:
+            print(f"tool call: {call.name}({json.dumps(call.arguments, ensure_ascii=False)})",
+                  file=sys.stderr)
+    if response.refusal:
+        print("modelwire: the model refused (see the text above)", file=sys.stderr)
     if response.finish_reason in ("length", "content_filter"):
         why = "the token limit" if response.finish_reason == "length" else "a content filter"
         print(f"modelwire: the response was cut short by {why} "

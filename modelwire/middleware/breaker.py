@@ -12,11 +12,14 @@ fallback moves on in microseconds instead of after retries); ``retry_after``
 on that error is the cool-down left. A lone primary is protected too.
 
 What counts: only provider-side failures, i.e. retryable errors (429, 408,
-409, 5xx, 529, timeouts, connection errors). A 4xx that is the caller's
-fault (400, 401, 404, ...) proves the provider answered, so it counts as a
-success; failures that never reached the provider (our own rate limiter,
-configuration errors, cancellation) count as nothing. A stream counts once
-its first event arrived; a failure later in the stream is not seen here.
+409, 5xx, 529, timeouts, connection errors) and answers we cannot decode
+(MalformedResponseError: a 200 of garbage is no answer). A 4xx that is the
+caller's fault (400, 401, 404, ...) proves the provider answered, so it counts
+as a success; failures that never reached the provider (our own rate limiter,
+configuration errors, cancellation) count as nothing. A stream counts when it
+ends: a success with its final response, a failure when it is cut or turns
+malformed mid-way (the cause decides, as above), nothing when the caller
+closes it early.
 
 State lives in a StateStore (``MemoryStore`` by default; a shared store
 gives every process the same breaker).
@@ -33,10 +36,12 @@ from ..errors import (
     CircuitOpenError,
     ClientRateLimitError,
     ConfigurationError,
+    MalformedResponseError,
     ProviderError,
     StreamInterruptedError,
 )
 from ..hooks import BreakerClosed, BreakerHalfOpen, BreakerOpened, Hooks
+from ..response import Response
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
 
@@ -80,12 +85,15 @@ class Verdict(Enum):
     NEUTRAL = "neutral"
 
 
-def verdict(error: BaseException) -> Verdict:
+def verdict(error: BaseException | None) -> Verdict:
     """How a failed call counts for the breaker (see module docstring)."""
+    if isinstance(error, StreamInterruptedError):  # cut mid-way: its cause decides
+        cause = error.cause
+        return verdict(cause) if isinstance(cause, ProviderError) else Verdict.FAILURE
     if not isinstance(error, ProviderError) or isinstance(
-            error, (ClientRateLimitError, CircuitOpenError, StreamInterruptedError)):
+            error, (ClientRateLimitError, CircuitOpenError)):
         return Verdict.NEUTRAL
-    if error.retryable:
+    if error.retryable or isinstance(error, MalformedResponseError):
         return Verdict.FAILURE
     return Verdict.SUCCESS if error.status is not None else Verdict.NEUTRAL
 
@@ -117,7 +125,13 @@ class Breaker:
         except BaseException as e:
             await self._record(target, probe, verdict(e))
             raise
-        await self._record(target, probe, Verdict.SUCCESS)
+        if isinstance(outcome, Response) or outcome.ended:  # ended: whole while priming
+            await self._record(target, probe, Verdict.SUCCESS)
+        else:  # a stream counts when it ends (see the module docstring)
+            async def ended(end: Response | ProviderError | None) -> None:
+                await self._record(target, probe, Verdict.SUCCESS if isinstance(end, Response)
+                                   else verdict(end))
+            outcome.on_end.append(ended)
         return outcome
 
     # --- state ----------------------------------------------------------------

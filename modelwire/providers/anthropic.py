@@ -47,7 +47,7 @@ from ..response import (
 from ..transports.base import WireRequest
 from ..types import ImagePart, Message, Part, TextPart, Tool
 from ..wire.sse import SSEEvent
-from .base import dumps, load_json, request_id
+from .base import dumps, excerpt, load_json, request_id
 
 DEFAULT_MAX_TOKENS = 8192
 # Models whose output ceiling is below DEFAULT_MAX_TOKENS (prefix match).
@@ -152,9 +152,9 @@ class AnthropicCodec:
                 raise _bad(f"content[{i}] is not an object", self.name)
             kind = block.get("type")
             if kind == "text":
-                texts.append(_str(block.get("text")))
+                texts.append(_text(block, "text", body, self.name))
             elif kind == "thinking":
-                reasoning.append(_str(block.get("thinking")))
+                reasoning.append(_text(block, "thinking", body, self.name))
             elif kind == "tool_use":
                 calls.append(self._tool_call(block, i))
             # redacted_thinking, server_tool_use, *_tool_result, ...: raw only.
@@ -230,10 +230,11 @@ def usage_from(u: Mapping[str, Any]) -> Usage:
 class _StreamDecoder:
     """One stream's events -> neutral deltas, remembering each block's type."""
 
-    __slots__ = ("blocks", "provider", "usage")
+    __slots__ = ("blocks", "provider", "raw", "usage")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
+        self.raw = ""  # the event being decoded, for error excerpts
         self.blocks: dict[int, str] = {}  # content block index -> block type
         self.usage: dict[str, Any] = {}  # cumulative counts: message_delta overwrites
 
@@ -241,6 +242,7 @@ class _StreamDecoder:
         data = event.data.strip()  # real streams pad data lines with whitespace
         if event.event == "ping" or not data:
             return []
+        self.raw = data
         payload = load_json(data, "stream event")
         if not isinstance(payload, dict):
             raise _bad(f"stream event is not an object: {data[:200]!r}", self.provider)
@@ -276,9 +278,9 @@ class _StreamDecoder:
 
     def _start(self, index: int, block: Mapping[str, Any]) -> list[Delta]:
         kind = self.blocks[index] = _str(block.get("type"))
-        if kind == "text" and (text := _str(block.get("text"))):
+        if kind == "text" and (text := _text(block, "text", self.raw, self.provider)):
             return [TextDelta(text)]
-        if kind == "thinking" and (text := _str(block.get("thinking"))):
+        if kind == "thinking" and (text := _text(block, "thinking", self.raw, self.provider)):
             return [ReasoningDelta(text)]
         if kind == "tool_use":
             cid, name, args = block.get("id"), block.get("name"), block.get("input")
@@ -291,14 +293,14 @@ class _StreamDecoder:
     def _delta(self, index: int, delta: Mapping[str, Any]) -> list[Delta]:
         kind, block = delta.get("type"), self.blocks.get(index)
         if kind == "text_delta":
-            text = _str(delta.get("text"))
+            text = _text(delta, "text", self.raw, self.provider)
             return [TextDelta(text)] if text and block in (None, "text") else []
         if kind == "input_json_delta":  # client tool_use only: a server tool's input
             part = _str(delta.get("partial_json"))  # is not the caller's to run
             is_call = part and block in (None, "tool_use")
             return [ToolCallChunk(index, arguments=part)] if is_call else []
         if kind == "thinking_delta":
-            text = _str(delta.get("thinking"))
+            text = _text(delta, "thinking", self.raw, self.provider)
             return [ReasoningDelta(text)] if text else []
         return []  # signature_delta, citations_delta: not part of the normalized result
 
@@ -375,7 +377,9 @@ def _tool_use(c: ToolCall, i: int) -> dict[str, Any]:
     if not c.id:
         raise InvalidMessageError(f"messages[{i}]: tool call {c.name!r} has no id; Anthropic "
                                   "needs it to pair the call with its tool result")
-    return {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
+    # The API needs an object: arguments that did not parse (arguments_error) go back
+    # as {}; the tool result is where the caller tells the model what was wrong.
+    return {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments or {})}
 
 
 def _tool_result(m: Message, i: int) -> dict[str, Any]:
@@ -420,6 +424,17 @@ def _obj(payload: Mapping[str, Any], key: str, provider: str) -> Mapping[str, An
     if isinstance(value, dict):
         return value
     raise _bad(f"{payload.get('type')} event without an object {key!r}", provider)
+
+
+def _text(block: Mapping[str, Any], key: str, body: bytes | str,
+          provider: str) -> str:
+    """A text/thinking block's string; anything else is a malformed answer."""
+    value = block.get(key)
+    if isinstance(value, str):
+        return value
+    kind = "null" if value is None else f"JSON {type(value).__name__}"
+    raise _bad(f"a {block.get('type')} block's {key!r} is {kind}, expected a string: "
+               f"{excerpt(body)}", provider)
 
 
 def _bad(message: str, provider: str) -> MalformedResponseError:

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from ..accumulate import Delta
-from ..errors import MalformedResponseError, ProviderError
+from ..errors import InvalidParameterError, MalformedResponseError, ProviderError
 from ..pipeline import Call
 from ..response import Response
 from ..transports.base import WireRequest
@@ -59,11 +59,24 @@ def load_json(data: bytes | str, what: str = "response body") -> Any:
         raise MalformedResponseError(f"{what} is not valid JSON ({e}): {snippet!r}") from None
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # built once
+# built once; allow_nan=False: a bare NaN / Infinity is not JSON and must never go out
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def dumps(obj: Any) -> bytes:
-    return _ENCODER.encode(obj).encode("utf-8")
+    """The request body. Values JSON cannot carry are an InvalidParameterError."""
+    try:
+        return _ENCODER.encode(obj).encode("utf-8")
+    except (TypeError, ValueError) as e:  # NaN / inf, an object json cannot encode
+        raise InvalidParameterError(
+            f"the request cannot be encoded as JSON ({e}); pass only finite numbers, "
+            "strings, booleans, None, lists and dicts with string keys") from None
+
+
+def excerpt(body: bytes | str, limit: int = 200) -> str:
+    """The start of a body for an error message, as a quoted string."""
+    text = body[:limit] if isinstance(body, str) else body[:limit].decode("utf-8", "replace")
+    return repr(text)
 
 
 def request_id(headers: Mapping[str, str], *names: str) -> str | None:

@@ -48,7 +48,7 @@ from ..response import (
 from ..transports.base import WireRequest
 from ..types import ImagePart, Message, TextPart, Tool
 from ..wire.sse import SSEEvent
-from .base import dumps, load_json
+from .base import dumps, excerpt, load_json
 from .gemini_schema import gemini_schema
 
 SIGNATURE_SEP = "__thought__"
@@ -125,11 +125,11 @@ class GeminiCodec:
         texts: list[str] = []
         thoughts: list[str] = []
         calls: list[ToolCall] = []
-        for part in _parts(cand):
+        for part in _parts(cand, body):
             if (fc := part.get("functionCall")) is not None:
                 cid, name, args, raw = _function_call(fc, part, len(calls))
                 calls.append(ToolCall(cid or "", name, args, raw))
-            elif isinstance(text := part.get("text"), str):
+            elif (text := _text(part, body)) is not None:
                 (thoughts if part.get("thought") else texts).append(text)
         raw_reason = str(cand["finishReason"]) if cand.get("finishReason") else None
         return Response(text="".join(texts), tool_calls=calls, reasoning="".join(thoughts),
@@ -146,14 +146,14 @@ class GeminiCodec:
             out.append(Meta(rid, obj.get("modelVersion")))
         cand = _candidate(obj)
         reason = cand.get("finishReason") if cand is not None else None
-        for pos, part in enumerate(_parts(cand) if cand is not None else ()):
+        for pos, part in enumerate(_parts(cand, event.data) if cand is not None else ()):
             if (fc := part.get("functionCall")) is not None:
                 # Keys are unique within a chunk; across chunks (no state to count
                 # with) complete=True makes the accumulator open a new slot for a
                 # named call whose key's slot has ended, and name it call_<n>.
                 cid, name, _, raw = _function_call(fc, part, None)
                 out.append(ToolCallChunk(cid or f"{rid}:{pos}", cid, name, raw, complete=True))
-            elif isinstance(text := part.get("text"), str) and text:
+            elif text := _text(part, event.data):
                 out.append(ReasoningDelta(text) if part.get("thought") else TextDelta(text))
         if usage := obj.get("usageMetadata"):
             out.append(UsageUpdate(_usage(usage)))
@@ -262,7 +262,9 @@ def _part(p: TextPart | ImagePart, i: int) -> JSON:
 
 def _call_part(c: ToolCall) -> JSON:
     base, _, signature = c.id.partition(SIGNATURE_SEP)
-    part: JSON = {"functionCall": {"name": c.name, "args": c.arguments,
+    # args must be an object: arguments that did not parse (arguments_error) go back
+    # as {}; the tool result is where the caller tells the model what was wrong.
+    part: JSON = {"functionCall": {"name": c.name, "args": c.arguments or {},
                                    **({"id": base} if base else {})}}
     if signature:
         part["thoughtSignature"] = signature
@@ -344,12 +346,31 @@ def _block_reason(obj: JSON) -> str | None:
     return str(block) if block else None
 
 
-def _parts(cand: JSON) -> list[JSON]:
+def _parts(cand: JSON, body: bytes | str) -> list[JSON]:
+    """The candidate's parts. No content, or content without parts, is an empty
+    answer (a safety block, MAX_TOKENS spent on thinking); a null or non-list
+    ``parts``, or a content that is not an object, is a malformed answer."""
     content = cand.get("content")
-    parts = (content.get("parts") if isinstance(content, dict) else None) or []
+    if content is None:
+        return []
+    if not isinstance(content, dict):
+        raise MalformedResponseError(
+            f"gemini candidate content is not an object: {excerpt(body)}")
+    if "parts" not in content:
+        return []
+    parts = content["parts"]
     if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
-        raise MalformedResponseError("gemini candidate content.parts is not a list of objects")
+        raise MalformedResponseError(
+            f"gemini candidate content.parts is not a list of objects: {excerpt(body)}")
     return parts
+
+
+def _text(part: JSON, body: bytes | str) -> str | None:
+    text = part.get("text")
+    if text is None or isinstance(text, str):
+        return text
+    raise MalformedResponseError(
+        f"gemini part text is JSON {type(text).__name__}, expected a string: {excerpt(body)}")
 
 
 def _function_call(fc: Any, part: JSON, index: int | None) -> tuple[str | None, str, JSON, str]:

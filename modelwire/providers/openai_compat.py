@@ -36,13 +36,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..accumulate import (
+    CUSTOM_TOOL_INPUT,
     DONE,
     DONE_AFTER_FINISH,
     Delta,
     Finish,
     Meta,
+    Refusal,
     ToolCallChunk,
-    parse_arguments,
+    tool_call,
 )
 from ..errors import (
     InvalidMessageError,
@@ -187,8 +189,10 @@ class OpenAICodec:
 
     def _response(self, data: dict[str, Any], choice: dict[str, Any],
                   headers: Mapping[str, str], call: Call) -> Response:
+        # A wrong shape raises TypeError, which decode turns into MalformedResponseError.
         message = choice.get("message")
         reasoning: Any = ""
+        refusal = None
         if isinstance(message, dict):
             content = message.get("content")
             if type(content) is str:  # the common case, without _content's call
@@ -197,11 +201,17 @@ class OpenAICodec:
                 text, reasoning = _content(content)
             reasoning = reasoning or message.get("reasoning_content") or \
                 message.get("reasoning") or ""
-            text = text or str(message.get("refusal") or "")
-            calls = self._tool_calls(message, call.target.model) \
+            refusal = message.get("refusal")
+            if refusal is not None and not isinstance(refusal, str):
+                raise TypeError(f"message.refusal is JSON {type(refusal).__name__}")
+            text = text or refusal or ""
+            calls = self._tool_calls(message) \
                 if message.get("tool_calls") or message.get("function_call") is not None else []
+        elif "message" in choice or not isinstance(choice.get("text"), str):
+            raise TypeError(f"choices[0].message is {_kind(message)}, expected an object "
+                            "(or a text-completion 'text' string)")
         else:  # legacy text completion
-            text, calls = str(choice.get("text") or ""), []
+            text, calls = choice["text"], []
         raw_finish = str(choice["finish_reason"]) if choice.get("finish_reason") else None
         finish = _finish(raw_finish) if raw_finish else "tool_calls" if calls else "stop"
         usage = data.get("usage") or (data.get("x_groq") or {}).get("usage")
@@ -211,23 +221,27 @@ class OpenAICodec:
             provider=self.name, model=str(data.get("model") or call.target.model),
             request_id=data.get("id") or request_id(headers, *quirks.REQUEST_ID_HEADERS),
             reasoning=str(reasoning), raw_finish_reason=raw_finish, raw=data,
+            refusal=refusal or None,
         )
 
-    def _tool_calls(self, message: dict[str, Any], model: str) -> list[ToolCall]:
+    def _tool_calls(self, message: dict[str, Any]) -> list[ToolCall]:
         items = message.get("tool_calls") or []
         if not items and isinstance(message.get("function_call"), dict):
             items = [{"function": message["function_call"]}]  # legacy functions API
+        if not isinstance(items, list):
+            raise TypeError(f"message.tool_calls is {_kind(items)}, expected a list")
         out = []
         for i, tc in enumerate(items):
-            fn = tc.get("function") if isinstance(tc, dict) else None
-            if not isinstance(fn, dict) or not fn.get("name"):
+            custom = tc.get("custom") if isinstance(tc, dict) else None
+            fn = custom if isinstance(custom, dict) else \
+                tc.get("function") if isinstance(tc, dict) else None
+            if not isinstance(fn, dict) or not fn.get("name") or not isinstance(fn["name"], str):
                 raise MalformedResponseError(
                     f"tool call {i} has no function name: {tc!r}"[:300], provider=self.name)
-            raw = fn.get("arguments")
+            raw = fn.get("input" if fn is custom else "arguments")
             raw = raw if isinstance(raw, str) else json.dumps(raw or {})
-            name = str(fn["name"])
-            args = parse_arguments(raw, provider=self.name, model=model, name=name)
-            out.append(ToolCall(str(tc.get("id") or f"call_{i}"), name, args, raw or "{}"))
+            out.append(tool_call(str(tc.get("id") or f"call_{i}"), fn["name"], raw,
+                                 custom=fn is custom))
         return out
 
     # --- decode_event (the streaming hot path) ----------------------------
@@ -285,12 +299,18 @@ class OpenAICodec:
             if ch.get("index", 0) == 0:  # one choice per call (encode refuses n > 1)
                 delta = ch.get("delta")
                 if delta is None:  # text-completion chunk
-                    if text := ch.get("text"):
+                    text = ch.get("text")
+                    if text is not None and type(text) is not str:
+                        raise TypeError(f"choices[0].text is {_kind(text)}")
+                    if text:
                         out.append(TextDelta(text))
+                elif type(delta) is not dict:
+                    raise TypeError(f"choices[0].delta is {_kind(delta)}, expected an object")
                 else:
                     if "role" in delta:  # a response's first chunk names it
                         out.append(Meta(chunk.get("id") or None, chunk.get("model") or None))
-                    if content := delta.get("content"):
+                    content = delta.get("content")
+                    if content is not None and content != "":
                         if type(content) is str:
                             out.append(TextDelta(content))
                         else:
@@ -299,11 +319,15 @@ class OpenAICodec:
                                 out.append(ReasoningDelta(thought))
                             if text:
                                 out.append(TextDelta(text))
-                    if thought := delta.get("reasoning_content") or delta.get("reasoning"):
-                        out.append(ReasoningDelta(thought))
+                    if reasoning := delta.get("reasoning_content") or delta.get("reasoning"):
+                        out.append(ReasoningDelta(reasoning))
                     if refusal := delta.get("refusal"):
-                        out.append(TextDelta(refusal))
+                        if type(refusal) is not str:
+                            raise TypeError(f"delta.refusal is {_kind(refusal)}")
+                        out.append(Refusal(refusal))
                     if calls := delta.get("tool_calls"):
+                        if type(calls) is not list:
+                            raise TypeError(f"delta.tool_calls is {_kind(calls)}")
                         self._tool_chunks(calls, out)
                 if fr := ch.get("finish_reason"):
                     out.append(Meta(chunk.get("id") or None, chunk.get("model") or None))
@@ -320,15 +344,20 @@ class OpenAICodec:
 
     def _tool_chunks(self, calls: list[Any], out: list[Delta]) -> None:
         for tc in calls:
-            fn = tc.get("function") or {}
+            custom = tc.get("custom")
+            fn = custom if type(custom) is dict else tc.get("function") or {}
             tid = tc.get("id")
             key = tc.get("index")
             if key is None:
                 key = tid if tid else f"~{next(self._anon)}"
-            args = fn.get("arguments")
+            args = fn.get("input" if fn is custom else "arguments")
             if args is not None and type(args) is not str:
                 args = json.dumps(args)
-            out.append(ToolCallChunk(key, tid or None, fn.get("name") or None, args or ""))
+            name = fn.get("name")
+            if name is not None and type(name) is not str:
+                raise TypeError(f"tool call name is {_kind(name)}")
+            out.append(ToolCallChunk(key, tid or None, name or None, args or "",
+                                     custom=fn is custom))
 
     def _odd_event(self, data: str) -> list[Delta]:
         stripped = data.strip()
@@ -363,17 +392,30 @@ def _message(m: Message) -> dict[str, Any]:
     if m.tool_calls:
         if not content:
             out["content"] = None
-        out["tool_calls"] = [
-            {"id": c.id, "type": "function",
-             "function": {"name": c.name,
-                          "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-            for c in m.tool_calls
-        ]
+        out["tool_calls"] = [_call(c) for c in m.tool_calls]
     if m.role == "tool":
         out["tool_call_id"] = m.tool_call_id
     if m.name:
         out["name"] = m.name
     return out
+
+
+def _call(c: ToolCall) -> dict[str, Any]:
+    if c.arguments_error == CUSTOM_TOOL_INPUT:
+        return {"id": c.id, "type": "custom", "custom": {"name": c.name, "input": c.raw_arguments}}
+    return {"id": c.id, "type": "function",
+            "function": {"name": c.name, "arguments": arguments_text(c)}}
+
+
+def arguments_text(c: ToolCall) -> str:
+    """The arguments to send back in history: the model's own text if it did not parse."""
+    if c.arguments is None:
+        return c.raw_arguments
+    return json.dumps(c.arguments, ensure_ascii=False, allow_nan=False)
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"JSON {type(value).__name__}"
 
 
 def _part(p: TextPart | ImagePart) -> dict[str, Any]:
@@ -411,16 +453,21 @@ def _content(content: Any) -> tuple[str, str]:
     if isinstance(content, str):
         return content, ""
     if not isinstance(content, list):
-        return str(content), ""
+        raise TypeError(f"message content is {_kind(content)}, expected a string or a list")
     text: list[str] = []
     thought: list[str] = []
     for part in content:
         if isinstance(part, str):
             text.append(part)
-        elif isinstance(part, dict):
+        elif not isinstance(part, dict):
+            raise TypeError(f"a content part is {_kind(part)}, expected an object")
+        else:
             kind = part.get("type")
             if kind == "text":
-                text.append(str(part.get("text") or ""))
+                value = part.get("text")
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"a text part's text is {_kind(value)}")
+                text.append(value or "")
             elif kind == "thinking":
                 inner = part.get("thinking")
                 if isinstance(inner, str):

@@ -27,7 +27,16 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .. import errors as e
-from ..accumulate import DONE, Delta, Finish, Meta, ToolCallChunk, parse_arguments
+from ..accumulate import (
+    CUSTOM_TOOL_INPUT,
+    DONE,
+    Delta,
+    Finish,
+    Meta,
+    Refusal,
+    ToolCallChunk,
+    tool_call,
+)
 from ..errors import InvalidMessageError, MalformedResponseError, ProviderError
 from ..pipeline import Call
 from ..registry import ProviderSpec
@@ -45,12 +54,13 @@ from ..types import ImagePart, Message, Part, TextPart, Tool
 from ..wire.sse import SSEEvent
 from . import openai_quirks as quirks
 from .base import dumps, load_json, request_id
-from .openai_compat import OpenAICodec
+from .openai_compat import OpenAICodec, arguments_text
 
 _INCOMPLETE: dict[str, FinishReason] = {
     "max_output_tokens": "length", "max_messages": "length", "content_filter": "content_filter",
 }
 _PIECE = "\n\n"  # between reasoning parts
+_CALLS = ("function_call", "custom_tool_call")  # client tool calls among output items
 _REASONING = {"response.reasoning_summary_text.delta": "summary_index",
               "response.reasoning_text.delta": "content_index"}
 
@@ -120,7 +130,7 @@ class ResponsesCodec:
         try:
             self.check_status(data)
             model = str(data.get("model") or call.target.model)
-            out = _Output(data.get("output"), self.name, model)
+            out = _Output(data.get("output"), self.name)
             finish, raw_finish = _finish(data, bool(out.calls))
         except (AttributeError, TypeError, KeyError) as exc:
             raise self._bad(f"response does not have the Responses API shape ({exc}): "
@@ -131,7 +141,7 @@ class ResponsesCodec:
             text=out.text, tool_calls=out.calls, finish_reason=finish,
             usage=usage_from(usage) if isinstance(usage, dict) else Usage(),
             provider=self.name, model=model, request_id=rid, reasoning=out.reasoning,
-            raw_finish_reason=raw_finish, raw=data,
+            raw_finish_reason=raw_finish, raw=data, refusal=out.refusal,
         )
 
     def check_status(self, data: Mapping[str, Any]) -> None:
@@ -183,12 +193,15 @@ def failed_error(provider: str, err: Any) -> ProviderError:
 
 
 class _Output:
-    """Text, reasoning and client function calls of a response's ``output``."""
+    """Text, reasoning and client function calls of a response's ``output``.
 
-    def __init__(self, output: Any, provider: str, model: str) -> None:
+    A wrong shape raises TypeError (``decode`` adds an excerpt of the body)."""
+
+    def __init__(self, output: Any, provider: str) -> None:
         if not isinstance(output, list):
             raise MalformedResponseError("response has no 'output' list", provider=provider)
         texts: list[str] = []
+        refusals: list[str] = []
         pieces: list[str] = []
         self.calls: list[ToolCall] = []
         self.call_index: dict[int, ToolCall] = {}  # output index -> call
@@ -197,31 +210,50 @@ class _Output:
                 raise MalformedResponseError(f"output[{i}] is not an object", provider=provider)
             kind = item.get("type")
             if kind == "message":
-                for part in item.get("content") or ():
+                content = item.get("content")
+                if not isinstance(content, list):
+                    raise TypeError(f"output[{i}].content is {_kind(content)}, expected a list")
+                for part in content:
                     if part.get("type") == "output_text":
-                        texts.append(_str(part.get("text")))
+                        texts.append(_text(part, "text", i))
                     elif part.get("type") == "refusal":
-                        texts.append(_str(part.get("refusal")))
+                        refusal = _text(part, "refusal", i)
+                        texts.append(refusal)
+                        refusals.append(refusal)
             elif kind == "reasoning":
                 for key in ("summary", "content"):
                     pieces += [t for p in item.get(key) or () if (t := _str(p.get("text")))]
-            elif kind == "function_call":
-                call = _call(item, i, provider, model)
+            elif kind in ("function_call", "custom_tool_call"):
+                call = _call(item, i, provider)
                 self.calls.append(call)
                 self.call_index[i] = call
             # web_search_call, file_search_call, ...: run by the provider, raw only
         self.text = "".join(texts)
+        self.refusal = "".join(refusals) if refusals else None
         self.reasoning = _PIECE.join(pieces)
 
 
-def _call(item: Mapping[str, Any], i: int, provider: str, model: str) -> ToolCall:
-    cid, name, raw = item.get("call_id"), item.get("name"), item.get("arguments")
+def _text(part: Mapping[str, Any], key: str, i: int) -> str:
+    value = part.get(key)
+    if not isinstance(value, str):
+        raise TypeError(f"output[{i}]: a {part.get('type')} part's {key} is {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else f"JSON {type(value).__name__}"
+
+
+def _call(item: Mapping[str, Any], i: int, provider: str) -> ToolCall:
+    custom = item.get("type") == "custom_tool_call"
+    cid, name, raw = item.get("call_id"), item.get("name"), item.get(
+        "input" if custom else "arguments")
     if not isinstance(cid, str) or not cid or not isinstance(name, str) or not name:
         raise MalformedResponseError(
-            f"output[{i}]: a function_call needs a string call_id and name", provider=provider)
+            f"output[{i}]: a {item.get('type')} needs a string call_id and name",
+            provider=provider)
     raw = raw if isinstance(raw, str) else json.dumps(raw or {})
-    args = parse_arguments(raw, provider=provider, model=model, name=name)
-    return ToolCall(cid, name, args, raw or "{}")
+    return tool_call(cid, name, raw, custom)
 
 
 def _finish(data: Mapping[str, Any], has_calls: bool) -> tuple[FinishReason, str | None]:
@@ -277,11 +309,16 @@ class _StreamDecoder:
 
     def _event(self, kind: str, p: dict[str, Any]) -> list[Delta]:
         if kind == "response.output_text.delta" or kind == "response.refusal.delta":
-            text = _str(p.get("delta"))  # logprobs, obfuscation: ignored
+            text = p.get("delta")  # logprobs, obfuscation: ignored
+            if not isinstance(text, str):
+                raise TypeError(f"{kind} delta is {_kind(text)}")
             if self.memory and text:
                 self.text.append(text)
-            return [TextDelta(text)] if text else []
-        if kind == "response.function_call_arguments.delta":
+            if not text:
+                return []
+            return [TextDelta(text) if kind == "response.output_text.delta" else Refusal(text)]
+        if kind in ("response.function_call_arguments.delta",
+                    "response.custom_tool_call_input.delta"):
             index, delta = p["output_index"], _str(p.get("delta"))
             if not delta:
                 return []
@@ -292,15 +329,16 @@ class _StreamDecoder:
             return self._reasoning(piece, _str(p.get("delta")))
         if kind == "response.output_item.added":
             item = p["item"]
-            if item.get("type") != "function_call":
+            if item.get("type") not in _CALLS:
                 return []
             index, cid = p["output_index"], item.get("call_id")
             self.calls[index] = _str(cid)
-            return [ToolCallChunk(index, _str(cid) or None, _str(item.get("name")) or None)]
+            return [ToolCallChunk(index, _str(cid) or None, _str(item.get("name")) or None,
+                                  custom=item.get("type") == "custom_tool_call")]
         if kind == "response.output_item.done":
             item = p["item"]
             return self._call_done(p["output_index"], item) \
-                if item.get("type") == "function_call" else []
+                if item.get("type") in _CALLS else []
         if kind in ("response.created", "response.in_progress", "response.queued"):
             r = p["response"]
             return [Meta(_str(r.get("id")) or None, _str(r.get("model")) or None)]
@@ -331,31 +369,35 @@ class _StreamDecoder:
         if index in self.ended:
             return []
         self.ended.add(index)
-        raw = _str(item.get("arguments"))
+        custom = item.get("type") == "custom_tool_call"
+        raw = _str(item.get("input" if custom else "arguments"))
         if index not in self.calls:  # never announced: the whole call arrives here
             cid, name = _str(item.get("call_id")), _str(item.get("name"))
             if not cid or not name:
                 raise self.codec._bad("a function_call item needs a string call_id and name")
             self.calls[index] = cid
-            return [ToolCallChunk(index, cid, name, raw, complete=True)]
+            return [ToolCallChunk(index, cid, name, raw, complete=True, custom=custom)]
         return [ToolCallChunk(index, arguments="" if index in self.args else raw,
-                              complete=True)]
+                              complete=True, custom=custom)]
 
     def _final(self, r: dict[str, Any]) -> list[Delta]:
         codec = self.codec
         codec.check_status(r)
         out: list[Delta] = []
         if self.memory:  # add what the server sent only in the final object
-            final = _Output(r.get("output"), codec.name, _str(r.get("model")))
+            final = _Output(r.get("output"), codec.name)
             out += _missing(self.text, final.text, TextDelta)
             out += _missing(self.reasoning, final.reasoning, ReasoningDelta)
             for index, call in final.call_index.items():
                 if index not in self.ended:
-                    out += self._call_done(index, {"call_id": call.id, "name": call.name,
-                                                   "arguments": call.raw_arguments})
+                    custom = call.arguments_error == CUSTOM_TOOL_INPUT
+                    out += self._call_done(index, {
+                        "type": "custom_tool_call" if custom else "function_call",
+                        "call_id": call.id, "name": call.name,
+                        "input" if custom else "arguments": call.raw_arguments})
             has_calls = bool(final.calls)
         else:
-            has_calls = any(isinstance(i, dict) and i.get("type") == "function_call"
+            has_calls = any(isinstance(i, dict) and i.get("type") in _CALLS
                             for i in r.get("output") or ())
         finish, raw = _finish(r, has_calls)
         out.append(Meta(_str(r.get("id")) or None, _str(r.get("model")) or None))
@@ -380,6 +422,7 @@ def encode_input(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]
     """(instructions, input items) for the conversation."""
     instructions: list[str] = []
     items: list[dict[str, Any]] = []
+    custom: set[str] = set()  # ids of custom tool calls: their results are custom too
     for i, m in enumerate(messages):
         images = any(isinstance(p, ImagePart) for p in m.parts)
         if images and m.role in ("system", "assistant"):
@@ -393,15 +436,19 @@ def encode_input(messages: Sequence[Message]) -> tuple[str, list[dict[str, Any]]
             items.append({"role": "user", "content": [_part(p) for p in m.parts or [TextPart("")]]})
         elif m.role == "assistant":
             if m.parts or not m.tool_calls:
-                items.append({"role": "assistant",
-                              "content": [{"type": "output_text", "text": m.text}]})
+                # An earlier turn as an EasyInputMessage with string content, as the
+                # official SDK sends it: an output_text list would have to be a full
+                # output item (id, type, status), which the spec requires.
+                items.append({"role": "assistant", "content": m.text})
             items += [_function_call(c, i, j) for j, c in enumerate(m.tool_calls)]
+            custom.update(c.id for c in m.tool_calls if c.arguments_error == CUSTOM_TOOL_INPUT)
         else:  # a tool result
             if not m.tool_call_id:
                 raise InvalidMessageError(f"messages[{i}] is a tool result without tool_call_id")
             output: Any = [_part(p) for p in m.parts] if images else m.text
-            items.append({"type": "function_call_output", "call_id": m.tool_call_id,
-                          "output": output})
+            kind = "custom_tool_call_output" if m.tool_call_id in custom else \
+                "function_call_output"
+            items.append({"type": kind, "call_id": m.tool_call_id, "output": output})
     return "\n\n".join(t for t in instructions if t), items
 
 
@@ -416,8 +463,11 @@ def _function_call(c: ToolCall, i: int, j: int) -> dict[str, Any]:
         raise InvalidMessageError(
             f"messages[{i}].tool_calls[{j}] ({c.name!r}) has no id; the Responses API pairs "
             "each function_call with its function_call_output by call_id")
+    if c.arguments_error == CUSTOM_TOOL_INPUT:
+        return {"type": "custom_tool_call", "call_id": c.id, "name": c.name,
+                "input": c.raw_arguments}
     return {"type": "function_call", "call_id": c.id, "name": c.name,
-            "arguments": json.dumps(c.arguments, ensure_ascii=False)}
+            "arguments": arguments_text(c)}
 
 
 def _tool(t: Tool) -> dict[str, Any]:

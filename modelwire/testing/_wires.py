@@ -512,6 +512,8 @@ async def send_stream(request: web.Request, wire: WireReply, kind: str, n: int,
     elif kind in ("malformed_chunk", "invalid_utf8"):
         bad = wire.bad_event(kind == "invalid_utf8")
         await _write_all(resp, [*events[:n], bad, *events[n:]])
+    elif kind == "wrong_shape":  # a text event whose text is a number
+        await _write_all(resp, [*events[:n], wire.pre + b"42" + wire.post, *events[n:]])
     else:
         await _write_all(resp, events)
     await resp.write_eof()
@@ -529,6 +531,8 @@ async def send_body(request: web.Request, wire: WireReply, kind: str,
         body = b"{," + body[1:]
     elif kind == "invalid_utf8":
         body = body[:-1] + b',"x_modelwire":"bad \xff\xfe bytes"}'
+    elif kind == "wrong_shape":  # the answer's text as a number
+        body = body.replace(esc(wire.r.text), b"42", 1)
     elif kind in ("stall", "reset_mid_stream"):
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         resp.content_length = len(body)

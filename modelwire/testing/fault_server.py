@@ -194,6 +194,12 @@ class Fault:
         return cls("error_200")
 
     @classmethod
+    def wrong_shape(cls, after_events: int) -> Fault:
+        """Valid JSON of the wrong shape: the answer's text is the number 42 (the
+        whole body; streaming: one text event after ``after_events`` good ones)."""
+        return cls("wrong_shape", after_events=_nonneg(after_events))
+
+    @classmethod
     def large(cls, size_bytes: int, *, one_event: bool = False) -> Fault:
         """A valid reply whose text is about ``size_bytes`` long, streamed in ~1 KiB
         deltas (``one_event=True``: all of it in a single event)."""

@@ -1,0 +1,146 @@
+"""Call arguments checked before any traffic: types, ranges, JSON-ability.
+
+Every failure is an :class:`~modelwire.errors.InvalidParameterError` that says
+what was wrong and what is allowed. ``bool`` is not a number here (``True``
+would otherwise go out as ``max_tokens: true``); NaN and infinities are not
+numbers either (JSON cannot carry them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import InvalidParameterError
+
+_STRICT = json.JSONEncoder(allow_nan=False)  # built once: json.dumps(allow_nan=...) is not
+_STRICT_SORTED = json.JSONEncoder(allow_nan=False, sort_keys=True)
+MAX_STOP_SEQUENCES = 32  # more than any provider accepts (OpenAI: 4, Anthropic: 8191 chars)
+_INT64 = 2**63
+
+
+def number(name: str, value: Any, low: float, high: float) -> None:
+    """``value`` is None or a finite int/float in [low, high]."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise InvalidParameterError(
+            f"{name} must be a number from {low:g} to {high:g}, got {value!r}")
+    if not low <= value <= high:
+        raise InvalidParameterError(f"{name} must be from {low:g} to {high:g}, got {value!r}")
+
+
+def integer(name: str, value: Any, low: int, what: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < _INT64:
+        raise InvalidParameterError(f"{name} must be {what}, got {value!r}")
+
+
+def stop_sequences(stop: Any) -> list[str] | None:
+    if stop is None:
+        return None
+    if isinstance(stop, str):
+        return [stop]
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise InvalidParameterError(
+            f"stop must be a string or a list of strings, got {stop!r:.200}")
+    if len(stop) > MAX_STOP_SEQUENCES:
+        raise InvalidParameterError(
+            f"stop has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES} are allowed "
+            "(most providers accept 4 to 16)")
+    return list(stop) or None
+
+
+def json_object(name: str, value: Any) -> None:
+    """``value`` is a dict with string keys that JSON can encode exactly."""
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
+    try:
+        _STRICT.encode(value)
+    except (TypeError, ValueError) as e:
+        raise InvalidParameterError(
+            f"{name} must hold only JSON values (strings, finite numbers, booleans, None, "
+            f"lists, dicts with string keys): {e}") from None
+    if not all(isinstance(k, str) for k in value):
+        raise InvalidParameterError(f"{name} keys must be strings")
+
+
+def seconds(name: str, value: Any) -> float:
+    """A positive, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise InvalidParameterError(
+            f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+_checked_schemas: dict[str, None] = {}  # canonical JSON of schemas already checked
+# The same schema object passed again (the usual case: one Tool list reused for
+# every call) skips even the canonical JSON: id -> the object, kept alive so the
+# id cannot be reused. A schema mutated in place after its first call is not
+# re-checked here; the request encoder still refuses anything JSON cannot carry.
+_checked_objects: dict[int, Any] = {}
+
+
+def tool_schema(name: str, schema: Any) -> None:
+    """A tool's ``parameters``: a JSON Schema object (checked against its meta-schema)."""
+    if _checked_objects.get(id(schema)) is schema:
+        return
+    if not isinstance(schema, Mapping):
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must be a JSON Schema object (a dict like "
+            f"{{'type': 'object', 'properties': {{...}}}}), got {type(schema).__name__}")
+    try:
+        key = _STRICT_SORTED.encode(schema)
+    except (TypeError, ValueError) as e:
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must be JSON ({e})") from None
+    if key in _checked_schemas:
+        _remember(schema)
+        return
+    kind = schema.get("type", "object")
+    if kind != "object":
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters must describe an object (type 'object'), "
+            f"got type {kind!r}")
+    # lazily: ~45 ms, only once tools are passed
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as e:
+        where = "/".join(str(p) for p in e.path) or "(top level)"
+        raise InvalidParameterError(
+            f"tool {name!r}: parameters is not a valid JSON Schema at {where}: "
+            f"{e.message[:300]}") from None
+    if len(_checked_schemas) >= 1024:
+        _checked_schemas.clear()
+    _checked_schemas[key] = None
+    _remember(schema)
+
+
+def _remember(schema: Any) -> None:
+    if len(_checked_objects) >= 1024:
+        _checked_objects.clear()
+    _checked_objects[id(schema)] = schema
+
+
+def model_ids(name: str, value: Any) -> None:
+    """A list of ``"<provider>/<model>"`` strings (a bare string is a common slip)."""
+    if value is None:
+        return
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
+            isinstance(m, str) for m in value):
+        raise InvalidParameterError(
+            f"{name} must be a list of model ids like ['openai/gpt-4o-mini'], got {value!r:.200}")
+
+
+def unknown_keywords(unknown: Sequence[str], known: Sequence[str]) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"unknown argument(s) {', '.join(unknown)}; the call's arguments are "
+        f"{', '.join(sorted(known))} (provider-specific fields go in extra={{...}})")
