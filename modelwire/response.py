@@ -21,6 +21,10 @@ class ToolCall:
 class Usage:
     """Token counts. ``source`` says whether the provider reported them or we estimated.
 
+    ``source == "none"``: nobody reported usage (e.g. a llama.cpp server's
+    stream carries no usage chunk); the counts are then None, never zeros
+    that would read as reported.
+
     ``input_tokens`` is the whole prompt, cached tokens included, for every
     provider (OpenAI's ``prompt_tokens`` already is; Anthropic's ``input_tokens``
     excludes cache reads and writes, so its codec adds them back).
@@ -29,9 +33,9 @@ class Usage:
     ``input_tokens``, never extra. ``total_tokens`` = input + output.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -41,11 +45,16 @@ class Usage:
         """Fields the newer report sets win; counts never go backwards to zero."""
         def pick(a: int | None, b: int | None) -> int | None:
             return b if b is not None else a  # a reported 0 is a number, not "unknown"
-        inp = other.input_tokens or self.input_tokens
-        out = other.output_tokens or self.output_tokens
-        total = other.total_tokens or self.total_tokens
+
+        def count(a: int | None, b: int | None) -> int | None:
+            return a if b is None or (b == 0 and a) else b
+        inp = count(self.input_tokens, other.input_tokens)
+        out = count(self.output_tokens, other.output_tokens)
+        total = count(self.total_tokens, other.total_tokens)
+        if inp is not None or out is not None:
+            total = max(total or 0, (inp or 0) + (out or 0))
         return Usage(
-            inp, out, max(total, inp + out),
+            inp, out, total,
             pick(self.cached_input_tokens, other.cached_input_tokens),
             pick(self.cache_write_tokens, other.cache_write_tokens),
             pick(self.reasoning_tokens, other.reasoning_tokens),

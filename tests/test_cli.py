@@ -418,6 +418,7 @@ def test_health_renders_report_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_health(monkeypatch, [HealthReport("openai", True, True, 0.5, "open", None)])
     result = invoke("health", "--json")
     assert json.loads(result.stdout) == [{"provider": "openai", "key_present": True,
+                                          "key_required": True,
                                           "reachable": True, "latency": 0.5,
                                           "breaker": "open", "error": None}]
 

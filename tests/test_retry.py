@@ -46,8 +46,9 @@ NO_JITTER = RetryPolicy(initial=0.5, max_wait=8.0, jitter=0.0)
 class FakeClock:
     """A clock whose sleep advances it by exactly the time asked."""
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
+    def __init__(self, start: float | None = None) -> None:
+        # The call's deadline is on time.monotonic(), which starts near 0 on a fresh boot.
+        self.t = time.monotonic() if start is None else start
         self.sleeps: list[float] = []
 
     def __call__(self) -> float:

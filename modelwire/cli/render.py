@@ -119,7 +119,9 @@ def health_table_rows(reports: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     for r in reports:
         latency = r.get("latency")
         out.append([
-            str(r.get("provider", "?")), _yes_no(r.get("key_present")),
+            str(r.get("provider", "?")),
+            "not needed" if not r.get("key_present") and r.get("key_required") is False
+            else _yes_no(r.get("key_present")),
             _yes_no(r.get("reachable")),
             f"{latency * 1000:.0f} ms" if isinstance(latency, (int, float)) else "-",
             str(r.get("breaker") or "-"), _one_line(str(r.get("error") or "")) or "-",

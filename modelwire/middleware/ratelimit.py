@@ -234,7 +234,8 @@ class RateLimiter:
             async def correct(response: Response) -> None:
                 usage = response.usage
                 if usage.source == "reported":
-                    actual = usage.total_tokens or usage.input_tokens + usage.output_tokens
+                    actual = usage.total_tokens or (
+                        (usage.input_tokens or 0) + (usage.output_tokens or 0))
                     if actual != tokens:
                         await self._backend.adjust_tokens(call.target.key, tpm, actual - tokens)
 
