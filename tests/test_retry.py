@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+import tenacity
 
 from modelwire import AsyncClient, Timeouts
 from modelwire.errors import (
@@ -312,7 +313,7 @@ async def test_retry_scheduled_hook_reports_attempt_wait_and_error() -> None:
 async def test_happy_path_never_builds_tenacity(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("AsyncRetrying built on the happy path")
-    monkeypatch.setattr(retry_module, "AsyncRetrying", boom)
+    monkeypatch.setattr(tenacity, "AsyncRetrying", boom)
     terminal, _ = scripted(ok())
     assert isinstance(await Retry(2)(make_call(), terminal), Response)
 

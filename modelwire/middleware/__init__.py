@@ -25,12 +25,23 @@ from ..state.base import StateStore
 from ..state.memory import MemoryStore
 from .breaker import Breaker, BreakerPolicy
 from .fallback import Fallback, moves_on
-from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
 from .retry import Retry, RetryPolicy
 
 if TYPE_CHECKING:
     from ..client import AsyncClient
     from ..pipeline import Middleware
+    from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
+
+_LAZY = {"LimitsBackend", "RateLimit", "RateLimiter", "StoreBackend"}
+
+
+def __getattr__(name: str) -> Any:
+    # The rate limiter is imported only when asked for: a client without
+    # rate_limits= never pays for it (cold start).
+    if name in _LAZY:
+        from . import ratelimit
+        return getattr(ratelimit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
@@ -75,6 +86,7 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
 
     rate_limits = options.get("rate_limits")
     if rate_limits is not None:
+        from .ratelimit import LimitsBackend, RateLimiter, StoreBackend
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
     return chain
