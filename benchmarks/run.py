@@ -257,7 +257,8 @@ def main() -> None:
     runs: dict[str, list[dict[str, Any]]] = {n: [{} for _ in range(rounds)] for n in names}
     try:
         for i in range(rounds):
-            for scenario in args.scenarios or SCENARIOS:  # scenario-major: contenders side by side in time
+            # scenario-major: contenders side by side in time
+            for scenario in args.scenarios or SCENARIOS:
                 for name in names:
                     real = name.removesuffix(BASELINE)
                     env = dict(os.environ)

@@ -34,7 +34,6 @@ from modelwire.errors import (
 )
 from modelwire.hooks import Hooks, RetryScheduled
 from modelwire.middleware import Fallback, Retry, RetryPolicy
-from modelwire.middleware import retry as retry_module
 from modelwire.pipeline import Call, Outcome, Target
 from modelwire.registry import get_spec
 from modelwire.response import Response
