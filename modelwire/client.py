@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
@@ -11,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from . import endpoint
 from .config import Settings
 from .errors import ConfigurationError, InvalidMessageError
-from .hooks import Hooks
+from .hooks import Hooks, logger
 from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
 from .registry import ProviderSpec, get_codec, get_spec
 from .response import Response, StreamEvent
@@ -109,8 +108,10 @@ class AsyncClient:
             model = self.settings.default_model()
             if model.startswith("local/") and not _announced_default:
                 _announced_default = True
-                print(f"modelwire: no provider key set; using {model} (embedded local model)",
-                      file=sys.stderr)
+                # A warning on the "modelwire" logger: printed on stderr when logging is
+                # not configured; logging.getLogger("modelwire").setLevel("ERROR") hides it.
+                logger.warning("modelwire: no provider key set; using %s (embedded local model)",
+                               model)
         return self.settings.resolve(model)
 
     def build_call(

@@ -2,7 +2,8 @@
 
 This is the single error boundary between the wire and the caller: transport
 failures and provider error bodies leave here as typed errors tagged with
-provider and model.
+provider and model. Each request is logged here at DEBUG (logger
+``modelwire``): target, outcome, time, request id and the key, masked.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TypeVar
 
 from .accumulate import Delta, StreamAccumulator
 from .errors import ProviderError
+from .hooks import log_request, logger
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
 from .response import Response, StreamEvent
@@ -64,11 +66,16 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
         body = await resp.read()
         response = codec.decode(body, resp.headers, call)
     except ProviderError as e:
+        if logger.isEnabledFor(10):  # logging.DEBUG
+            log_request(call.target, f"failed: {type(e).__name__}",
+                        time.perf_counter() - started, e.request_id)
         raise tag(e, call) from None
     response.latency = time.perf_counter() - started
     response.provider = call.target.provider
     if not response.model:
         response.model = call.target.model
+    if logger.isEnabledFor(10):
+        log_request(call.target, "answered", response.latency, response.request_id)
     return response
 
 
@@ -80,10 +87,16 @@ async def open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncSt
         if resp.status >= 400:
             raise await _http_error(codec, resp)
     except ProviderError as e:
+        if logger.isEnabledFor(10):  # logging.DEBUG
+            log_request(call.target, f"stream failed: {type(e).__name__}",
+                        time.perf_counter() - started, e.request_id)
         raise tag(e, call) from None
     acc = StreamAccumulator(call.target.provider, call.target.model, started)
     stream = AsyncStream(_batches(call, codec, resp, acc), acc, resp.aclose)
     await stream._prime()
+    if logger.isEnabledFor(10):
+        log_request(call.target, "stream opened (first event)",
+                    time.perf_counter() - started, stream.partial.request_id)
     return stream
 
 

@@ -45,11 +45,12 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from ..hooks import BreakerClosed, BreakerHalfOpen, BreakerOpened, Hooks
+from ..hooks import Hooks
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ..events import BreakerClosed, BreakerOpened
     from ..pipeline import Call, Next, Outcome, Target
 
 State = Literal["closed", "open", "half-open"]
@@ -174,6 +175,7 @@ class Breaker:
             await store.incr(probes, -1, ttl)
             raise self._rejection(target, "half-open and its probe is in flight", None)
         if await store.add(f"cb|{key}|announced|{opened!r}", 1, ttl) and self._hooks:
+            from ..events import BreakerHalfOpen  # events are imported when first emitted
             self._hooks.emit(BreakerHalfOpen(target.name))
         return opened
 
@@ -196,6 +198,7 @@ class Breaker:
         now = store.clock()
         failed = outcome is Verdict.FAILURE
         if probe is not None:
+            from ..events import BreakerClosed, BreakerOpened
             if failed:
                 await store.set(f"cb|{key}|open", now)  # a new generation: new probes
                 self._reasons[key] = "the half-open probe failed"
@@ -223,6 +226,7 @@ class Breaker:
             if not reason:
                 reason = await self._rate_reason(key, now)
         if reason and await store.add(f"cb|{key}|open", now):
+            from ..events import BreakerOpened
             self._reasons[key] = reason
             self._emit(BreakerOpened(target.name, reason))
 

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ClientRateLimitError, ConfigurationError
-from ..hooks import Hooks, RateLimitWait
+from ..events import RateLimitWait
+from ..hooks import Hooks
 from ..response import Response
 from ..state.base import Clock, Sleep, StateStore
 from ..types import ImagePart

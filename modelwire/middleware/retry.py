@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import ConfigurationError, ProviderError, StreamInterruptedError
-from ..hooks import Hooks, RetryScheduled
+from ..hooks import Hooks
 from ..state.base import Clock, Sleep
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ class Retry:
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if self._hooks is not None and isinstance(error, ProviderError):
+                from ..events import RetryScheduled
                 self._hooks.emit(RetryScheduled(call.target.name, state.attempt_number + 1,
                                                 state.upcoming_sleep, error))
 
