@@ -17,7 +17,7 @@ import modelwire.client as client_module
 from modelwire import AsyncClient
 from modelwire.hooks import mask_key
 from modelwire.middleware import BreakerPolicy, RetryPolicy
-from modelwire.testing import Fault, FaultServer
+from modelwire.testing import FaultServer
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "sk-proj-logging0123456789abcdef"
