@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any, Literal, Union
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -109,41 +109,100 @@ class Response:
 
 
 # --- stream events (what callers iterate over) ------------------------------
+#
+# Immutable records with value equality, like frozen dataclasses, but written
+# out: defining six frozen dataclasses costs ~1.7 ms at import (each generates
+# and compiles its methods), which a short script's cold start pays in full.
 
 
-@dataclass(slots=True, frozen=True)
-class TextDelta:
+class _Event:
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            assert isinstance(other, _Event)
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, self._values())
+
+
+_set = object.__setattr__
+
+
+class TextDelta(_Event):
+    __slots__ = __match_args__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclass(slots=True, frozen=True)
-class ReasoningDelta:
+
+class ReasoningDelta(_Event):
+    __slots__ = __match_args__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallStart:
+
+class ToolCallStart(_Event):
+    __slots__ = __match_args__ = ("index", "id", "name")
     index: int  # position among this response's tool calls, 0-based
     id: str
     name: str
 
+    def __init__(self, index: int, id: str, name: str) -> None:
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "name", name)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallArgumentsDelta:
+
+class ToolCallArgumentsDelta(_Event):
+    __slots__ = __match_args__ = ("index", "id", "delta")
     index: int
     id: str
     delta: str
 
+    def __init__(self, index: int, id: str, delta: str) -> None:
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "delta", delta)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallEnd:
+
+class ToolCallEnd(_Event):
+    __slots__ = __match_args__ = ("index", "tool_call")
     index: int
     tool_call: ToolCall  # arguments parsed
 
+    def __init__(self, index: int, tool_call: ToolCall) -> None:
+        _set(self, "index", index)
+        _set(self, "tool_call", tool_call)
 
-@dataclass(slots=True, frozen=True)
-class UsageUpdate:
+
+class UsageUpdate(_Event):
+    __slots__ = __match_args__ = ("usage",)
     usage: Usage
+
+    def __init__(self, usage: Usage) -> None:
+        _set(self, "usage", usage)
 
 
 StreamEvent = Union[
