@@ -253,6 +253,11 @@ def main() -> None:
         names = [m for n in names
                  for m in ((n, n + BASELINE) if n.startswith("modelwire") else (n,))]
     rounds = args.rounds or (1 if args.quick else 3)
+    # Bytecode for the checkouts under test, as an installed package has it
+    # (with PYTHONDONTWRITEBYTECODE set, a checkout would recompile every import).
+    import compileall
+    for root in {HERE.parent, *([Path(args.baseline)] if args.baseline else [])}:
+        compileall.compile_dir(str(root / "modelwire"), quiet=1)
     server, base = start_server()
     runs: dict[str, list[dict[str, Any]]] = {n: [{} for _ in range(rounds)] for n in names}
     try:
