@@ -297,8 +297,9 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d")
     Path(args.out).write_text(
         f"# Benchmark results ({stamp}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]})\n\nProduced by `python benchmarks/run.py`"
-        f"{' --quick' if args.quick else ''} ({rounds} round{'s' if rounds > 1 else ''}, "
+        f"{sys.version.split()[0]})\n\nProduced by `python benchmarks/run.py"
+        f"{''.join(' ' + (a if ' ' not in a else repr(a)) for a in sys.argv[1:])}` "
+        f"({rounds} round{'s' if rounds > 1 else ''}, "
         f"medians).\n\n{md}\n\n```json\n"
         f"{json.dumps(results, indent=1)}\n```\n")
 
