@@ -135,3 +135,17 @@ def test_no_log_lines_without_verbose(recorder: Recorder) -> None:
     recorder.replies = [MockReply(status=503), MockReply("ok")]
     result = runner.invoke(app, ["chat", "-m", "mock/a", "--fallback", "mock/b", "hi"])
     assert (result.exit_code, result.stdout, result.stderr) == (0, "ok\n", "")
+
+
+def test_health_without_a_key_says_so_and_sends_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    result = runner.invoke(app, ["health", "--json", "openai", "local"])
+    assert result.exit_code == 0, result.stderr
+    openai, local = json.loads(result.stdout)
+    assert (openai["key_present"], openai["reachable"], openai["error"]) == (
+        False, None, "no key: set OPENAI_API_KEY")
+    assert (local["key_required"], local["key_present"]) == (False, False)
+    table = runner.invoke(app, ["health", "openai", "local"]).stdout
+    assert "no key: set OPENAI_API_KEY" in " ".join(table.split())  # may wrap at 80 columns
+    assert "not needed" in next(ln for ln in table.splitlines() if " local " in ln)

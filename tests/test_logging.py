@@ -114,3 +114,18 @@ def test_the_notice_is_printed_by_default_and_silenced_by_the_logger_level() -> 
            for mode in ("default", "quiet")}
     assert "modelwire: no provider key set; using local/" in out["default"].stderr
     assert out["quiet"].stderr == ""
+
+
+def test_mask_key_shows_only_a_prefix_and_the_last_four() -> None:
+    assert mask_key(KEY) == "sk-…cdef"
+    assert mask_key("short-key") == "***"  # too short to show any of it
+    assert mask_key(None) == "none"
+
+
+def test_a_bad_modelwire_log_value_is_reported_and_ignored() -> None:
+    code = "import modelwire, logging; print(logging.getLogger('modelwire').level)"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MODELWIRE_LOG": "loud"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "0\n"
+    assert "MODELWIRE_LOG='loud' is not a logging level" in proc.stderr
