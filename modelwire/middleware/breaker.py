@@ -167,7 +167,7 @@ class Breaker:
         left = opened + self.policy.cooldown - store.clock()
         if left > 0:
             raise self._rejection(
-                target, f"open for another {left:.3g}s (then one probe request goes through)",
+                target, f"open for another {left:.3g}s (then a probe request is let through)",
                 left)
         probes = f"cb|{key}|probes|{opened!r}"
         ttl = self.policy.cooldown + self.policy.window
