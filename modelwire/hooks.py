@@ -1,16 +1,16 @@
 """Observability hooks: a tiny event bus for what the resilience middleware does.
 
 ``client.hooks.subscribe(callback)`` and the callback receives every event
-below as it happens (retry scheduled, fallback taken, breaker transitions,
-rate-limit waits), for metrics or logs. Callbacks run inline on the event
+(:mod:`modelwire.events`, also importable from here: retry scheduled,
+fallback taken, breaker transitions, rate-limit waits) as it happens, for
+metrics or logs. Callbacks run inline on the event
 loop, so keep them quick; one that raises is logged and never breaks a call.
 
 Every event is also logged through the stdlib logger ``"modelwire"``
 (INFO for retries, fallbacks and breaker transitions, DEBUG for rate-limit
-waits), and each request at DEBUG
-(:func:`log_request`). Events name targets as ``provider/model`` and errors
-by class, message and request id: never a key (keys appear masked,
-``sk-…a1b2``), a header or a request body.
+waits), and each request at DEBUG (:func:`log_request`). Events name
+targets as ``provider/model`` and errors by class, message and request id:
+never a key (keys appear masked, ``sk-…a1b2``), a header or a request body.
 
 ``MODELWIRE_LOG=debug`` (or info, warning, ...) in the environment turns that
 logging on without code: a stderr handler on the ``modelwire`` logger, set up
