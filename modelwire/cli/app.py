@@ -69,7 +69,7 @@ def _options(
         "--version", callback=_version, is_eager=True,
         help="Print the version and exit.")] = False,
     verbose: Annotated[int, typer.Option(
-        "--verbose", "-v", count=True,
+        "--verbose", "-v", count=True, show_default=False,
         help="Log what modelwire does on stderr: -v retries, fallbacks and breakers; "
              "-vv every request too (same as MODELWIRE_LOG=info / debug).")] = 0,
 ) -> None:
