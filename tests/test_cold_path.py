@@ -30,7 +30,7 @@ async def main():
             after = {m: m in sys.modules for m in WATCH}
     print(json.dumps({"text": text, "before": before, "after": after}))
 
-WATCH = ["tenacity", "limits", "modelwire.middleware.ratelimit"]
+WATCH = ["tenacity", "limits", "modelwire.middleware.ratelimit", "modelwire.events"]
 """
 
 
@@ -47,10 +47,12 @@ def _run(script: str) -> dict[str, dict[str, bool]]:
 def test_a_default_client_imports_no_retry_or_rate_limit_machinery_until_needed() -> None:
     out = _run("script = [Fault.ok('fine')]")
     assert out["before"] == out["after"] == {
-        "tenacity": False, "limits": False, "modelwire.middleware.ratelimit": False}
+        "tenacity": False, "limits": False, "modelwire.middleware.ratelimit": False,
+        "modelwire.events": False}
 
 
 def test_the_first_retry_imports_tenacity() -> None:
     out = _run("script = [Fault.status(503), Fault.ok('fine')]")
     assert out["before"]["tenacity"] is False
     assert out["after"]["tenacity"] is True
+    assert out["after"]["modelwire.events"] is True  # RetryScheduled was emitted
