@@ -13,6 +13,7 @@ with an HTML comment on the line before it that says why::
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -129,6 +130,8 @@ def test_the_readme_has_examples_and_every_opt_out_says_why() -> None:
 def test_readme_example_runs(block: Block, server: FaultServer, tmp_path: Path) -> None:
     if block.mark is not None and block.mark.startswith("skip"):
         pytest.skip(f"README line {block.line}: {block.mark}")
+    if block.mark == "llama" and importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("needs llama-cpp-python: pip install 'modelwire[local]'")
     path = tmp_path / f"readme_line_{block.line}.py"
     path.write_text(block.code, encoding="utf-8")
     proc = subprocess.run([sys.executable, "-c", GUARD, str(path)], env=example_env(server),
