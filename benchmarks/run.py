@@ -22,7 +22,16 @@ Lazy imports are counted, not hidden: modelwire imports its HTTP stack (aiohttp)
 on the first call, so ``import ms`` alone would flatter it. ``first call ms``
 is construct + the first request (lazy imports, session, connection), measured
 the same way for every contender, and ``RSS after first call`` is the memory a
-working client really holds.
+working client really holds. ``cold ms`` is the whole cold path as one figure,
+what a CLI, a serverless function or a short script feels: in a fresh process,
+from before the library's import to its first answered call (for the aiohttp
+floor: from before ``import aiohttp`` to its first POST parsed).
+
+    python benchmarks/run.py --only modelwire "aiohttp floor" --scenarios import --rounds 5
+
+``--baseline DIR`` adds each modelwire row again, run from another checkout
+(``git worktree add /tmp/base main``, or ``git archive``): before and after side
+by side in one run, on the same server and under the same load.
 """
 
 from __future__ import annotations
@@ -42,7 +51,9 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+# A worker for a --baseline row imports modelwire from that checkout instead.
+sys.path.insert(0, os.environ.get("MODELWIRE_BENCH_ROOT") or str(HERE.parent))
+BASELINE = " @ baseline"
 
 SCENARIOS = ("import", "seq", "stream10k", "tools200", "conc100", "conc500")
 PEER_MODULES = {"openai SDK": "openai", "litellm": "litellm", "httpx floor": "httpx"}
@@ -62,7 +73,7 @@ async def worker(name: str, scenario: str, base: str, quick: bool) -> dict[str, 
     cls = CONTENDERS[name]
     out: dict[str, Any] = {}
     if scenario == "import":
-        t = time.perf_counter()
+        t = cold = time.perf_counter()
         cls.import_()
         out["import_ms"] = (time.perf_counter() - t) * 1000
         out["rss_after_import_mb"] = rss_mb()
@@ -71,7 +82,9 @@ async def worker(name: str, scenario: str, base: str, quick: bool) -> dict[str, 
         await c.make(base)
         out["construct_us"] = (time.perf_counter() - t) * 1e6
         await c.complete("gpt-4o-mini")  # lazy imports, session, first connection
-        out["first_call_ms"] = (time.perf_counter() - t) * 1000
+        done = time.perf_counter()
+        out["first_call_ms"] = (done - t) * 1000
+        out["cold_ms"] = (done - cold) * 1000
         out["rss_after_first_call_mb"] = rss_mb()
         await c.close()
         return out
@@ -181,6 +194,7 @@ COLUMNS = [
     ("import_ms", "import ms", "{:.0f}"), ("rss_after_import_mb", "RSS after import MB", "{:.1f}"),
     ("construct_us", "construct µs", "{:.0f}"), ("first_call_ms", "first call ms", "{:.1f}"),
     ("rss_after_first_call_mb", "RSS after first call MB", "{:.1f}"),
+    ("cold_ms", "cold ms (import to first answer)", "{:.1f}"),
     ("p50_us", "seq p50 µs", "{:.0f}"),
     ("p99_us", "seq p99 µs", "{:.0f}"),
     ("p50_vs_floor", "seq p50 ÷ aiohttp floor (paired)", "{:.2f}"),
@@ -220,9 +234,13 @@ def main() -> None:
     ap.add_argument("--worker", nargs=3, metavar=("NAME", "SCENARIO", "BASE"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--scenarios", nargs="*", choices=SCENARIOS,
+                    help="run only these scenarios (default: all)")
     ap.add_argument("--rounds", type=int, default=None,
                     help="runs of every (contender, scenario); cells are medians "
                          "(default 3, 1 with --quick)")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also run the modelwire rows from this checkout")
     ap.add_argument("--out", default=str(HERE / "results.md"))
     args = ap.parse_args()
     if args.worker:
@@ -231,17 +249,31 @@ def main() -> None:
         return
     from contenders import CONTENDERS
     names = [n for n in (args.only or CONTENDERS) if available(n)]
+    if args.baseline:
+        names = [m for n in names
+                 for m in ((n, n + BASELINE) if n.startswith("modelwire") else (n,))]
     rounds = args.rounds or (1 if args.quick else 3)
+    # Bytecode for the checkouts under test, as an installed package has it
+    # (with PYTHONDONTWRITEBYTECODE set, a checkout would recompile every import).
+    import compileall
+    for root in {HERE.parent, *([Path(args.baseline)] if args.baseline else [])}:
+        compileall.compile_dir(str(root / "modelwire"), quiet=1)
     server, base = start_server()
     runs: dict[str, list[dict[str, Any]]] = {n: [{} for _ in range(rounds)] for n in names}
     try:
         for i in range(rounds):
-            for scenario in SCENARIOS:  # scenario-major: contenders side by side in time
+            # scenario-major: contenders side by side in time
+            for scenario in args.scenarios or SCENARIOS:
                 for name in names:
-                    cmd = [python_for(name), __file__, "--worker", name, scenario, base]
+                    real = name.removesuffix(BASELINE)
+                    env = dict(os.environ)
+                    if real != name:
+                        env["MODELWIRE_BENCH_ROOT"] = str(Path(args.baseline).resolve())
+                    cmd = [python_for(real), __file__, "--worker", real, scenario, base]
                     if args.quick:
                         cmd.append("--quick")
-                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                                       env=env)
                     if p.returncode != 0:
                         print(f"{name}/{scenario} failed: {p.stderr.strip()[-400:]}",
                               file=sys.stderr)
@@ -265,8 +297,9 @@ def main() -> None:
     stamp = time.strftime("%Y-%m-%d")
     Path(args.out).write_text(
         f"# Benchmark results ({stamp}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]})\n\nProduced by `python benchmarks/run.py`"
-        f"{' --quick' if args.quick else ''} ({rounds} round{'s' if rounds > 1 else ''}, "
+        f"{sys.version.split()[0]})\n\nProduced by `python benchmarks/run.py"
+        f"{''.join(' ' + (a if ' ' not in a else repr(a)) for a in sys.argv[1:])}` "
+        f"({rounds} round{'s' if rounds > 1 else ''}, "
         f"medians).\n\n{md}\n\n```json\n"
         f"{json.dumps(results, indent=1)}\n```\n")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from . import endpoint, validate
 from .config import Settings
 from .errors import InvalidMessageError, InvalidParameterError
-from .hooks import Hooks
+from .hooks import Hooks, logger
 from .pipeline import (
     CALL_OPTIONS,
     MAX_EVENT_BYTES,
@@ -174,8 +173,10 @@ class AsyncClient:
             model = self.default_model or self.settings.default_model()
             if model.startswith("local/") and not _announced_default:
                 _announced_default = True
-                print(f"modelwire: no provider key set; using {model} (embedded local model)",
-                      file=sys.stderr)
+                # A warning on the "modelwire" logger: printed on stderr when logging is
+                # not configured; logging.getLogger("modelwire").setLevel("ERROR") hides it.
+                logger.warning("modelwire: no provider key set; using %s (embedded local model)",
+                               model)
         return routes.plan(self.settings, model, prefer)
 
     def resolve(self, model: str | None) -> Target:

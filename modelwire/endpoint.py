@@ -2,7 +2,8 @@
 
 This is the single error boundary between the wire and the caller: transport
 failures and provider error bodies leave here as typed errors tagged with
-provider and model.
+provider and model. Each request is logged here at DEBUG (logger
+``modelwire``): target, outcome, time, request id and the key, masked.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .errors import (
     ResponseTooLargeError,
     timeout_error,
 )
+from .hooks import log_request, logger
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
 from .response import ReasoningDelta, Response, StreamEvent, TextDelta, UsageUpdate
@@ -114,11 +116,16 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
         body = await resp.read(call.max_response_bytes)
         response = codec.decode(body, resp.headers, call)
     except ProviderError as e:
+        if logger.isEnabledFor(10):  # logging.DEBUG
+            log_request(call.target, f"failed: {type(e).__name__}",
+                        time.perf_counter() - started, e.request_id)
         raise _boundary(e, call) from None
     response.latency = time.perf_counter() - started
     response.provider = call.target.provider
     if not response.model:
         response.model = call.target.model
+    if logger.isEnabledFor(10):
+        log_request(call.target, "answered", response.latency, response.request_id)
     return response
 
 
@@ -149,6 +156,9 @@ async def _open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncS
         if resp.status >= 300:
             raise await _http_error(codec, resp, call)
     except ProviderError as e:
+        if logger.isEnabledFor(10):  # logging.DEBUG
+            log_request(call.target, f"stream failed: {type(e).__name__}",
+                        time.perf_counter() - started, e.request_id)
         raise _boundary(e, call) from None
     acc = StreamAccumulator(call.target.provider, call.target.model, started)
     stream = AsyncStream(_batches(call, codec, resp, acc), acc, resp.aclose)
@@ -157,6 +167,9 @@ async def _open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncS
     except asyncio.CancelledError:  # the first_event timeout: release the connection
         await stream.aclose()
         raise
+    if logger.isEnabledFor(10):
+        log_request(call.target, "stream opened (first event)",
+                    time.perf_counter() - started, stream.partial.request_id)
     return stream
 
 

@@ -5,7 +5,8 @@ API reachable, the round-trip latency, and the circuit-breaker state. The
 probe is a cheap authenticated GET that lists models (``{base}/models`` on the
 OpenAI wire, ``{base}/v1/models`` for Anthropic, ``{base}/v1beta/models`` for
 Gemini): it never spends tokens. Probes bypass the middleware, so they are
-neither retried nor counted by the breaker.
+neither retried nor counted by the breaker. A provider that needs a key and
+has none is reported as "no key" and not probed (``reachable`` is None).
 """
 
 from __future__ import annotations
@@ -38,17 +39,19 @@ _RANK = {"closed": 0, "half-open": 1, "open": 2}
 class HealthReport:
     provider: str
     key_present: bool
-    reachable: bool
+    reachable: bool | None  # None: not probed (a key is required and none is set)
     latency: float | None = None  # seconds for the probe's round trip
     breaker: str | None = None  # worst state over this provider's targets; None: no breaker
     error: str | None = None  # why it is not usable, never a key
+    key_required: bool = True  # False: local servers, the embedded model, the mock
 
     @property
     def ok(self) -> bool:
-        return self.reachable and self.error is None
+        return bool(self.reachable) and self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         return {"provider": self.provider, "key_present": self.key_present,
+                "key_required": self.key_required,
                 "reachable": self.reachable, "latency": self.latency,
                 "breaker": self.breaker, "error": self.error}
 
@@ -91,10 +94,15 @@ async def health_check(client: AsyncClient,
 async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | None) -> HealthReport:
     settings = client.settings
     key = settings.api_key(spec)
-    report = HealthReport(spec.name, key_present=key is not None, reachable=False)
+    report = HealthReport(spec.name, key_present=key is not None, reachable=False,
+                          key_required=spec.requires_key)
     report.breaker = await _breaker_state(breaker, spec.name)
     if spec.transport != "http":
         return await _local(spec, report, settings)
+    if key is None and spec.requires_key:  # nothing to probe with: send nothing
+        report.reachable = None
+        report.error = f"no key: set {' or '.join(spec.key_env)}"
+        return report
     base_url = settings.base_url(spec)
     if base_url is None:
         report.error = f"no endpoint configured: set {' or '.join(spec.base_url_env)}"
@@ -122,8 +130,6 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
         host = urlsplit(resp.headers.get("location") or "").hostname
         report.error = (f"the models endpoint answered HTTP {resp.status}, a redirect"
                         f"{f' to {host}' if host else ''}; check the base URL")
-    elif key is None and spec.requires_key:
-        report.error = f"no API key: set {' or '.join(spec.key_env)}"
     elif not _is_model_list(body):
         text = body[:120].decode("utf-8", "replace")
         report.error = f"the models endpoint did not answer a JSON model list: {text!r}"

@@ -1,96 +1,52 @@
 """Observability hooks: a tiny event bus for what the resilience middleware does.
 
 ``client.hooks.subscribe(callback)`` and the callback receives every event
-below as it happens (retry scheduled, fallback taken, breaker transitions,
-rate-limit waits), for metrics or logs. Callbacks run inline on the event
+(:mod:`modelwire.events`, also importable from here: retry scheduled,
+fallback taken, breaker transitions, rate-limit waits) as it happens, for
+metrics or logs. Callbacks run inline on the event
 loop, so keep them quick; one that raises is logged and never breaks a call.
 
 Every event is also logged through the stdlib logger ``"modelwire"``
-(INFO for retries, fallbacks and breaker transitions; DEBUG for rate-limit
-waits). Events name targets as ``provider/model`` and errors by class and
-message: never a key, a header or a request body.
+(INFO for retries, fallbacks and breaker transitions, DEBUG for rate-limit
+waits), and each request at DEBUG (:func:`log_request`). Events name
+targets as ``provider/model`` and errors by class, message and request id:
+never a key (keys appear masked, ``sk-…a1b2``), a header or a request body.
+
+``MODELWIRE_LOG=debug`` (or info, warning, ...) in the environment turns that
+logging on without code: a stderr handler on the ``modelwire`` logger, set up
+when modelwire is imported (:func:`configure_logging`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Union
+from typing import TYPE_CHECKING, Any
 
-from .errors import ProviderError
+if TYPE_CHECKING:
+    from .events import BreakerClosed as BreakerClosed
+    from .events import BreakerHalfOpen as BreakerHalfOpen
+    from .events import BreakerOpened as BreakerOpened
+    from .events import Event as Event
+    from .events import FallbackTaken as FallbackTaken
+    from .events import RateLimitWait as RateLimitWait
+    from .events import RetryScheduled as RetryScheduled
 
 logger = logging.getLogger("modelwire")
 
-
-def _describe(error: BaseException) -> str:
-    text = error.message if isinstance(error, ProviderError) else str(error)
-    return f"{type(error).__name__}: {text}"
+_EVENTS = {"BreakerClosed", "BreakerHalfOpen", "BreakerOpened", "Event", "FallbackTaken",
+           "RateLimitWait", "RetryScheduled"}
 
 
-@dataclass(frozen=True, slots=True)
-class RetryScheduled:
-    target: str  # "provider/model"
-    attempt: int  # the attempt about to be made (2 is the first retry)
-    wait: float  # seconds before it
-    error: ProviderError  # why the previous attempt failed
-
-    def describe(self) -> str:
-        return (f"retrying {self.target} (attempt {self.attempt}) in {self.wait:.3f}s "
-                f"after {_describe(self.error)}")
+def __getattr__(name: str) -> Any:
+    if name in _EVENTS:  # defined in .events, imported on first use
+        from . import events
+        return getattr(events, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class FallbackTaken:
-    from_target: str
-    to_target: str
-    error: ProviderError
-
-    def describe(self) -> str:
-        return (f"falling back from {self.from_target} to {self.to_target} "
-                f"after {_describe(self.error)}")
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerOpened:
-    target: str
-    reason: str = ""
-
-    def describe(self) -> str:
-        return f"circuit breaker for {self.target} opened: {self.reason}"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerHalfOpen:
-    target: str
-
-    def describe(self) -> str:
-        return f"circuit breaker for {self.target} half-open: sending a probe"
-
-
-@dataclass(frozen=True, slots=True)
-class BreakerClosed:
-    target: str
-
-    def describe(self) -> str:
-        return f"circuit breaker for {self.target} closed: the probe succeeded"
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitWait:
-    target: str
-    seconds: float
-
-    def describe(self) -> str:
-        return f"client-side rate limit for {self.target}: waiting {self.seconds:.3f}s"
-
-
-Event = Union[
-    RetryScheduled, FallbackTaken, BreakerOpened, BreakerHalfOpen, BreakerClosed, RateLimitWait
-]
-Callback = Callable[[Event], object]
-
-_LEVELS: dict[type, int] = {RateLimitWait: logging.DEBUG}
+Callback = Callable[["Event"], object]
 
 
 class Hooks:
@@ -119,7 +75,7 @@ class Hooks:
             pass
 
     def emit(self, event: Event) -> None:
-        level = _LEVELS.get(type(event), logging.INFO)
+        level = event.level
         if self._logger.isEnabledFor(level):
             self._logger.log(level, "%s", event.describe())
         for callback in tuple(self._subscribers):
@@ -148,3 +104,49 @@ def coerce_hooks(value: object) -> Hooks:
         f"hooks= must be a modelwire.hooks.Hooks, a callable or a list of callables; "
         f"got {type(value).__name__}"
     )
+
+
+def mask_key(key: str | None) -> str:
+    """A key as logs may show it: ``sk-…a1b2`` (short ones ``***``), or ``none``."""
+    if not key:
+        return "none"
+    return f"{key[:3]}…{key[-4:]}" if len(key) >= 16 else "***"
+
+
+def log_request(target: Any, outcome: str, seconds: float, request_id: str | None) -> None:
+    """One DEBUG line per request: target, outcome, time, request id, masked key."""
+    logger.debug("%s %s in %.3fs (request id %s, base %s, key %s)", target.name, outcome,
+                 seconds, request_id or "-", target.base_url, mask_key(target.api_key))
+
+
+_HANDLER_MARK = "_modelwire_handler"
+
+
+def configure_logging(level: int | str | None = None, fmt: str | None = None) -> None:
+    """Send the ``modelwire`` logger to stderr at ``level`` (default: ``$MODELWIRE_LOG``;
+    nothing when neither is set). Called at import; the CLI's ``-v`` calls it too.
+    Replaces a handler an earlier call installed, never one you added."""
+    if level is None:
+        level = os.environ.get("MODELWIRE_LOG") or None
+        if level is None:
+            return
+    if isinstance(level, str):
+        name = level.strip().upper()
+        resolved = logging.getLevelName(name)
+        if not isinstance(resolved, int):
+            logger.warning("MODELWIRE_LOG=%r is not a logging level (debug, info, warning, "
+                           "error); ignored", level)
+            return
+        level = resolved
+    for h in list(logger.handlers):
+        if getattr(h, _HANDLER_MARK, False):
+            logger.removeHandler(h)
+    handler = logging.StreamHandler()
+    setattr(handler, _HANDLER_MARK, True)
+    handler.setFormatter(logging.Formatter(
+        fmt or "%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+configure_logging()

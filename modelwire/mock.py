@@ -133,7 +133,7 @@ class MockReply:
     def usage_for(self, input_words: int) -> tuple[int, int]:
         """(input, output) tokens: scripted, else one per whitespace-separated word."""
         if isinstance(self.usage, Usage):
-            return self.usage.input_tokens, self.usage.output_tokens
+            return self.usage.input_tokens or 0, self.usage.output_tokens or 0
         if self.usage is not None:
             return self.usage
         out = len(self.text.split()) + len(self.reasoning.split())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from typing import Any, Literal, Union
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
@@ -22,6 +22,10 @@ class ToolCall:
 class Usage:
     """Token counts. ``source`` says whether the provider reported them or we estimated.
 
+    ``source == "none"``: nobody reported usage (e.g. a llama.cpp server's
+    stream carries no usage chunk); the counts are then None, never zeros
+    that would read as reported.
+
     ``input_tokens`` is the whole prompt, cached tokens included, for every
     provider (OpenAI's ``prompt_tokens`` already is; Anthropic's ``input_tokens``
     excludes cache reads and writes, so its codec adds them back).
@@ -30,9 +34,9 @@ class Usage:
     ``input_tokens``, never extra. ``total_tokens`` = input + output.
     """
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    total_tokens: int = 0
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    total_tokens: int | None = None
     cached_input_tokens: int | None = None
     cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
@@ -42,11 +46,16 @@ class Usage:
         """Fields the newer report sets win; counts never go backwards to zero."""
         def pick(a: int | None, b: int | None) -> int | None:
             return b if b is not None else a  # a reported 0 is a number, not "unknown"
-        inp = other.input_tokens or self.input_tokens
-        out = other.output_tokens or self.output_tokens
-        total = other.total_tokens or self.total_tokens
+
+        def count(a: int | None, b: int | None) -> int | None:
+            return a if b is None or (b == 0 and a) else b
+        inp = count(self.input_tokens, other.input_tokens)
+        out = count(self.output_tokens, other.output_tokens)
+        total = count(self.total_tokens, other.total_tokens)
+        if inp is not None or out is not None:
+            total = max(total or 0, (inp or 0) + (out or 0))
         return Usage(
-            inp, out, max(total, inp + out),
+            inp, out, total,
             pick(self.cached_input_tokens, other.cached_input_tokens),
             pick(self.cache_write_tokens, other.cache_write_tokens),
             pick(self.reasoning_tokens, other.reasoning_tokens),
@@ -106,41 +115,100 @@ class Response:
 
 
 # --- stream events (what callers iterate over) ------------------------------
+#
+# Immutable records with value equality, like frozen dataclasses, but written
+# out: defining six frozen dataclasses costs ~1.7 ms at import (each generates
+# and compiles its methods), which a short script's cold start pays in full.
 
 
-@dataclass(slots=True, frozen=True)
-class TextDelta:
+class _Event:
+    __slots__: tuple[str, ...] = ()
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.__slots__)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            assert isinstance(other, _Event)
+            return self._values() == other._values()
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.__class__, self._values()))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__)
+        return f"{type(self).__name__}({fields})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, self._values())
+
+
+_set = object.__setattr__
+
+
+class TextDelta(_Event):
+    __slots__ = __match_args__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclass(slots=True, frozen=True)
-class ReasoningDelta:
+
+class ReasoningDelta(_Event):
+    __slots__ = __match_args__ = ("text",)
     text: str
 
+    def __init__(self, text: str) -> None:
+        _set(self, "text", text)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallStart:
+
+class ToolCallStart(_Event):
+    __slots__ = __match_args__ = ("index", "id", "name")
     index: int  # position among this response's tool calls, 0-based
     id: str
     name: str
 
+    def __init__(self, index: int, id: str, name: str) -> None:
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "name", name)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallArgumentsDelta:
+
+class ToolCallArgumentsDelta(_Event):
+    __slots__ = __match_args__ = ("index", "id", "delta")
     index: int
     id: str
     delta: str
 
+    def __init__(self, index: int, id: str, delta: str) -> None:
+        _set(self, "index", index)
+        _set(self, "id", id)
+        _set(self, "delta", delta)
 
-@dataclass(slots=True, frozen=True)
-class ToolCallEnd:
+
+class ToolCallEnd(_Event):
+    __slots__ = __match_args__ = ("index", "tool_call")
     index: int
     tool_call: ToolCall  # arguments parsed, or None with arguments_error set
 
+    def __init__(self, index: int, tool_call: ToolCall) -> None:
+        _set(self, "index", index)
+        _set(self, "tool_call", tool_call)
 
-@dataclass(slots=True, frozen=True)
-class UsageUpdate:
+
+class UsageUpdate(_Event):
+    __slots__ = __match_args__ = ("usage",)
     usage: Usage
+
+    def __init__(self, usage: Usage) -> None:
+        _set(self, "usage", usage)
 
 
 StreamEvent = Union[

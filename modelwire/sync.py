@@ -3,12 +3,17 @@
 Never ``asyncio.run`` per call: the loop, the connection pool and the model
 loaded by the local provider live as long as the Client. Streams cross the
 thread boundary a network chunk at a time, not an event at a time.
+
+``with Client() as client:`` (or ``client.close()``) releases connections at
+a point of your choosing; a Client never closed is closed quietly when it is
+garbage-collected or at interpreter exit (no "Unclosed client session").
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
@@ -29,14 +34,14 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever,
-                                        name="modelwire-loop", daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self.loop.run_forever,
+                                       name="modelwire-loop", daemon=True)
+        self.thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
-            return fut.result()
+            return fut.result(timeout)
         except KeyboardInterrupt:
             fut.cancel()
             raise
@@ -44,7 +49,7 @@ class _LoopThread:
     def stop(self) -> None:
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
+            self.thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
 
@@ -54,7 +59,13 @@ class Client:
 
     def __init__(self, **kwargs: Any) -> None:
         self._loop = _LoopThread()
-        self._async = self._loop.run(_construct(kwargs))
+        try:
+            self._async = self._loop.run(_construct(kwargs))
+        except BaseException:
+            self._loop.stop()
+            raise
+        # Runs once: on close(), on garbage collection, or at interpreter exit.
+        self._closer = weakref.finalize(self, _shut_down, self._loop, self._async)
 
     @property
     def aio(self) -> AsyncClient:
@@ -70,13 +81,13 @@ class Client:
 
     def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
                **kwargs: Any) -> Stream:
-        return Stream(self._loop, self._async.stream(model, messages, **kwargs))
+        return Stream(self._loop, self._async.stream(model, messages, **kwargs), self)
 
     def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
         return self._loop.run(self._async.complete_text(model, prompt, **kwargs))
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
-        return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+        return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs), self)
 
     def batch(self, requests: Iterable[RequestLike], *, model: str | None = None,
               concurrency: int = 16, on_result: OnResult | None = None) -> list[BatchResult]:
@@ -89,10 +100,8 @@ class Client:
         return Model(self, name)
 
     def close(self) -> None:
-        if self._loop.loop.is_closed():
-            return
-        self._loop.run(self._async.aclose())
-        self._loop.stop()
+        """Release pooled connections and the event-loop thread (idempotent)."""
+        self._closer()
 
     def __enter__(self) -> Client:
         return self
@@ -115,10 +124,27 @@ async def _construct(kwargs: dict[str, Any]) -> AsyncClient:
     return AsyncClient(**kwargs)
 
 
+def _shut_down(loop: _LoopThread, client: AsyncClient) -> None:
+    """Close ``client`` on its loop, then stop the loop (must not reference the Client)."""
+    if loop.loop.is_closed():
+        return
+    if threading.current_thread() is loop.thread:  # collected on its own loop: no waiting
+        loop.loop.create_task(client.aclose())
+        return
+    try:
+        loop.run(client.aclose(), timeout=5.0)
+    except Exception:
+        pass
+    finally:
+        loop.stop()
+
+
 class Stream:
     """Iterate events; ``.response`` afterwards; ``with`` closes early."""
 
-    def __init__(self, loop: _LoopThread, request: StreamRequest) -> None:
+    def __init__(self, loop: _LoopThread, request: StreamRequest,
+                 owner: Client | None = None) -> None:
+        self._owner = owner  # keeps the Client (and its connections) alive while streaming
         self._loop = loop
         self._request = request
         self._stream: AsyncStream | None = None

@@ -96,7 +96,7 @@ async def test_opens_after_n_consecutive_provider_failures(make: Callable[[], Ex
     term.error = None
     assert await run(b, term) == "CircuitOpenError"
     assert term.calls == 3  # rejected without traffic
-    assert events == [BreakerOpened("openai/gpt-4o-mini", "3 consecutive failures")]
+    assert events == [BreakerOpened("openai/gpt-4o-mini", "3 consecutive calls failed")]
 
 
 @pytest.mark.parametrize("make", [lambda: BadRequestError("x", status=400),
@@ -197,7 +197,7 @@ async def test_rejects_until_the_cooldown_then_one_probe_closes_it() -> None:
     assert await run(b, term) == "ok"  # the probe
     assert await b.state(target()) == "closed"
     assert [await run(b, term) for _ in range(5)] == ["ok"] * 5
-    assert events == [BreakerOpened("openai/gpt-4o-mini", "1 consecutive failures"),
+    assert events == [BreakerOpened("openai/gpt-4o-mini", "a call failed"),
                       BreakerHalfOpen("openai/gpt-4o-mini"),
                       BreakerClosed("openai/gpt-4o-mini")]
 
@@ -296,28 +296,32 @@ async def test_open_breaker_sends_every_call_to_the_fallback_then_one_probe() ->
         async with client:
             # "mw-status-503": the fault server always answers this model with 503
             primary = "openai/mw-status-503"
-            first = await client.complete(primary, "hi")
-            assert first.provider == "anthropic"
-            assert count("openai") == 3  # 1 + 2 retries, then the breaker opened
-            assert any(isinstance(e, BreakerOpened) for e in events)
+            for n in (1, 2):  # the breaker counts calls: each of these is 1 + 2 retries
+                assert (await client.complete(primary, "hi")).provider == "anthropic"
+                assert count("openai") == 3 * n
+                assert not any(isinstance(e, BreakerOpened) for e in events)
+            assert (await client.complete(primary, "hi")).provider == "anthropic"
+            assert count("openai") == 9
+            assert [e for e in events if isinstance(e, BreakerOpened)] == [
+                BreakerOpened("openai/mw-status-503", "3 consecutive calls failed")]
 
             for _ in range(100):
                 resp = await client.complete(primary, "hi")
                 assert resp.provider == "anthropic"
                 assert resp.attempts[0].error is not None
                 assert resp.attempts[0].error.startswith("CircuitOpenError")
-            assert count("openai") == 3  # zero attempts on the primary
-            assert count("anthropic") == 101
+            assert count("openai") == 9  # zero attempts on the primary
+            assert count("anthropic") == 103
 
-            clock.t += 30.0  # cool-down over: exactly one probe reaches the primary
+            clock.t += 30.0  # cool-down over: exactly one probe request, no retries
             resp = await client.complete(primary, "hi")
             assert resp.provider == "anthropic"
-            assert count("openai") == 4
+            assert count("openai") == 10
             assert [type(e).__name__ for e in events].count("BreakerHalfOpen") == 1
 
             for _ in range(10):  # the probe failed: open again, no more traffic
                 await client.complete(primary, "hi")
-            assert count("openai") == 4
+            assert count("openai") == 10
 
 
 async def test_a_successful_probe_brings_the_primary_back() -> None:
@@ -363,3 +367,29 @@ async def test_memory_store_implements_the_protocol_with_ttls() -> None:
     assert await store.get("n") is None and await store.add("n", 3)
     await store.delete("a", "n")
     assert await store.get("a") is None and await store.get("n") is None
+
+
+async def test_default_breaker_counts_calls_not_attempts_and_says_why_it_opened() -> None:
+    """With the defaults (2 retries per call, 5 failed calls to open), exploring
+    errors against a failing server never meets an open breaker on the 2nd call."""
+    clock = Clock()
+    async with FaultServer() as server:
+        client = AsyncClient(api_keys={"openai": "sk-test"},
+                             base_urls={"openai": server.url_for("openai")},
+                             retry=RetryPolicy(initial=0.0, max_wait=0.0, jitter=0.0),
+                             state=MemoryStore(clock=clock))
+        async with client:
+            for n in range(1, 6):
+                with pytest.raises(ServerError):
+                    await client.complete("openai/mw-status-503", "hi")
+                assert len(server.requests) == 3 * n
+            with pytest.raises(CircuitOpenError) as info:
+                await client.complete("openai/mw-status-503", "hi")
+            assert len(server.requests) == 15
+    message = str(info.value)
+    assert "openai/mw-status-503" in message
+    assert "5 consecutive calls failed" in message
+    assert "open for another 30s" in message
+    assert "breaker=False" in message and "BreakerPolicy(" in message
+    assert info.value.retry_after == pytest.approx(30.0)
+    assert "sk-test" not in message

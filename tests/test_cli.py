@@ -319,11 +319,27 @@ def test_providers_table_lists_every_row_and_never_a_key(
     lines = out.splitlines()
     for spec in all_specs():
         assert any(f" {spec.name} " in ln for ln in lines), spec.name
-    openai = next(ln for ln in lines if " openai " in ln)
-    assert "set (OPENAI_API_KEY)" in openai and "https://api.openai.com/v1" in openai
-    anthropic = next(ln for ln in lines if " anthropic " in ln)
-    assert "missing (ANTHROPIC_API_KEY)" in anthropic
+    i = next(i for i, ln in enumerate(lines) if " openai " in ln)
+    assert " set " in lines[i] and "https://api.openai.com/v1" in lines[i]
+    assert "OPENAI_API_KEY" in lines[i + 1] and "gpt-4o-mini" in lines[i + 1]
+    i = next(i for i, ln in enumerate(lines) if " anthropic " in ln)
+    assert " missing " in lines[i] and "ANTHROPIC_API_KEY" in lines[i + 1]
     assert "not needed" in next(ln for ln in lines if " mock " in ln)
+
+
+@pytest.mark.parametrize("columns", [None, "100", "60"])
+def test_providers_table_fits_the_terminal_when_piped(columns: str | None) -> None:
+    """Piped (not a terminal): within $COLUMNS, else 80 columns."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    if columns:
+        env["COLUMNS"] = columns
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "-m", "modelwire", "providers"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) > len(all_specs())
+    assert max(len(ln) for ln in lines) <= int(columns or 80)
 
 
 def test_providers_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -399,6 +415,7 @@ def test_health_json_and_named_providers(monkeypatch: pytest.MonkeyPatch) -> Non
 ])
 def test_health_exits_1_when_a_keyed_provider_is_not_usable(
         monkeypatch: pytest.MonkeyPatch, broken: dict[str, Any]) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # a wide terminal: the error on one line
     _fake_health(monkeypatch, [dict(REPORTS[0], **broken), *REPORTS[1:]])
     result = invoke("health")
     assert result.exit_code == 1
@@ -418,6 +435,7 @@ def test_health_renders_report_objects(monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_health(monkeypatch, [HealthReport("openai", True, True, 0.5, "open", None)])
     result = invoke("health", "--json")
     assert json.loads(result.stdout) == [{"provider": "openai", "key_present": True,
+                                          "key_required": True,
                                           "reachable": True, "latency": 0.5,
                                           "breaker": "open", "error": None}]
 

@@ -261,14 +261,15 @@ def test_retry_handler_and_circuit_breaker_configure_the_middleware() -> None:
     cb = CircuitBreaker(failure_threshold=2, recovery_timeout=60)
     assert cb.policy == BreakerPolicy(failures=2, cooldown=60)
     with LLMCommunication("mock", retry_handler=rh, circuit_breaker=cb) as c:
-        c.client.mock.script(MockReply(status=500), MockReply(status=500))
-        with pytest.raises(ProviderUnavailableException):  # retried once: two failures open it
-            c.generate_text("q")
-        assert len(c.client.mock.requests) == 2
+        c.client.mock.script(*[MockReply(status=500)] * 4)
+        for _ in range(2):  # each call is retried once; two failed calls open it
+            with pytest.raises(ProviderUnavailableException):
+                c.generate_text("q")
+        assert len(c.client.mock.requests) == 4
         with pytest.raises(modelwire.CircuitOpenError) as info:
             c.generate_text("q")
         assert isinstance(info.value, ProviderUnavailableException)
-        assert len(c.client.mock.requests) == 2  # the open breaker sent nothing
+        assert len(c.client.mock.requests) == 4  # the open breaker sent nothing
     with pytest.raises(modelwire.ConfigurationError):
         CircuitBreaker(failure_threshold=0).policy  # noqa: B018
 

@@ -10,6 +10,7 @@ import pytest
 from rawserver import Raw, RawServer
 
 from modelwire import AsyncClient, Client
+from modelwire.cli import render
 from modelwire.errors import ServerError, UnknownProviderError
 from modelwire.health import HealthReport
 from modelwire.middleware import BreakerPolicy
@@ -55,8 +56,27 @@ async def test_named_providers_only_and_a_missing_key_is_reported() -> None:
         async with client:
             [report] = await client.health_check(["groq"])
     assert report.provider == "groq" and report.key_present is False
-    assert report.reachable is True  # the server answered
-    assert report.error is not None and "GROQ_API_KEY" in report.error
+    assert report.reachable is None  # not probed: without a key there is nothing to ask
+    assert report.error == "no key: set GROQ_API_KEY"
+    assert server.requests == []  # nothing was sent
+
+
+async def test_no_key_sends_nothing_even_to_an_unresolvable_host() -> None:
+    """`modelwire health openai` with no key: 'no key', not a DNS error."""
+    async with AsyncClient(env={}) as client:
+        [report] = await client.health_check(["openai"])
+    assert (report.key_present, report.reachable, report.error) == (
+        False, None, "no key: set OPENAI_API_KEY")
+
+
+async def test_keyless_providers_do_not_read_as_missing_a_key() -> None:
+    async with FaultServer() as server:
+        client = AsyncClient(base_urls={"llamacpp": server.url_for("openai")}, env={})
+        async with client:
+            [report] = await client.health_check(["llamacpp"])
+    assert (report.key_present, report.key_required, report.reachable, report.error) == (
+        False, False, True, None)
+    assert render.health_table_rows([report.to_dict()])[0][1] == "not needed"
 
 
 async def test_an_unreachable_provider_is_reported_not_raised() -> None:
@@ -149,8 +169,8 @@ async def test_unknown_provider_names_are_a_typed_error() -> None:
 
 def test_report_shape_for_the_cli() -> None:
     r = HealthReport("openai", True, True, 0.12, "closed", None)
-    assert list(r.to_dict()) == ["provider", "key_present", "reachable", "latency", "breaker",
-                                 "error"]
+    assert list(r.to_dict()) == ["provider", "key_present", "key_required", "reachable",
+                                 "latency", "breaker", "error"]
     assert r.ok
 
 

@@ -262,7 +262,7 @@ def test_client_options_are_validated() -> None:
         AsyncClient(rate_limit={}, retries=3)
     client = AsyncClient(rate_limits={MODEL: {"rpm": 10}}, state=MemoryStore())
     assert [type(m).__name__ for m in client.middleware] == [
-        "Fallback", "Retry", "Breaker", "RateLimiter"]
+        "Fallback", "Breaker", "Retry", "RateLimiter"]
     assert [type(m).__name__ for m in default_middleware(client, breaker=False)] == [
         "Fallback", "Retry"]
 

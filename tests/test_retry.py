@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+import tenacity
 
 from modelwire import AsyncClient, Timeouts
 from modelwire.errors import (
@@ -33,7 +34,6 @@ from modelwire.errors import (
 )
 from modelwire.hooks import Hooks, RetryScheduled
 from modelwire.middleware import Fallback, Retry, RetryPolicy
-from modelwire.middleware import retry as retry_module
 from modelwire.pipeline import Call, Outcome, Target
 from modelwire.registry import get_spec
 from modelwire.response import Response
@@ -46,8 +46,9 @@ NO_JITTER = RetryPolicy(initial=0.5, max_wait=8.0, jitter=0.0)
 class FakeClock:
     """A clock whose sleep advances it by exactly the time asked."""
 
-    def __init__(self, start: float = 1000.0) -> None:
-        self.t = start
+    def __init__(self, start: float | None = None) -> None:
+        # The call's deadline is on time.monotonic(), which starts near 0 on a fresh boot.
+        self.t = time.monotonic() if start is None else start
         self.sleeps: list[float] = []
 
     def __call__(self) -> float:
@@ -311,7 +312,7 @@ async def test_retry_scheduled_hook_reports_attempt_wait_and_error() -> None:
 async def test_happy_path_never_builds_tenacity(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*a: Any, **k: Any) -> None:
         raise AssertionError("AsyncRetrying built on the happy path")
-    monkeypatch.setattr(retry_module, "AsyncRetrying", boom)
+    monkeypatch.setattr(tenacity, "AsyncRetrying", boom)
     terminal, _ = scripted(ok())
     assert isinstance(await Retry(2)(make_call(), terminal), Response)
 

@@ -34,6 +34,50 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the response as one
 NoStreamOpt = Annotated[bool, typer.Option("--no-stream", help="Wait for the whole response.")]
 MaxTokensOpt = Annotated[int | None, typer.Option("--max-tokens", min=1,
                                                   help="Stop after this many output tokens.")]
+TemperatureOpt = Annotated[float | None, typer.Option("--temperature", "-t",
+                                                      help="Sampling temperature.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Sampling seed.")]
+StopOpt = Annotated[list[str] | None, typer.Option(
+    "--stop", help="Stop at this string (repeat for several).", show_default=False)]
+TopPOpt = Annotated[float | None, typer.Option("--top-p", help="Nucleus sampling mass.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    "--timeout", min=0.001, help="Seconds for the whole call, retries included.")]
+FallbackOpt = Annotated[list[str] | None, typer.Option(
+    "--fallback", help="A model to try when the first fails (repeat for several, in order).",
+    show_default=False)]
+
+
+def _call_options(temperature: float | None, max_tokens: int | None, seed: int | None,
+                  stop: list[str] | None, top_p: float | None, timeout: float | None,
+                  fallback: list[str] | None) -> dict[str, Any]:
+    """The call's keyword arguments; options not given are left to the defaults."""
+    options = {"temperature": temperature, "max_tokens": max_tokens, "seed": seed,
+               "stop": stop or None, "top_p": top_p, "timeout": timeout,
+               "fallbacks": fallback or None}
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+        print(f"modelwire {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+    verbose: Annotated[int, typer.Option(
+        "--verbose", "-v", count=True, show_default=False,
+        help="Log what modelwire does on stderr: -v retries, fallbacks and breakers; "
+             "-vv every request too (same as MODELWIRE_LOG=info / debug).")] = 0,
+) -> None:
+    """One interface to every major LLM provider. Models are '<provider>/<model>'."""
+    from ..hooks import configure_logging
+    if verbose:
+        configure_logging("DEBUG" if verbose > 1 else "INFO")
 
 
 def new_client() -> "AsyncClient":
@@ -156,9 +200,13 @@ def chat(
                                                help="A system message.")] = None,
     no_stream: NoStreamOpt = False,
     as_json: JsonOpt = False,
-    temperature: Annotated[float | None, typer.Option("--temperature", "-t",
-                                                      help="Sampling temperature.")] = None,
+    temperature: TemperatureOpt = None,
     max_tokens: MaxTokensOpt = None,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    top_p: TopPOpt = None,
+    timeout: TimeoutOpt = None,
+    fallback: FallbackOpt = None,
     reasoning: Annotated[bool, typer.Option(
         "--reasoning", help="Show the model's reasoning (dim, on stderr).")] = False,
 ) -> None:
@@ -166,7 +214,7 @@ def chat(
     text = _prompt(prompt)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}]
-    options: dict[str, Any] = {"temperature": temperature, "max_tokens": max_tokens}
+    options = _call_options(temperature, max_tokens, seed, stop, top_p, timeout, fallback)
 
     async def main() -> int:
         async with new_client() as client:
@@ -187,18 +235,25 @@ def complete(
     model: ModelOpt = None,
     no_stream: NoStreamOpt = False,
     as_json: JsonOpt = False,
+    temperature: TemperatureOpt = None,
     max_tokens: MaxTokensOpt = None,
+    seed: SeedOpt = None,
+    stop: StopOpt = None,
+    top_p: TopPOpt = None,
+    timeout: TimeoutOpt = None,
+    fallback: FallbackOpt = None,
 ) -> None:
     """Plain text completion (no chat template): print the continuation."""
     text = _prompt(prompt)
+    options = _call_options(temperature, max_tokens, seed, stop, top_p, timeout, fallback)
 
     async def main() -> int:
         async with new_client() as client:
             if no_stream:
-                response = await client.complete_text(model, text, max_tokens=max_tokens)
+                response = await client.complete_text(model, text, **options)
             else:
                 response = await _stream_out(
-                    client.stream_text(model, text, max_tokens=max_tokens), as_json, False)
+                    client.stream_text(model, text, **options), as_json, False)
             return _finish(response, as_json, streamed=not no_stream)
 
     _run(main)
@@ -215,8 +270,7 @@ def providers(as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(rows)
         return
-    render.print_table("modelwire providers",
-                       ["provider", "key", "base URL", "default model", "wire"],
+    render.print_table("modelwire providers", render.PROVIDER_COLUMNS,
                        render.provider_table_rows(rows))
 
 

@@ -74,7 +74,7 @@ class Progress:
 
     def update(self, result: BatchResult) -> None:
         if result.response is not None:
-            self.tokens += result.response.usage.total_tokens
+            self.tokens += result.response.usage.total_tokens or 0
             cost = cost_of(result)
             if cost is not None:
                 self.cost += cost

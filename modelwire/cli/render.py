@@ -83,18 +83,23 @@ def provider_rows(env: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
 
 
 def key_cell(row: Mapping[str, Any]) -> str:
+    """``set`` / ``missing`` and, on a second line, the variable."""
     if row["key_set"]:
-        return f"set ({row['key_env']})"
+        return f"set\n{row['key_env']}"
     if not row["requires_key"]:
         return "not needed"
-    return f"missing ({row['key_env']})" if row["key_env"] else "missing"
+    return f"missing\n{row['key_env']}" if row["key_env"] else "missing"
+
+
+PROVIDER_COLUMNS = ["provider", "key", "base URL\ndefault model · wire"]
 
 
 def provider_table_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Three columns, two lines a row: fits 80 columns (``--json`` has every field)."""
     out = []
     for r in rows:
         base = r["base_url"] or f"(set {' or '.join(r['base_url_env']) or 'a base URL'})"
-        out.append([r["name"], key_cell(r), base, r["default_model"] or "-", r["wire"]])
+        out.append([r["name"], key_cell(r), f"{base}\n{r['default_model'] or '-'} · {r['wire']}"])
     return out
 
 
@@ -119,7 +124,9 @@ def health_table_rows(reports: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     for r in reports:
         latency = r.get("latency")
         out.append([
-            str(r.get("provider", "?")), _yes_no(r.get("key_present")),
+            str(r.get("provider", "?")),
+            "not needed" if not r.get("key_present") and r.get("key_required") is False
+            else _yes_no(r.get("key_present")),
             _yes_no(r.get("reachable")),
             f"{latency * 1000:.0f} ms" if isinstance(latency, (int, float)) else "-",
             str(r.get("breaker") or "-"), _one_line(str(r.get("error") or "")) or "-",
@@ -132,17 +139,17 @@ def _one_line(text: str) -> str:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """A rich table on stdout; wide when stdout is not a terminal (no mid-word folds)."""
+    """A rich table on stdout, within the terminal's width; when piped, within
+    ``$COLUMNS`` or 80 columns."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
     console = Console(file=sys.stdout)
-    if not console.is_terminal:
-        console = Console(file=sys.stdout, width=max(console.width, 200))
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for i, name in enumerate(columns):
-        table.add_column(name, no_wrap=i == 0, overflow="fold")
+        table.add_column(name, no_wrap=i < 2, overflow="fold")  # the last ones fold
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # literal text, never rich markup
     console.print(table)

@@ -58,7 +58,7 @@ class TokenCounter:
     @staticmethod
     def from_usage(usage: Usage) -> TokenCount:
         """The total a response carries, with the provenance it carries."""
-        return TokenCount(usage.total_tokens, usage.source,
+        return TokenCount(usage.total_tokens or 0, usage.source,
                           "provider usage" if usage.source == "reported" else ESTIMATE_METHOD)
 
 
@@ -98,8 +98,8 @@ class MetricsCollector:
         self.by_provider[response.provider] += 1
         self.latencies.append(response.latency)
         u = response.usage
-        self.tokens[f"input/{u.source}"] += u.input_tokens
-        self.tokens[f"output/{u.source}"] += u.output_tokens
+        self.tokens[f"input/{u.source}"] += u.input_tokens or 0  # "input/none": unreported
+        self.tokens[f"output/{u.source}"] += u.output_tokens or 0
 
     def record_error(self, error: BaseException) -> None:
         self.requests += 1

@@ -25,8 +25,10 @@ class UsageInfo:
 
     @classmethod
     def from_usage(cls, usage: Usage) -> UsageInfo:
-        return cls(usage.input_tokens, usage.output_tokens, usage.total_tokens, None,
-                   usage.source)
+        # The old fields are ints: counts nobody reported read 0 here, and ``source``
+        # stays "none" so they are never mistaken for reported zeros.
+        return cls(usage.input_tokens or 0, usage.output_tokens or 0, usage.total_tokens or 0,
+                   None, usage.source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens,

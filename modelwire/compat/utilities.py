@@ -56,8 +56,8 @@ class RetryHandler:
 
 @dataclass(slots=True)
 class CircuitBreaker:
-    """Breaker settings: open after ``failure_threshold`` consecutive provider-side
-    failures, probe again after ``recovery_timeout`` seconds. While open, calls fail
+    """Breaker settings: open after ``failure_threshold`` consecutive failed calls
+    (each counted once, after its retries), probe again after ``recovery_timeout`` seconds. While open, calls fail
     at once with CircuitOpenError (also a ProviderUnavailableException)."""
 
     failure_threshold: int = 5

@@ -1,10 +1,11 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
-The default chain, outermost first: ``Fallback > Retry > Breaker > RateLimiter``
-(the rate limiter only when ``rate_limits=`` is given). So retries happen per
-target, each attempt passes the breaker (an open one ends retrying at once and
-fallback moves on), and the limiter sits next to the wire so a rejected or
-refused call never spends quota. Client keywords:
+The default chain, outermost first: ``Fallback > Breaker > Retry > RateLimiter``
+(the rate limiter only when ``rate_limits=`` is given). So the breaker counts
+calls, not attempts (a call that failed after its retries is one failure; an
+open breaker rejects the call before any attempt and fallback moves on),
+retries happen per target, and the limiter sits next to the wire so a refused
+call never spends quota. Client keywords:
 
 * ``max_retries=2`` (a client argument; per call too). 0 disables retries.
 * ``retry=RetryPolicy(...)``: backoff and the longest Retry-After honoured.
@@ -24,12 +25,23 @@ from ..state.base import StateStore
 from ..state.memory import MemoryStore
 from .breaker import Breaker, BreakerPolicy
 from .fallback import Fallback, moves_on
-from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
 from .retry import Retry, RetryPolicy
 
 if TYPE_CHECKING:
     from ..client import AsyncClient
     from ..pipeline import Middleware
+    from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
+
+_LAZY = {"LimitsBackend", "RateLimit", "RateLimiter", "StoreBackend"}
+
+
+def __getattr__(name: str) -> Any:
+    # The rate limiter is imported only when asked for: a client without
+    # rate_limits= never pays for it (cold start).
+    if name in _LAZY:
+        from . import ratelimit
+        return getattr(ratelimit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
@@ -61,10 +73,7 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     retry = options.get("retry")
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise ConfigurationError(f"retry= must be a RetryPolicy, got {type(retry).__name__}")
-    chain: list[Middleware] = [
-        Fallback(hooks=hooks),
-        Retry(client.max_retries, retry, hooks=hooks),
-    ]
+    chain: list[Middleware] = [Fallback(hooks=hooks)]
 
     breaker = options.get("breaker")
     if breaker is None or breaker is True or isinstance(breaker, BreakerPolicy):
@@ -73,9 +82,11 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     elif breaker is not False:
         raise ConfigurationError(
             f"breaker= must be True, False or a BreakerPolicy, got {breaker!r}")
+    chain.append(Retry(client.max_retries, retry, hooks=hooks))
 
     rate_limits = options.get("rate_limits")
     if rate_limits is not None:
+        from .ratelimit import LimitsBackend, RateLimiter, StoreBackend
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
     return chain

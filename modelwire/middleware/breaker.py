@@ -1,15 +1,24 @@
 """Circuit breaker per target (provider + base URL + model: ``Target.key``).
 
+It counts *calls*, not attempts: it sits outside the retry middleware, so a
+call that needed two retries and then failed counts as one failure, and one
+that recovered on a retry counts as a success. Defaults (``BreakerPolicy()``):
+open after 5 consecutive failed calls, or when at least half of the calls in
+the last 60 s failed once 20 calls were seen; stay open 30 s; then let one
+probe request through (without retries).
+
 ::
 
-    closed --(N consecutive failures, or failure rate >= R over the window
+    closed --(N consecutive failed calls, or failure rate >= R over the window
               once at least M calls were seen)--> open
     open   --(cool-down passed)--> half-open: up to P probes go through
     half-open --(a probe succeeds)--> closed    --(a probe fails)--> open again
 
 While open, calls are rejected at once with CircuitOpenError (no traffic, so
 fallback moves on in microseconds instead of after retries); ``retry_after``
-on that error is the cool-down left. A lone primary is protected too.
+on that error is the cool-down left, and its message says which target,
+why it opened and how to tune or disable the breaker. A lone primary is
+protected too.
 
 What counts: only provider-side failures, i.e. retryable errors (429, 408,
 409, 5xx, 529, timeouts, connection errors) and answers we cannot decode
@@ -28,7 +37,7 @@ gives every process the same breaker).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Literal
 
@@ -40,12 +49,13 @@ from ..errors import (
     ProviderError,
     StreamInterruptedError,
 )
-from ..hooks import BreakerClosed, BreakerHalfOpen, BreakerOpened, Hooks
+from ..hooks import Hooks
 from ..response import Response
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
 
 if TYPE_CHECKING:
+    from ..events import BreakerClosed, BreakerOpened
     from ..pipeline import Call, Next, Outcome, Target
 
 State = Literal["closed", "open", "half-open"]
@@ -54,12 +64,12 @@ _BUCKETS = 10  # the failure-rate window is kept as this many counters
 
 @dataclass(frozen=True, slots=True)
 class BreakerPolicy:
-    failures: int = 5  # consecutive provider-side failures that open it
+    failures: int = 5  # consecutive failed calls (each after its retries) that open it
     failure_rate: float | None = 0.5  # or this share of calls failing (None: off) ...
     window: float = 60.0  # ... over this many seconds ...
     min_calls: int = 20  # ... once at least this many calls were seen
     cooldown: float = 30.0  # seconds open before probing
-    half_open_probes: int = 1  # probes allowed at once while half-open
+    half_open_probes: int = 1  # probes allowed at once while half-open (sent without retries)
 
     def __post_init__(self) -> None:
         def bad(name: str, want: str) -> ConfigurationError:
@@ -102,7 +112,7 @@ class Breaker:
     """Middleware: one circuit per ``Target.key``. ``call.options["breaker"] = False``
     bypasses it for one call."""
 
-    __slots__ = ("_bucket_len", "_hooks", "_seen", "policy", "store")
+    __slots__ = ("_bucket_len", "_hooks", "_reasons", "_seen", "policy", "store")
 
     def __init__(self, policy: BreakerPolicy | None = None, *, store: StateStore | None = None,
                  hooks: Hooks | None = None) -> None:
@@ -111,6 +121,7 @@ class Breaker:
         self._hooks = hooks
         self._bucket_len = self.policy.window / _BUCKETS
         self._seen: dict[str, str] = {}  # Target.key -> Target.name, for state()
+        self._reasons: dict[str, str] = {}  # Target.key -> why it last opened (this process)
 
     def __repr__(self) -> str:
         return f"Breaker({self.policy!r})"
@@ -120,6 +131,9 @@ class Breaker:
             return await next(call)
         target = call.target
         probe = await self._admit(target)
+        if probe is not None and call.options.get("max_retries") != 0:
+            # A probe is one request: retrying it would only hammer a sick target.
+            call = replace(call, options={**call.options, "max_retries": 0})
         try:
             outcome = await next(call)
         except BaseException as e:
@@ -166,19 +180,26 @@ class Breaker:
             return None
         left = opened + self.policy.cooldown - store.clock()
         if left > 0:
-            raise self._rejection(target, f"open for another {left:.3g}s", left)
+            raise self._rejection(
+                target, f"open for another {left:.3g}s (then a probe request is let through)",
+                left)
         probes = f"cb|{key}|probes|{opened!r}"
         ttl = self.policy.cooldown + self.policy.window
         if await store.incr(probes, 1, ttl) > self.policy.half_open_probes:
             await store.incr(probes, -1, ttl)
             raise self._rejection(target, "half-open and its probe is in flight", None)
         if await store.add(f"cb|{key}|announced|{opened!r}", 1, ttl) and self._hooks:
+            from ..events import BreakerHalfOpen  # events are imported when first emitted
             self._hooks.emit(BreakerHalfOpen(target.name))
         return opened
 
-    def _rejection(self, target: Target, why: str, left: float | None) -> CircuitOpenError:
+    def _rejection(self, target: Target, state: str, left: float | None) -> CircuitOpenError:
+        reason = self._reasons.get(target.key, "it kept failing")
         return CircuitOpenError(
-            f"circuit breaker is {why}: {target.name} failed recently; no request was sent",
+            f"circuit breaker for {target.name} is {state}; no request was sent. "
+            f"It opened because {reason}. Tune it with "
+            f"breaker=BreakerPolicy(failures=..., cooldown=...), or turn it off with "
+            f"breaker=False (on the client, or per call)",
             provider=target.provider, model=target.model, retry_after=left,
         )
 
@@ -191,8 +212,10 @@ class Breaker:
         now = store.clock()
         failed = outcome is Verdict.FAILURE
         if probe is not None:
+            from ..events import BreakerClosed, BreakerOpened
             if failed:
                 await store.set(f"cb|{key}|open", now)  # a new generation: new probes
+                self._reasons[key] = "the half-open probe failed"
                 self._emit(BreakerOpened(target.name, "the half-open probe failed"))
             else:
                 await store.delete(f"cb|{key}|open", f"cb|{key}|consecutive",
@@ -210,12 +233,15 @@ class Breaker:
         streak = await store.incr(f"cb|{key}|consecutive")
         reason = ""
         if streak >= policy.failures:
-            reason = f"{int(streak)} consecutive failures"
+            n = int(streak)
+            reason = f"{n} consecutive calls failed" if n > 1 else "a call failed"
         if rate_on:
             await store.incr(f"cb|{key}|f|{bucket}", 1, policy.window + self._bucket_len)
             if not reason:
                 reason = await self._rate_reason(key, now)
         if reason and await store.add(f"cb|{key}|open", now):
+            from ..events import BreakerOpened
+            self._reasons[key] = reason
             self._emit(BreakerOpened(target.name, reason))
 
     def _bucket_keys(self, key: str, now: float) -> list[str]:

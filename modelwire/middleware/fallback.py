@@ -58,7 +58,7 @@ from ..errors import (
     ResponseTooLargeError,
     StreamInterruptedError,
 )
-from ..hooks import FallbackTaken, Hooks
+from ..hooks import Hooks
 from ..response import Attempt
 from ..state.base import Clock
 
@@ -123,6 +123,7 @@ class Fallback:
                 attempts.append(Attempt(target.provider, target.model,
                                         f"{type(e).__name__}: {e.message}"))
                 if self._hooks is not None and i + 1 < len(targets):
+                    from ..events import FallbackTaken  # imported when first emitted
                     self._hooks.emit(FallbackTaken(target.name, targets[i + 1].name, e))
                 continue
             attempts.append(Attempt(target.provider, target.model))

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import ClientRateLimitError, ConfigurationError
-from ..hooks import Hooks, RateLimitWait
+from ..events import RateLimitWait
+from ..hooks import Hooks
 from ..response import Response
 from ..state.base import Clock, Sleep, StateStore
 from ..types import ImagePart
@@ -234,7 +235,8 @@ class RateLimiter:
             async def correct(response: Response) -> None:
                 usage = response.usage
                 if usage.source == "reported":
-                    actual = usage.total_tokens or usage.input_tokens + usage.output_tokens
+                    actual = usage.total_tokens or (
+                        (usage.input_tokens or 0) + (usage.output_tokens or 0))
                     if actual != tokens:
                         await self._backend.adjust_tokens(call.target.key, tpm, actual - tokens)
 

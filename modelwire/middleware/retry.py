@@ -24,7 +24,9 @@ Policy (DESIGN.md section 4):
 
 The loop is tenacity's ``AsyncRetrying``. It is only built after a first
 retryable failure, so the happy path costs a try/except and nothing else
-(building and driving AsyncRetrying costs ~14 µs per call, measured).
+(building and driving AsyncRetrying costs ~14 µs per call, measured), and
+tenacity itself is imported then too, so a client that never retries never
+imports it (cold start).
 """
 
 from __future__ import annotations
@@ -34,24 +36,14 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    wait_exponential,
-    wait_random,
-)
-
-from ..errors import (
-    ConfigurationError,
-    ProviderError,
-    RequestTimeoutError,
-    StreamInterruptedError,
-)
-from ..hooks import Hooks, RetryScheduled
+from ..errors import ConfigurationError, ProviderError, RequestTimeoutError, StreamInterruptedError
+from ..hooks import Hooks
 from ..state.base import Clock, Sleep
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+    from tenacity.wait import wait_base
+
     from ..pipeline import Call, Next, Outcome
 
 
@@ -101,10 +93,7 @@ class Retry:
         self._hooks = hooks
         self._clock = clock
         self._sleep = sleep
-        p = self.policy
-        # The classic jittered exponential recipe from tenacity's own docs.
-        self._backoff = (wait_exponential(multiplier=p.initial, max=p.max_wait)
-                         + wait_random(0, p.jitter))
+        self._backoff: wait_base | None = None  # built with the first retry
 
     def __repr__(self) -> str:
         return f"Retry(max_retries={self.max_retries}, policy={self.policy!r})"
@@ -132,10 +121,17 @@ class Retry:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, ProviderError) and error.retry_after is not None:
             return max(error.retry_after, 0.0)
+        if self._backoff is None:
+            from tenacity import wait_exponential, wait_random
+            p = self.policy
+            # The classic jittered exponential recipe from tenacity's own docs.
+            self._backoff = (wait_exponential(multiplier=p.initial, max=p.max_wait)
+                             + wait_random(0, p.jitter))
         return float(self._backoff(state))
 
     async def _again(self, call: Call, next: Next, first: ProviderError,
                      retries: int) -> Outcome:
+        from tenacity import AsyncRetrying, retry_if_exception
         clock, deadline = self._clock, call.deadline
         cap = self.policy.max_retry_after
         retryable = is_retryable if not call.fallbacks else (
@@ -154,6 +150,7 @@ class Retry:
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             if self._hooks is not None and isinstance(error, ProviderError):
+                from ..events import RetryScheduled
                 self._hooks.emit(RetryScheduled(call.target.name, state.attempt_number + 1,
                                                 state.upcoming_sleep, error))
 

@@ -1,0 +1,5 @@
+"""``python -m modelwire``: the command-line program (same as ``modelwire``)."""
+
+from .cli import main
+
+main()
