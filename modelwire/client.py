@@ -21,6 +21,7 @@ from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .health import HealthReport
+    from .observe.tokens import TokenCount
     from .transports.mock import MockTransport
 
 _announced_default = False
@@ -101,6 +102,8 @@ class AsyncClient:
         codec, transport = get_codec(spec), self.transport_for(spec)
         if call.stream:
             return endpoint.open_stream(call, codec, transport)
+        if call.options and call.options.get("verb") == "count_tokens":
+            return endpoint.count_tokens(call, codec, transport)
         return endpoint.complete(call, codec, transport)
 
     def resolve(self, model: str | None) -> Target:
@@ -187,6 +190,28 @@ class AsyncClient:
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
+
+    async def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+                           *, text: str | None = None,
+                           tools: Iterable[ToolLike] | None = None) -> TokenCount:
+        """Input tokens of a prompt. Anthropic and Gemini count on their servers
+        (``provenance="provider"``: one request through the same transport, retries,
+        breaker and limits, never billed); every other model is counted offline by
+        :func:`modelwire.count_tokens` (``exact`` or a flagged ``estimate``)."""
+        from .observe.tokens import TokenCount, count_tokens, split_model
+        provider, _ = split_model(model)
+        if not hasattr(get_codec(get_spec(provider)), "encode_count_tokens"):
+            return count_tokens(model, messages, text=text, tools=tools)
+        if messages is None and text is None:
+            raise InvalidMessageError("count_tokens needs messages=... or text=...")
+        call = self.build_call(model, messages if messages is not None else text,
+                               tools=tools, fallbacks=[])
+        call.options["verb"] = "count_tokens"
+        outcome = await self._run(call)
+        assert isinstance(outcome, Response)
+        how = "one user message" if messages is None else "the chat request"
+        return TokenCount(outcome.usage.input_tokens, "provider",
+                          f"{provider} count-tokens endpoint ({how})", model)
 
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .accumulate import Delta, StreamAccumulator
 from .errors import ProviderError
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
-from .response import Response, StreamEvent
+from .response import Response, StreamEvent, Usage
 from .streaming import AsyncStream
 from .transports.base import Transport, WireResponse
 from .wire.sse import SSEEvent, SSEParser
@@ -70,6 +70,22 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     if not response.model:
         response.model = call.target.model
     return response
+
+
+async def count_tokens(call: Call, codec: Any, transport: Transport) -> Response:
+    """The count-tokens verb (Anthropic, Gemini): the prompt's input tokens as the
+    provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
+    started = time.perf_counter()
+    request = codec.encode_count_tokens(call)
+    try:
+        resp = await transport.send(request, _timeouts(call))
+        if resp.status >= 400:
+            raise await _http_error(codec, resp)
+        n = codec.decode_count_tokens(await resp.read(), resp.headers, call)
+    except ProviderError as e:
+        raise tag(e, call) from None
+    return Response(usage=Usage(n, 0, n, source="reported"), provider=call.target.provider,
+                    model=call.target.model, latency=time.perf_counter() - started)
 
 
 async def open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncStream:

@@ -12,12 +12,15 @@ import threading
 from collections.abc import Coroutine, Iterable, Iterator
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
-from .types import MessageLike
+from .types import MessageLike, ToolLike
+
+if TYPE_CHECKING:
+    from .observe.tokens import TokenCount
 
 T = TypeVar("T")
 
@@ -73,6 +76,11 @@ class Client:
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
         return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+
+    def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+                     *, text: str | None = None,
+                     tools: Iterable[ToolLike] | None = None) -> TokenCount:
+        return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))
 
     def close(self) -> None:
         if self._loop.loop.is_closed():

