@@ -21,6 +21,7 @@ from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .health import HealthReport
+    from .observe.metrics import MetricsCollector
     from .observe.tokens import TokenCount
     from .transports.mock import MockTransport
 
@@ -59,6 +60,7 @@ class AsyncClient:
         self._transport_override = transport
         self._transports: dict[str, Transport] = {}
         self.hooks = Hooks()  # default_middleware replaces it with the configured one
+        self.metrics: MetricsCollector | None = None  # set by default_middleware (metrics=)
         if middleware is None:
             from .middleware import default_middleware
             middleware = default_middleware(self, **resilience)

@@ -32,6 +32,7 @@ class AsyncStream:
         self._closed = False
         self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
         self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
+        self.on_error: list[Callable[[BaseException], object]] = []  # after it began
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -74,18 +75,25 @@ class AsyncStream:
         except StreamInterruptedError as e:
             if wrap:
                 e.retryable = False
+                self._failed(e)
             await self.aclose()
             raise
         except ProviderError as e:
             await self.aclose()
             if not wrap:
                 raise
-            raise StreamInterruptedError(
+            error = StreamInterruptedError(
                 f"stream failed after it began: {type(e).__name__}: {e.message}",
                 provider=e.provider or self._acc.provider, model=e.model or self._acc.model,
                 status=e.status, partial=self._acc.partial(), cause=e, retryable=False,
                 body=e.body,
-            ) from e
+            )
+            self._failed(error)
+            raise error from e
+
+    def _failed(self, error: BaseException) -> None:
+        for callback in self.on_error:
+            callback(error)
 
     async def next_batch(self) -> list[StreamEvent] | None:
         """The rest of the current batch, or the next one; None at the end."""

@@ -1,6 +1,7 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
-The default chain, outermost first: ``Fallback > Retry > Breaker > RateLimiter``
+The default chain, outermost first:
+``Metrics > Fallback > Retry > Breaker > RateLimiter``
 (the rate limiter only when ``rate_limits=`` is given). So retries happen per
 target, each attempt passes the breaker (an open one ends retrying at once and
 fallback moves on), and the limiter sits next to the wire so a rejected or
@@ -12,6 +13,8 @@ refused call never spends quota. Client keywords:
 * ``rate_limits={"openai/gpt-4o-mini": RateLimit(rpm=..., tpm=...)}``: off unless given.
 * ``state=StateStore``: where breaker and limiter state live (default: in memory).
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
+* ``metrics=True | False | MetricsCollector``: ``client.metrics`` (on by default), fed
+  by the outermost middleware and the hooks above.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ __all__ = [
     "moves_on",
 ]
 
-_OPTIONS = ("breaker", "hooks", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "hooks", "metrics", "rate_limits", "retry", "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -78,6 +81,17 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     if rate_limits is not None:
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+    metrics = options.get("metrics", True)
+    if metrics is not None and metrics is not False:
+        from ..observe.metrics import MetricsCollector, MetricsMiddleware
+        if metrics is True:
+            metrics = MetricsCollector()
+        elif not isinstance(metrics, MetricsCollector):
+            raise ConfigurationError(
+                f"metrics= must be True, False or a MetricsCollector, got {metrics!r}")
+        client.metrics = metrics
+        hooks.subscribe(metrics.on_event)
+        chain.insert(0, MetricsMiddleware(metrics))
     return chain
 
 
