@@ -15,6 +15,8 @@ refused call never spends quota. Client keywords:
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
 * ``metrics=True | False | MetricsCollector``: ``client.metrics`` (on by default), fed
   by the outermost middleware and the hooks above.
+* ``otel=True | OpenTelemetry(...)``: GenAI spans and metrics (the ``otel`` extra), off
+  unless given; outermost of all.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ __all__ = [
     "moves_on",
 ]
 
-_OPTIONS = ("breaker", "hooks", "metrics", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "hooks", "metrics", "otel", "rate_limits", "retry", "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -92,6 +94,17 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         client.metrics = metrics
         hooks.subscribe(metrics.on_event)
         chain.insert(0, MetricsMiddleware(metrics))
+    otel = options.get("otel")
+    if otel is not None and otel is not False:
+        from ..observe.otel import OpenTelemetry
+        if otel is True:
+            otel = OpenTelemetry()
+        elif not isinstance(otel, OpenTelemetry):
+            raise ConfigurationError(
+                f"otel= must be True, False or a modelwire.observe.otel.OpenTelemetry, "
+                f"got {otel!r}")
+        hooks.subscribe(otel.on_event)
+        chain.insert(0, otel)
     return chain
 
 
