@@ -5,6 +5,7 @@ from .errors import (
     AllTargetsFailedError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     CircuitOpenError,
     ClientRateLimitError,
     ConfigurationError,
@@ -71,5 +72,5 @@ __all__ = [
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
-    "TokenCount", "count_tokens",
+    "BudgetExceededError", "TokenCount", "count_tokens",
 ]

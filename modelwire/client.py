@@ -21,6 +21,7 @@ from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .health import HealthReport
+    from .observe.budget import BudgetMiddleware
     from .observe.metrics import MetricsCollector
     from .observe.tokens import TokenCount
     from .transports.mock import MockTransport
@@ -61,6 +62,7 @@ class AsyncClient:
         self._transports: dict[str, Transport] = {}
         self.hooks = Hooks()  # default_middleware replaces it with the configured one
         self.metrics: MetricsCollector | None = None  # set by default_middleware (metrics=)
+        self.budgets: BudgetMiddleware | None = None  # set by default_middleware (budget=)
         if middleware is None:
             from .middleware import default_middleware
             middleware = default_middleware(self, **resilience)

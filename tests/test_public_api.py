@@ -27,7 +27,7 @@ PINNED = {
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
-    "TokenCount", "count_tokens",
+    "BudgetExceededError", "TokenCount", "count_tokens",
 }
 
 

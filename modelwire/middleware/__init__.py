@@ -15,6 +15,9 @@ refused call never spends quota. Client keywords:
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
 * ``metrics=True | False | MetricsCollector``: ``client.metrics`` (on by default), fed
   by the outermost middleware and the hooks above.
+* ``budget=Budget(...) | [Budget, ...]``: USD / token limits over a period (per client,
+  or per tag with ``Budget(tag=...)``); per call ``budget=`` and ``tags=`` too.
+  ``client.budgets`` is the middleware (``await client.budgets.status()``).
 * ``otel=True | OpenTelemetry(...)``: GenAI spans and metrics (the ``otel`` extra), off
   unless given; outermost of all.
 """
@@ -42,7 +45,7 @@ __all__ = [
     "moves_on",
 ]
 
-_OPTIONS = ("breaker", "hooks", "metrics", "otel", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "budget", "hooks", "metrics", "otel", "rate_limits", "retry", "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -83,6 +86,11 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     if rate_limits is not None:
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+    from ..observe.budget import BudgetMiddleware, coerce_budgets
+    budget = options.get("budget")
+    budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
+    client.budgets = budgets
+    chain.insert(0, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
     metrics = options.get("metrics", True)
     if metrics is not None and metrics is not False:
         from ..observe.metrics import MetricsCollector, MetricsMiddleware
