@@ -241,3 +241,6 @@ def health(
         return 1 if bad else 0
 
     _run(main)
+
+
+from . import observe as _observe  # noqa: E402,F401  (registers bench, tokens, cost)
