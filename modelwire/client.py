@@ -157,6 +157,14 @@ class AsyncClient:
                 f"unknown argument(s) {', '.join(unknown)}; per-call options are "
                 f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
             )
+        if options and "budget" in options and self.budgets is None:
+            from .middleware import find
+            from .observe.budget import BudgetMiddleware
+            if find(self.middleware, BudgetMiddleware) is None:
+                raise ConfigurationError(
+                    "budget= per call needs the budget middleware, which a custom "
+                    "middleware= list leaves out: add modelwire.observe.budget."
+                    "BudgetMiddleware(...) to it, or use the default chain")
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(

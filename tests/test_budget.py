@@ -135,3 +135,10 @@ def test_budget_arguments_are_validated() -> None:
             Budget(**bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError):
         AsyncClient(budget={"usd": 1})
+
+
+async def test_per_call_budget_without_the_middleware_is_refused() -> None:
+    async with AsyncClient(middleware=[]) as client:
+        with pytest.raises(ConfigurationError, match="budget middleware"):
+            await client.complete("mock/m", "hi", budget=Budget(tokens=10))
+        assert client.mock.requests == []

@@ -166,3 +166,20 @@ def test_import_modelwire_stays_lean() -> None:
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_images_and_tool_calls_make_an_estimate() -> None:
+    img = [{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"},
+        {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}]
+    c = modelwire.count_tokens("openai/gpt-4o", img, use_cache=False)
+    plain = modelwire.count_tokens("openai/gpt-4o", [{"role": "user", "content": "what is this?"}],
+                                   use_cache=False)
+    assert c.provenance == "estimate" and "per image" in c.method
+    assert c.tokens == plain.tokens + tk.IMAGE_TOKENS
+    calls = [{"role": "user", "content": "weather?"},
+             {"role": "assistant", "content": "", "tool_calls": [
+                 {"id": "c1", "type": "function",
+                  "function": {"name": "w", "arguments": "{\"city\": \"Paris\"}"}}]},
+             {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    assert modelwire.count_tokens("openai/gpt-4o", calls).provenance == "estimate"

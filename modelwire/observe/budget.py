@@ -28,7 +28,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..errors import BudgetExceededError, ConfigurationError, ProviderError
+from ..errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    MissingDependencyError,
+    ProviderError,
+)
 from ..response import Response
 
 if TYPE_CHECKING:
@@ -170,10 +175,14 @@ class BudgetMiddleware:
         from .tokens import count_tokens
         target = call.target
         model = target.name
-        if call.mode == "text":
-            est_in = count_tokens(model, text=call.prompt or "").tokens
-        else:
-            est_in = count_tokens(model, call.messages, tools=call.tools or None).tokens
+        try:
+            if call.mode == "text":
+                est_in = count_tokens(model, text=call.prompt or "").tokens
+            else:
+                est_in = count_tokens(model, call.messages, tools=call.tools or None).tokens
+        except MissingDependencyError:  # no exact tokenizer installed: the chars/4 estimate
+            from ..middleware.ratelimit import estimate_tokens
+            est_in = estimate_tokens(call, 0)
         now = self.clock()
         holds: list[_Hold] = []
         try:

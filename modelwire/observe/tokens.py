@@ -16,7 +16,8 @@ Chat formatting overhead follows OpenAI's documentation (3 tokens per message,
 1 per name, 3 to prime the reply; 2 for o-series and gpt-5 reasoning models, as
 their recorded usage shows). Tool definitions are rendered by OpenAI's private
 format, so a count that includes tools is an ``estimate`` (OpenAI's cookbook
-formula; within a few percent of recorded usage).
+formula; within a few percent of recorded usage); so is one with images (765
+tokens each, a 1024px image at high detail) or assistant tool calls.
 
 Counts are cached in an LRU keyed by tokenizer family + a hash of the content.
 """
@@ -34,11 +35,12 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from ..errors import InvalidMessageError, InvalidModelError, MissingDependencyError
-from ..types import Message, MessageLike, Tool, ToolLike, to_messages, to_tools
+from ..types import ImagePart, Message, MessageLike, Tool, ToolLike, to_messages, to_tools
 
 TokenProvenance = Literal["exact", "provider", "estimate"]
 
 CACHE_SIZE = 4096
+IMAGE_TOKENS = 765  # OpenAI: a 1024x1024 image at detail "high" (85 + 4 tiles x 170)
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4",
                    "gpt-oss", "codex")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
@@ -281,12 +283,21 @@ def _count(provider: str, name: str, encoding: str | None, msgs: list[Message] |
         bpe = openai_tokenizer(encoding)
         n = bpe.count(text) if text is not None else 0
         method = f"{encoding} via bpe-openai"
+        guessed: list[str] = []
         if msgs is not None:
             n += _openai_messages(bpe, name, msgs)
             method += " + OpenAI chat format overhead"
+            images = sum(isinstance(p, ImagePart) for m in msgs for p in m.parts)
+            if images:
+                n += images * IMAGE_TOKENS
+                guessed.append(f"{IMAGE_TOKENS} tokens per image")
+            if any(m.tool_calls for m in msgs):
+                guessed.append("assistant tool-call formatting")
         if tools:
-            return (n + _openai_tools(bpe, tools), "estimate",
-                    method + " + OpenAI cookbook tool overhead (estimated)")
+            n += _openai_tools(bpe, tools)
+            guessed.append("OpenAI cookbook tool overhead")
+        if guessed:
+            return n, "estimate", f"{method}; estimated: {', '.join(guessed)}"
         return n, "exact", method
     return (estimate_tokens(msgs, text, tools), "estimate",
             "chars/4 heuristic (no local tokenizer for this model"
