@@ -33,6 +33,8 @@ class AsyncStream:
         self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
         self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
         self.on_error: list[Callable[[BaseException], object]] = []  # after it began
+        self.on_abandon: list[Callable[[], object]] = []  # closed before its end
+        self._ended = False
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -66,7 +68,12 @@ class AsyncStream:
         try:
             return await self._batches.__anext__()
         except StopAsyncIteration:
-            response = self._acc.response()  # raises if no terminal event
+            try:
+                response = self._acc.response()  # raises if no terminal event
+            except StreamInterruptedError as e:
+                if wrap:
+                    self._failed(e)
+                raise
             response.attempts = list(self.attempts)
             self._response = response
             for callback in self.on_finish:
@@ -79,8 +86,8 @@ class AsyncStream:
             await self.aclose()
             raise
         except ProviderError as e:
-            await self.aclose()
             if not wrap:
+                await self.aclose()
                 raise
             error = StreamInterruptedError(
                 f"stream failed after it began: {type(e).__name__}: {e.message}",
@@ -89,9 +96,11 @@ class AsyncStream:
                 body=e.body,
             )
             self._failed(error)
+            await self.aclose()
             raise error from e
 
     def _failed(self, error: BaseException) -> None:
+        self._ended = True
         for callback in self.on_error:
             callback(error)
 
@@ -148,6 +157,10 @@ class AsyncStream:
         if self._closed:
             return
         self._closed = True
+        if self._response is None and not self._ended:
+            self._ended = True
+            for callback in self.on_abandon:
+                callback()
         aclose = getattr(self._batches, "aclose", None)
         if aclose is not None:
             try:

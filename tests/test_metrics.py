@@ -134,3 +134,15 @@ async def test_metrics_can_be_off_or_shared() -> None:
     from modelwire.errors import ConfigurationError
     with pytest.raises(ConfigurationError):
         AsyncClient(metrics="yes")
+
+
+async def test_a_stream_closed_early_counts_as_abandoned_not_as_an_error() -> None:
+    async with AsyncClient() as client:
+        client.mock.script(MockReply("a b c d e f g h", chunk_delay=0.0))
+        async with client.stream("mock/s", "hi") as s:
+            async for _ in s:
+                break
+        assert client.metrics is not None
+        row = client.metrics.snapshot()["models"]["mock/s"]
+    assert row["calls"] == 1 and row["streams_abandoned"] == 1 and row["errors"] == {}
+    assert row["successes"] == 0

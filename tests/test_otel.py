@@ -114,3 +114,14 @@ def test_bad_otel_option_is_a_configuration_error() -> None:
     from modelwire.errors import ConfigurationError
     with pytest.raises(ConfigurationError):
         AsyncClient(otel="yes")
+
+
+async def test_a_stream_closed_early_ends_its_span() -> None:
+    otel, exporter, _ = setup()
+    async with AsyncClient(otel=otel) as client:
+        client.mock.script(MockReply("a b c d e f g h"))
+        async with client.stream("mock/s", "hi") as s:
+            async for _ in s:
+                break
+    (span,) = exporter.get_finished_spans()
+    assert [e.name for e in span.events] == ["modelwire.stream_abandoned"]

@@ -13,8 +13,9 @@ as ``max_tokens`` or the budget's ``output_tokens``) and *reserved*: an atomic
 back and :class:`~modelwire.errors.BudgetExceededError` is raised, with no
 traffic. After the call the reservation is corrected to the reported cost and
 tokens (``Response.cost``; a stream when its final event arrives). A call that
-fails before an answer is refunded; a stream cut mid-way keeps its estimate
-(tokens were spent). With the Redis store, every process shares the budget.
+fails before an answer is refunded; a stream cut mid-way or closed early by the
+caller keeps its estimate (tokens were spent, and no usage was reported). With
+the Redis store, every process shares the budget.
 
 Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
 ``"week"``, ``"month"`` = 30 days, or seconds; ``None`` = forever).

@@ -6,7 +6,8 @@ Per ``provider/model`` (the target that served, or failed):
   ``fallbacks`` (taken away from this target), ``breaker_openings``,
   ``limiter_waits`` (+ ``limiter_wait_seconds``), ``input_tokens``,
   ``output_tokens``, ``cached_input_tokens``, ``usage_unreported`` (calls whose
-  provider reported no usage: their tokens are not in the sums);
+  provider reported no usage: their tokens are not in the sums),
+  ``streams_abandoned`` (closed by the caller before their end: a call, no error);
 * distributions: ``latency`` (seconds), ``ttft`` (time to first token, streams),
   ``output_tps`` (output tokens per second of generation, after the first token
   for streams), each with count, mean, min, max, p50, p95, p99.
@@ -104,11 +105,12 @@ class ModelStats:
     __slots__ = ("breaker_openings", "cache_write_tokens", "cached_input_tokens", "calls",
                  "errors", "fallbacks", "input_tokens", "latency", "limiter_wait_seconds",
                  "limiter_waits", "output_tokens", "output_tps", "reasoning_tokens", "retries",
-                 "successes", "ttft", "usage_unreported")
+                 "streams_abandoned", "successes", "ttft", "usage_unreported")
 
     def __init__(self) -> None:
         self.calls = self.successes = self.retries = self.fallbacks = 0
         self.breaker_openings = self.limiter_waits = self.usage_unreported = 0
+        self.streams_abandoned = 0
         self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
         self.cache_write_tokens = self.reasoning_tokens = 0
         self.limiter_wait_seconds = 0.0
@@ -193,7 +195,7 @@ class MetricsCollector:
                 "calls", "successes", "retries", "fallbacks", "breaker_openings",
                 "limiter_waits", "limiter_wait_seconds", "input_tokens", "output_tokens",
                 "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-                "usage_unreported")}
+                "usage_unreported", "streams_abandoned")}
             row["errors"] = dict(s.errors)
             row["latency"] = s.latency.summary()
             row["ttft"] = s.ttft.summary()
@@ -282,5 +284,11 @@ def _watch(collector: MetricsCollector, stream: AsyncStream, started: float, nam
         collector.stats(name).calls += 1
         collector.record_error(name, error)
 
+    def abandoned() -> None:
+        s = collector.stats(name)
+        s.calls += 1
+        s.streams_abandoned += 1
+
     stream.on_finish.append(finished)
     stream.on_error.append(failed)
+    stream.on_abandon.append(abandoned)

@@ -10,7 +10,8 @@ named ``"{operation} {model}"`` (``chat gpt-4o-mini``), with
   ``server.port``;
 * ``gen_ai.response.model``, ``gen_ai.response.id``, ``gen_ai.response.finish_reasons``,
   ``gen_ai.usage.input_tokens`` / ``output_tokens`` when the call returns (a
-  stream's span ends with its final event);
+  stream's span ends with its final event, its failure, or when the caller
+  closes it early: event ``modelwire.stream_abandoned``);
 * retries, fallbacks, breaker openings and limiter waits as span events
   (``modelwire.retry``, ...); a failure sets ``error.type`` and an ERROR status.
 
@@ -120,8 +121,14 @@ class OpenTelemetry:
         def failed(error: BaseException) -> None:
             self._fail(span, error, started, metric_attrs)
 
+        def abandoned() -> None:
+            span.add_event("modelwire.stream_abandoned")
+            self.duration.record(time.perf_counter() - started, metric_attrs)
+            span.end()
+
         outcome.on_finish.append(finished)  # type: ignore[union-attr]
         outcome.on_error.append(failed)  # type: ignore[union-attr]
+        outcome.on_abandon.append(abandoned)  # type: ignore[union-attr]
         return outcome
 
     def _finish(self, span: Any, r: Response, started: float,
