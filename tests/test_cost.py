@@ -97,3 +97,16 @@ async def test_calls_and_streams_carry_cost(stream: bool) -> None:
     assert r.usage.source == "reported" and r.usage.input_tokens == 1_000
     assert close(r.cost.total, 1_000 * 0.15 / M + 4 * 0.60 / M)
     assert r.cost is r.cost  # computed once
+
+
+def test_long_context_tier_applies_to_every_part() -> None:
+    # Claude Sonnet 4.5 above 200k prompt tokens (published): $6 / M input, $22.50 / M
+    # output, cache hits $0.60 / M, cache writes $7.50 / M.
+    u = Usage(300_000, 1_000, 301_000, cached_input_tokens=100_000, cache_write_tokens=50_000,
+              source="reported")
+    c = cost_of("anthropic", "claude-sonnet-4-5", u)
+    assert close(c.input, 150_000 * 6 / M)
+    assert close(c.cached_input, 100_000 * 0.60 / M)
+    assert close(c.cache_write, 50_000 * 7.50 / M)
+    assert close(c.output, 1_000 * 22.50 / M)
+    assert close(c.total, 0.9 + 0.06 + 0.375 + 0.0225)

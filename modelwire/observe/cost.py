@@ -107,9 +107,21 @@ def _calc(provider_id: str, model: str, inp: int, out: int, cached: int, written
     except LookupError as e:
         return Cost(None, usage_source=source, price_table=table,
                     reason=f"{table} has no price for {provider_id}/{model} ({e})")
-    cached_part = _price(provider_id, model, cached, 0, cached, 0)[0] if cached else Decimal(0)
-    write_part = _price(provider_id, model, written, 0, 0, written)[0] if written else Decimal(0)
-    reasoning_part = _price(provider_id, model, 0, reasoning, 0, 0)[1] if reasoning else Decimal(0)
+    # Parts are priced within the request's own tier (long-context prices depend on
+    # the whole prompt): with p = the uncached per-token input price at this tier,
+    # price(inp, cached=c) - price(inp) + c * p = c * (cache read price).
+    per_input = full_input = Decimal(0)
+    if inp and (cached or written):
+        full_input = _price(provider_id, model, inp, 0, 0, 0)[0]
+        per_input = full_input / inp
+    cached_part = write_part = Decimal(0)
+    if cached:
+        cached_part = _price(provider_id, model, inp, 0, cached, 0)[0] - full_input \
+            + cached * per_input
+    if written:
+        write_part = _price(provider_id, model, inp, 0, 0, written)[0] - full_input \
+            + written * per_input
+    reasoning_part = full[1] * reasoning / out if reasoning and out else Decimal(0)
     return Cost(
         total=_f(full[2]), input=_f(full[0] - cached_part - write_part),
         cached_input=_f(cached_part), cache_write=_f(write_part), output=_f(full[1]),
