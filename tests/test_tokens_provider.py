@@ -110,3 +110,15 @@ def test_sync_client_counts_offline_for_openai_models() -> None:
         c = client.count_tokens("openai/gpt-4o-mini", [{"role": "user", "content": "hi"}])
     assert c.provenance == "exact" and c.tokens == 8
     assert json.dumps(c.to_dict())
+
+
+async def test_provider_counts_are_not_model_calls(server: CountServer) -> None:
+    from modelwire.observe.budget import Budget
+    server.answers = [(200, {"input_tokens": 5000})]
+    async with AsyncClient(api_keys={"anthropic": "k"}, base_urls={"anthropic": server.url},
+                           budget=Budget(tokens=10)) as client:
+        c = await client.count_tokens("anthropic/claude-sonnet-4-5", "hello " * 1000)
+        assert c.tokens == 5000
+        assert client.budgets is not None and client.metrics is not None
+        assert (await client.budgets.status())["client"]["tokens"] == 0
+        assert client.metrics.snapshot()["models"] == {}

@@ -149,7 +149,7 @@ class BudgetMiddleware:
         return out
 
     async def _run(self, call: Call, next: Next) -> Outcome:
-        budgets = self.applicable(call)
+        budgets = [] if "verb" in call.options else self.applicable(call)  # counts are free
         if not budgets:
             return await next(call)
         holds = await self._reserve(call, budgets)
