@@ -85,15 +85,20 @@ async def test_gemini_count_tokens_wraps_the_generate_request(server: CountServe
     assert req["tools"][0]["functionDeclarations"][0]["name"] == "get_weather"
 
 
-async def test_recorded_count_tokens_error_is_typed(server: CountServer) -> None:
-    rec = yaml.safe_load((WIRE / "anthropic" / "test_anthropic_count_tokens_error.yaml")
-                         .read_text())["interactions"][0]["response"]
+@pytest.mark.parametrize(("fixture", "model"), [
+    ("anthropic/test_anthropic_count_tokens_error.yaml", "anthropic/claude-does-not-exist"),
+    ("gemini/TestGoogle.test_count_tokens_error.yaml", "gemini/nonexistent-model"),
+])
+async def test_recorded_count_tokens_errors_are_typed(server: CountServer, fixture: str,
+                                                      model: str) -> None:
+    rec = yaml.safe_load((WIRE / fixture).read_text())["interactions"][0]["response"]
     server.answers = [(rec["status"]["code"], rec["parsed_body"])]
     async with client_for(server) as client:
         with pytest.raises(NotFoundError) as info:
-            await client.count_tokens("anthropic/claude-does-not-exist", text="hello")
-    assert "claude-does-not-exist" in str(info.value)
-    assert "sk-ant-test" not in str(info.value) and "sk-ant-test" not in repr(info.value)
+            await client.count_tokens(model, text="hello")
+    assert model.split("/")[1] in str(info.value)
+    for secret in ("sk-ant-test", "g-test"):
+        assert secret not in str(info.value) and secret not in repr(info.value)
 
 
 async def test_malformed_count_answer_is_typed(server: CountServer) -> None:
