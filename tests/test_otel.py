@@ -91,6 +91,7 @@ async def test_retries_and_fallbacks_are_span_events_and_errors_set_status() -> 
     names = [e.name for e in ok.events]
     assert names == ["modelwire.retry", "modelwire.fallback"]
     assert ok.events[1].attributes["modelwire.to"] == "mock/backup"
+    assert ok.attributes["modelwire.served_by"] == "mock/backup"
     assert ok.status.status_code is not StatusCode.ERROR
     assert failed.status.status_code is StatusCode.ERROR
     assert failed.attributes["error.type"] == "ServerError"

@@ -148,9 +148,10 @@ class OpenTelemetry:
                                     dict(attrs, **{"gen_ai.token.type": "output"}))
         if r.time_to_first_token is not None:
             span.set_attribute("modelwire.time_to_first_token_s", r.time_to_first_token)
-        if r.attempts and r.attempts[-1].provider != span.attributes.get("gen_ai.provider.name"):
-            span.set_attribute("modelwire.served_by",
-                               f"{r.attempts[-1].provider}/{r.attempts[-1].model}")
+        served = next((a for a in r.attempts if a.error is None), None)
+        if served is not None and (served.provider, served.model) != (
+                metric_attrs["gen_ai.provider.name"], metric_attrs["gen_ai.request.model"]):
+            span.set_attribute("modelwire.served_by", f"{served.provider}/{served.model}")
         if self.record_content:
             span.set_attribute("gen_ai.output.messages", _output_json(r))
         self.duration.record(time.perf_counter() - started, attrs)
