@@ -8,6 +8,8 @@ import json
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wirekit import WIRE
 
 import modelwire
@@ -74,6 +76,18 @@ def test_shipped_bpe_equals_tiktoken_on_a_multilingual_corpus(
         expected = ref.encode_ordinary(text)
         assert ours.encode(text) == expected, text[:40]
         assert ours.count(text) == len(expected), text[:40]
+
+
+@pytest.fixture(scope="module")
+def o200k_reference(tmp_path_factory: pytest.TempPathFactory) -> tiktoken.Encoding:
+    return _reference("o200k_base", tmp_path_factory)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.text(min_size=0, max_size=300))
+def test_shipped_bpe_equals_tiktoken_on_arbitrary_unicode(
+        o200k_reference: tiktoken.Encoding, text: str) -> None:
+    assert tk.openai_tokenizer("o200k_base").encode(text) == o200k_reference.encode_ordinary(text)
 
 
 def test_text_counts_are_exact_and_name_their_method() -> None:
