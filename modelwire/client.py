@@ -225,6 +225,11 @@ class AsyncClient:
         return TokenCount(outcome.usage.input_tokens, "provider",
                           f"{provider} count-tokens endpoint ({how})", model)
 
+    async def budget_status(self) -> dict[str, dict[str, float]]:
+        """Spent so far in each client budget's current period: ``{name: {"usd": ...,
+        "tokens": ...}}`` (empty without ``budget=``)."""
+        return {} if self.budgets is None else await self.budgets.status()
+
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured
         provider (or those named), by listing models: never spends tokens."""

@@ -82,6 +82,9 @@ class Client:
                      tools: Iterable[ToolLike] | None = None) -> TokenCount:
         return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))
 
+    def budget_status(self) -> dict[str, dict[str, float]]:
+        return self._loop.run(self._async.budget_status())
+
     def close(self) -> None:
         if self._loop.loop.is_closed():
             return

@@ -142,3 +142,13 @@ async def test_per_call_budget_without_the_middleware_is_refused() -> None:
         with pytest.raises(ConfigurationError, match="budget middleware"):
             await client.complete("mock/m", "hi", budget=Budget(tokens=10))
         assert client.mock.requests == []
+
+
+def test_sync_client_budget_status() -> None:
+    from modelwire import Client
+    with Client(budget=Budget(tokens=1_000, name="team")) as client:
+        client.mock.script(MockReply("ok", usage=(3, 2)))
+        client.complete("mock/m", "hi", max_tokens=5)
+        assert client.budget_status() == {"team": {"tokens": 5}}
+    with Client() as client:
+        assert client.budget_status() == {}

@@ -17,7 +17,7 @@ refused call never spends quota. Client keywords:
   by the outermost middleware and the hooks above.
 * ``budget=Budget(...) | [Budget, ...]``: USD / token limits over a period (per client,
   or per tag with ``Budget(tag=...)``); per call ``budget=`` and ``tags=`` too.
-  ``client.budgets`` is the middleware (``await client.budgets.status()``).
+  ``client.budget_status()`` says what each has spent this period.
 * ``otel=True | OpenTelemetry(...)``: GenAI spans and metrics (the ``otel`` extra), off
   unless given; outermost of all.
 """
