@@ -126,3 +126,17 @@ async def test_a_stream_closed_early_ends_its_span() -> None:
                 break
     (span,) = exporter.get_finished_spans()
     assert [e.name for e in span.events] == ["modelwire.stream_abandoned"]
+
+
+async def test_provider_names_follow_the_conventions() -> None:
+    from modelwire.testing.fault_server import Fault, FaultServer
+    otel, exporter, _ = setup()
+    async with FaultServer() as server:
+        server.script(Fault.ok("hi"))
+        async with AsyncClient(otel=otel, api_keys={"gemini": "k"},
+                               base_urls={"gemini": server.url_for("gemini")}) as client:
+            await client.complete("gemini/gemini-2.5-flash", "hi")
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes["gen_ai.provider.name"] == "gcp.gemini"
+    assert span.attributes["server.address"] == "127.0.0.1"
+    assert "modelwire.served_by" not in span.attributes

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
     from ..pipeline import Call, Next, Outcome
 
 _SCOPE = "modelwire"
+# modelwire provider -> the conventions' well-known gen_ai.provider.name (others as is)
+PROVIDER_NAMES = {"gemini": "gcp.gemini", "azure": "azure.ai.openai", "mistral": "mistral_ai",
+                  "xai": "x_ai", "openai-responses": "openai"}
 
 
 def _otel() -> tuple[Any, Any]:
@@ -102,8 +105,9 @@ class OpenTelemetry:
         span = self.tracer.start_span(f"{operation} {target.model}",
                                       kind=self._trace.SpanKind.CLIENT, attributes=attrs)
         started = time.perf_counter()
-        metric_attrs = {"gen_ai.operation.name": operation, "gen_ai.provider.name":
-                        target.provider, "gen_ai.request.model": target.model}
+        metric_attrs = {"gen_ai.operation.name": operation,
+                        "gen_ai.provider.name": attrs["gen_ai.provider.name"],
+                        "gen_ai.request.model": target.model}
         try:
             with self._trace.use_span(span, end_on_exit=False, record_exception=False,
                                       set_status_on_exception=False):
@@ -149,8 +153,7 @@ class OpenTelemetry:
         if r.time_to_first_token is not None:
             span.set_attribute("modelwire.time_to_first_token_s", r.time_to_first_token)
         served = next((a for a in r.attempts if a.error is None), None)
-        if served is not None and (served.provider, served.model) != (
-                metric_attrs["gen_ai.provider.name"], metric_attrs["gen_ai.request.model"]):
+        if served is not None and len(r.attempts) > 1:  # a fallback served it
             span.set_attribute("modelwire.served_by", f"{served.provider}/{served.model}")
         if self.record_content:
             span.set_attribute("gen_ai.output.messages", _output_json(r))
@@ -171,8 +174,10 @@ class OpenTelemetry:
 def _request_attributes(call: Call, operation: str) -> dict[str, Any]:
     target = call.target
     attrs: dict[str, Any] = {
-        "gen_ai.operation.name": operation, "gen_ai.provider.name": target.provider,
-        "gen_ai.system": target.provider, "gen_ai.request.model": target.model,
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": PROVIDER_NAMES.get(target.provider, target.provider),
+        "gen_ai.system": PROVIDER_NAMES.get(target.provider, target.provider),
+        "gen_ai.request.model": target.model,
     }
     for key, value in (("temperature", call.temperature), ("max_tokens", call.max_tokens),
                        ("top_p", call.top_p), ("seed", call.seed),
