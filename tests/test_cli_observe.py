@@ -71,3 +71,14 @@ def test_cost_command() -> None:
     assert result.exit_code == 1 and "no price" in result.stderr
     result = invoke("cost", "-m", "openai/gpt-4o", "--input", "1", "--cached", "2")
     assert result.exit_code == 2
+
+
+@pytest.mark.llama
+def test_bench_runs_against_the_local_model() -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    result = invoke("bench", "-m", "local/smollm2-135m-instruct", "Say hi", "-n", "2",
+                    "--max-tokens", "4", "--json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["ok"] == 2 and row["ttft_p50_s"] is not None
+    assert row["cost_per_call_usd"] == 0.0 and "local" in row["cost_note"]
