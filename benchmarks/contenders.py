@@ -83,6 +83,7 @@ class HttpxFloor:
 class Modelwire:
     name = "modelwire"
     middleware: list[Any] | None = None  # None: the default resilience chain
+    options: dict[str, Any] = {}  # noqa: RUF012  (client keywords)
 
     @staticmethod
     def import_() -> None:
@@ -91,7 +92,7 @@ class Modelwire:
     async def make(self, base: str) -> None:
         import modelwire
         self.c = modelwire.AsyncClient(base_urls={"openai": base}, api_keys={"openai": "x"},
-                                       middleware=self.middleware)
+                                       middleware=self.middleware, **self.options)
 
     async def complete(self, model: str) -> str:
         return (await self.c.complete(f"openai/{model}", MESSAGES)).text
@@ -105,6 +106,13 @@ class Modelwire:
 
     async def close(self) -> None:
         await self.c.aclose()
+
+
+class ModelwireNoMetrics(Modelwire):
+    """The default chain without ``client.metrics``: the metrics on/off comparison."""
+
+    name = "modelwire (metrics off)"
+    options: dict[str, Any] = {"metrics": False}  # noqa: RUF012
 
 
 class ModelwireBare(Modelwire):
@@ -169,5 +177,5 @@ class LiteLLM:
         pass
 
 
-CONTENDERS = {c.name: c for c in (AiohttpFloor, HttpxFloor, Modelwire, ModelwireBare,
-                                  OpenAISDK, LiteLLM)}
+CONTENDERS = {c.name: c for c in (AiohttpFloor, HttpxFloor, Modelwire, ModelwireNoMetrics,
+                                  ModelwireBare, OpenAISDK, LiteLLM)}

@@ -5,6 +5,7 @@ from .errors import (
     AllTargetsFailedError,
     AuthenticationError,
     BadRequestError,
+    BudgetExceededError,
     CircuitOpenError,
     ClientRateLimitError,
     ConfigurationError,
@@ -49,6 +50,20 @@ from .types import ImagePart, Message, TextPart, Tool
 
 __version__ = "0.1.0"
 
+_LAZY = {"count_tokens": ("observe.tokens", "count_tokens"),
+         "TokenCount": ("observe.tokens", "TokenCount")}
+
+
+def __getattr__(name: str) -> object:
+    # Observability helpers load on first use: `import modelwire` stays lean.
+    target = _LAZY.get(name)
+    if target is None:
+        raise AttributeError(f"module 'modelwire' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(f".{target[0]}", __name__), target[1])
+    globals()[name] = value
+    return value
+
 __all__ = [
     "AllTargetsFailedError", "AsyncClient", "Attempt", "AuthenticationError", "BadRequestError",
     "CircuitOpenError", "Client", "ClientRateLimitError", "ConfigurationError",
@@ -62,4 +77,5 @@ __all__ = [
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
     "InvalidParameterError",
+    "BudgetExceededError", "TokenCount", "count_tokens",
 ]

@@ -11,7 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 from . import endpoint, validate
 from .config import Settings
-from .errors import InvalidMessageError, InvalidParameterError
+from .errors import (
+    ConfigurationError,
+    InvalidMessageError,
+    InvalidParameterError,
+    MalformedResponseError,
+)
 from .hooks import Hooks, logger
 from .pipeline import (
     CALL_OPTIONS,
@@ -35,6 +40,9 @@ if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
     from .health import HealthReport
     from .model_client import AsyncModel
+    from .observe.budget import BudgetMiddleware
+    from .observe.metrics import MetricsCollector
+    from .observe.tokens import TokenCount
     from .routes import AliasesLike, Routes
     from .transports.mock import MockTransport
 
@@ -96,6 +104,8 @@ class AsyncClient:
         self._transport_override = transport
         self._transports: dict[str, Transport] = {}
         self.hooks = Hooks()  # default_middleware replaces it with the configured one
+        self.metrics: MetricsCollector | None = None  # set by default_middleware (metrics=)
+        self.budgets: BudgetMiddleware | None = None  # set by default_middleware (budget=)
         if middleware is None:
             from .middleware import default_middleware
             middleware = default_middleware(self, **resilience)
@@ -142,6 +152,8 @@ class AsyncClient:
         codec, transport = get_codec(spec), self.transport_for(spec)
         if call.stream:
             return endpoint.open_stream(call, codec, transport)
+        if call.options and call.options.get("verb") == "count_tokens":
+            return endpoint.count_tokens(call, codec, transport)
         return endpoint.complete(call, codec, transport)
 
     @property
@@ -216,6 +228,14 @@ class AsyncClient:
                 f"breaker (per call) must be True or False, got {options['breaker']!r}")
         if fallbacks is not None:
             validate.model_ids("fallbacks", fallbacks)
+        if options and "budget" in options and self.budgets is None:
+            from .middleware import find
+            from .observe.budget import BudgetMiddleware
+            if find(self.middleware, BudgetMiddleware) is None:
+                raise ConfigurationError(
+                    "budget= per call needs the budget middleware, which a custom "
+                    "middleware= list leaves out: add modelwire.observe.budget."
+                    "BudgetMiddleware(...) to it, or use the default chain")
         targets = self.plan(model)
         if messages is None and prompt is None:
             raise InvalidMessageError("messages is None: pass a list of messages or a string")
@@ -284,6 +304,36 @@ class AsyncClient:
         from .batch import run_batch
         return await run_batch(self, requests, model=model, concurrency=concurrency,
                                on_result=on_result)
+
+    async def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+                           *, text: str | None = None,
+                           tools: Iterable[ToolLike] | None = None) -> TokenCount:
+        """Input tokens of a prompt. Anthropic and Gemini count on their servers
+        (``provenance="provider"``: one request through the same transport, retries,
+        breaker and limits, never billed); every other model is counted offline by
+        :func:`modelwire.count_tokens` (``exact`` or a flagged ``estimate``)."""
+        from .observe.tokens import TokenCount, count_tokens, split_model
+        provider, _ = split_model(model)
+        if not hasattr(get_codec(get_spec(provider)), "encode_count_tokens"):
+            return count_tokens(model, messages, text=text, tools=tools)
+        if messages is None and text is None:
+            raise InvalidMessageError("count_tokens needs messages=... or text=...")
+        call = self.build_call(model, messages if messages is not None else text,
+                               tools=tools, fallbacks=[])
+        call.options["verb"] = "count_tokens"
+        outcome = await self._run(call)
+        assert isinstance(outcome, Response)
+        how = "one user message" if messages is None else "the chat request"
+        if outcome.usage.input_tokens is None:
+            raise MalformedResponseError(f"{provider}'s count-tokens answer carried no count",
+                                         provider=provider, model=model)
+        return TokenCount(outcome.usage.input_tokens, "provider",
+                          f"{provider} count-tokens endpoint ({how})", model)
+
+    async def budget_status(self) -> dict[str, dict[str, float]]:
+        """Spent so far in each client budget's current period: ``{name: {"usd": ...,
+        "tokens": ...}}`` (empty without ``budget=``)."""
+        return {} if self.budgets is None else await self.budgets.status()
 
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured

@@ -28,7 +28,7 @@ from .errors import (
 from .hooks import log_request, logger
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
-from .response import ReasoningDelta, Response, StreamEvent, TextDelta, UsageUpdate
+from .response import ReasoningDelta, Response, StreamEvent, TextDelta, Usage, UsageUpdate
 from .streaming import AsyncStream
 from .transports.base import Transport, WireResponse
 from .wire.sse import SSEEvent, SSEParser
@@ -127,6 +127,24 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     if logger.isEnabledFor(10):
         log_request(call.target, "answered", response.latency, response.request_id)
     return response
+
+
+
+async def count_tokens(call: Call, codec: Any, transport: Transport) -> Response:
+    """The count-tokens verb (Anthropic, Gemini): the prompt's input tokens as the
+    provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
+    started = time.perf_counter()
+    request = codec.encode_count_tokens(call)
+    try:
+        resp = await transport.send(request, _timeouts(call))
+        if resp.status >= 300:
+            raise await _http_error(codec, resp, call)
+        n = codec.decode_count_tokens(await resp.read(call.max_response_bytes), resp.headers,
+                                      call)
+    except ProviderError as e:
+        raise _boundary(e, call) from None
+    return Response(usage=Usage(n, 0, n, source="reported"), provider=call.target.provider,
+                    model=call.target.model, latency=time.perf_counter() - started)
 
 
 def open_stream(call: Call, codec: Codec, transport: Transport) -> Awaitable[AsyncStream]:

@@ -10,7 +10,8 @@
     │   ├── InvalidMessageError        a message/tool dict that cannot be understood
     │   ├── InvalidParameterError      a call argument of the wrong type or out of range
     │   ├── MissingDependencyError     an extra is not installed; names the pip command
-    │   └── UnsupportedFeatureError    the provider/model cannot do what was asked
+    │   ├── UnsupportedFeatureError    the provider/model cannot do what was asked
+    │   └── BudgetExceededError        the call would pass a budget=; refused before traffic
     └── ProviderError                  the provider (or the path to it) failed
         ├── AuthenticationError        401
         ├── PermissionDeniedError      403
@@ -96,6 +97,28 @@ class MissingDependencyError(ConfigurationError, ImportError):
 
 class UnsupportedFeatureError(ConfigurationError):
     pass
+
+
+class BudgetExceededError(ConfigurationError):
+    """A ``budget=`` (USD or tokens over a period) would be exceeded; nothing was sent.
+
+    A caller-side policy, not a provider failure: so a ConfigurationError, which
+    retry and fallback never act on (another target spends the same budget).
+    ``retry_after`` is the seconds until the budget's period starts afresh
+    (None for a budget without a period).
+    """
+
+    def __init__(self, budget: str, unit: str, limit: float, spent: float, estimate: float,
+                 retry_after: float | None) -> None:
+        self.budget, self.unit, self.limit = budget, unit, limit
+        self.spent, self.estimate, self.retry_after = spent, estimate, retry_after
+        def fmt(v: float) -> str:
+            return f"${v:.6f}" if unit == "usd" else f"{v:.0f} tokens"
+        when = (f"; it resets in {retry_after:.0f}s" if retry_after is not None
+                else "; it has no period, so raise its limit")
+        super().__init__(
+            f"budget {budget!r} would be exceeded: {fmt(spent)} spent + {fmt(estimate)} "
+            f"estimated for this call > limit {fmt(limit)}{when}")
 
 
 class ProviderError(ModelwireError):

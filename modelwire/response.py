@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass, field
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    from .observe.cost import Cost
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 Provenance = Literal["reported", "estimated", "none"]
@@ -88,6 +91,16 @@ class Response:
     refusal: str | None = None  # the model declined (OpenAI ``refusal``); also in ``text``
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
+    _cost: Cost | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def cost(self) -> Cost:
+        """USD from the usage (``genai-prices``, the ``cost`` extra), computed on first
+        access, never on the hot path. Unknown models give ``total=None`` + ``reason``."""
+        if self._cost is None:
+            from .observe.cost import cost_of
+            self._cost = cost_of(self.provider, self.model, self.usage)
+        return self._cost
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape the CLI and gateway print."""

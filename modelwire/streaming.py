@@ -33,9 +33,11 @@ class AsyncStream:
         self.attempts: list[Attempt] = []  # set by fallback; copied to the final Response
         self.on_finish: list[Callable[[Response], Awaitable[None]]] = []
         # Called once when the stream ends after priming: with the Response, the
-        # error the caller got, or None when the caller closed it before the end.
+        # error the caller got, or None when the caller closed it before the end
+        # (on_finish callbacks run first, with the Response only).
         self.on_end: list[Callable[[Response | ProviderError | None], Awaitable[None]]] = []
         self._ended = False
+        self._exhausted = False  # the batches ran out while priming; finish on the next pull
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -66,19 +68,20 @@ class AsyncStream:
     async def _pull(self, wrap: bool = True) -> list[StreamEvent] | None:
         if self._response is not None or self._closed:
             return None
+        if self._exhausted:
+            await self._finish()
+            return None
         try:
             return await self._batches.__anext__()
         except StopAsyncIteration:
-            try:
-                response = self._acc.response()  # raises if no terminal event
-            except StreamInterruptedError as e:
-                await self._end(e)
-                raise
-            response.attempts = list(self.attempts)
-            self._response = response
-            for callback in self.on_finish:
-                await callback(response)
-            await self._end(response)
+            if not wrap:
+                # Ended while priming (an empty answer): check it is whole now (the
+                # primer turns a cut into a retryable error), but finish it when the
+                # caller reads on, once the middleware has hung its callbacks on it.
+                self._acc.response()
+                self._exhausted = True
+                return None
+            await self._finish()
             return None
         except StreamInterruptedError as e:
             if wrap:
@@ -99,6 +102,19 @@ class AsyncStream:
             await self._end(error)
             await self.aclose()
             raise error from e
+
+    async def _finish(self) -> None:
+        self._exhausted = False
+        try:
+            response = self._acc.response()  # raises if no terminal event
+        except StreamInterruptedError as e:
+            await self._end(e)
+            raise
+        response.attempts = list(self.attempts)
+        self._response = response
+        for callback in self.on_finish:
+            await callback(response)
+        await self._end(response)
 
     @property
     def ended(self) -> bool:

@@ -22,7 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from .client import AsyncClient, StreamRequest
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
-from .types import MessageLike
+from .types import MessageLike, ToolLike
+
+if TYPE_CHECKING:
+    from .observe.tokens import TokenCount
 
 if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
@@ -98,6 +101,14 @@ class Client:
         """A sync client for one model (alias or id); see :mod:`modelwire.model_client`."""
         from .model_client import Model
         return Model(self, name)
+
+    def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+                     *, text: str | None = None,
+                     tools: Iterable[ToolLike] | None = None) -> TokenCount:
+        return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))
+
+    def budget_status(self) -> dict[str, dict[str, float]]:
+        return self._loop.run(self._async.budget_status())
 
     def close(self) -> None:
         """Release pooled connections and the event-loop thread (idempotent)."""

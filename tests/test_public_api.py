@@ -30,6 +30,7 @@ PINNED = {
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
     "InvalidParameterError",
+    "BudgetExceededError", "TokenCount", "count_tokens",
 }
 
 

@@ -262,9 +262,9 @@ def test_client_options_are_validated() -> None:
         AsyncClient(rate_limit={}, retries=3)
     client = AsyncClient(rate_limits={MODEL: {"rpm": 10}}, state=MemoryStore())
     assert [type(m).__name__ for m in client.middleware] == [
-        "Fallback", "Breaker", "Retry", "RateLimiter"]
+        "MetricsMiddleware", "BudgetMiddleware", "Fallback", "Breaker", "Retry", "RateLimiter"]
     assert [type(m).__name__ for m in default_middleware(client, breaker=False)] == [
-        "Fallback", "Retry"]
+        "MetricsMiddleware", "BudgetMiddleware", "Fallback", "Retry"]
 
 
 def test_estimate_counts_text_tools_images_and_output() -> None:

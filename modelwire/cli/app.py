@@ -305,7 +305,10 @@ def health(
 
 
 def _add_subcommands() -> None:
-    from . import batch  # noqa: F401 - registers `modelwire batch`
+    from . import (
+        batch,  # noqa: F401 - registers `modelwire batch`
+        observe,  # noqa: F401 - registers bench, tokens, cost
+    )
     from .aliases import aliases_app
     app.add_typer(aliases_app, name="aliases")
 

@@ -57,8 +57,9 @@ class RetryHandler:
 @dataclass(slots=True)
 class CircuitBreaker:
     """Breaker settings: open after ``failure_threshold`` consecutive failed calls
-    (each counted once, after its retries), probe again after ``recovery_timeout`` seconds. While open, calls fail
-    at once with CircuitOpenError (also a ProviderUnavailableException)."""
+    (each counted once, after its retries), probe again after ``recovery_timeout``
+    seconds. While open, calls fail at once with CircuitOpenError (also a
+    ProviderUnavailableException)."""
 
     failure_threshold: int = 5
     recovery_timeout: float = 30.0

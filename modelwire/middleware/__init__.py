@@ -1,11 +1,13 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
-The default chain, outermost first: ``Fallback > Breaker > Retry > RateLimiter``
-(the rate limiter only when ``rate_limits=`` is given). So the breaker counts
-calls, not attempts (a call that failed after its retries is one failure; an
-open breaker rejects the call before any attempt and fallback moves on),
-retries happen per target, and the limiter sits next to the wire so a refused
-call never spends quota. Client keywords:
+The default chain, outermost first:
+``Metrics > Budget > Fallback > Breaker > Retry > RateLimiter``
+(Budget passes calls straight through until a budget applies; the rate limiter is
+there only with ``rate_limits=``). So
+the breaker counts calls, not attempts (a call that failed after its retries is
+one failure; an open breaker rejects the call before any attempt and fallback
+moves on), retries happen per target, and the limiter sits next to the wire so
+a refused call never spends quota. Client keywords:
 
 * ``max_retries=2`` (a client argument; per call too). 0 disables retries.
 * ``retry=RetryPolicy(...)``: backoff and the longest Retry-After honoured.
@@ -13,6 +15,13 @@ call never spends quota. Client keywords:
 * ``rate_limits={"openai/gpt-4o-mini": RateLimit(rpm=..., tpm=...)}``: off unless given.
 * ``state=StateStore``: where breaker and limiter state live (default: in memory).
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
+* ``metrics=True | False | MetricsCollector``: ``client.metrics`` (on by default), fed
+  by the outermost middleware and the hooks above.
+* ``budget=Budget(...) | [Budget, ...]``: USD / token limits over a period (per client,
+  or per tag with ``Budget(tag=...)``); per call ``budget=`` and ``tags=`` too.
+  ``client.budget_status()`` says what each has spent this period.
+* ``otel=True | OpenTelemetry(...)``: GenAI spans and metrics (the ``otel`` extra), off
+  unless given; outermost of all.
 """
 
 from __future__ import annotations
@@ -49,7 +58,7 @@ __all__ = [
     "moves_on",
 ]
 
-_OPTIONS = ("breaker", "hooks", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "budget", "hooks", "metrics", "otel", "rate_limits", "retry", "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -89,6 +98,33 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         from .ratelimit import LimitsBackend, RateLimiter, StoreBackend
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+    from ..observe.budget import BudgetMiddleware, coerce_budgets
+    budget = options.get("budget")
+    budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
+    client.budgets = budgets
+    chain.insert(0, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
+    metrics = options.get("metrics", True)
+    if metrics is not None and metrics is not False:
+        from ..observe.metrics import MetricsCollector, MetricsMiddleware
+        if metrics is True:
+            metrics = MetricsCollector()
+        elif not isinstance(metrics, MetricsCollector):
+            raise ConfigurationError(
+                f"metrics= must be True, False or a MetricsCollector, got {metrics!r}")
+        client.metrics = metrics
+        hooks.subscribe(metrics.on_event)
+        chain.insert(0, MetricsMiddleware(metrics))
+    otel = options.get("otel")
+    if otel is not None and otel is not False:
+        from ..observe.otel import OpenTelemetry
+        if otel is True:
+            otel = OpenTelemetry()
+        elif not isinstance(otel, OpenTelemetry):
+            raise ConfigurationError(
+                f"otel= must be True, False or a modelwire.observe.otel.OpenTelemetry, "
+                f"got {otel!r}")
+        hooks.subscribe(otel.on_event)
+        chain.insert(0, otel)
     return chain
 
 

@@ -190,6 +190,26 @@ class AnthropicCodec:
 
     # --- errors ----------------------------------------------------------------
 
+    # --- count_tokens (POST /v1/messages/count_tokens) ----------------------
+
+    def encode_count_tokens(self, call: Call) -> WireRequest:
+        """The prompt of ``call`` (system, messages, tools) to be counted, not answered."""
+        request = self.encode(call)
+        body = json.loads(request.body or b"{}")
+        keep = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+        request.body = dumps({k: body[k] for k in keep if k in body})
+        request.url += "/count_tokens"
+        request.stream = False
+        request.headers.pop("accept", None)
+        return request
+
+    def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
+        n = load_json(body).get("input_tokens") if body.startswith(b"{") else None
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise _bad(f"count_tokens answer has no integer input_tokens: {body[:200]!r}",
+                       self.name)
+        return n
+
     def classify_error(self, status: int, headers: Mapping[str, str],
                        body: bytes) -> ProviderError:
         try:

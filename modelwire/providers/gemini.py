@@ -174,6 +174,26 @@ class GeminiCodec:
             raise self._error(None, {}, data["error"], data)
         return data
 
+    def encode_count_tokens(self, call: Call) -> WireRequest:
+        """``models/{model}:countTokens`` for the whole request (system and tools too)."""
+        request = self.encode(call)
+        body = json.loads(request.body or b"{}")
+        body.pop("generationConfig", None)
+        body["model"] = "models/" + call.target.model.removeprefix("models/")
+        request.body = dumps({"generateContentRequest": body})
+        request.url = request.url.rsplit(":", 1)[0] + ":countTokens"
+        request.stream = False
+        return request
+
+    def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
+        data = load_json(body) if body.startswith(b"{") else None
+        n = data.get("totalTokens") if isinstance(data, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise MalformedResponseError(
+                f"countTokens answer has no integer totalTokens: {body[:200]!r}",
+                provider=self.spec.name)
+        return n
+
     def classify_error(self, status: int, headers: Mapping[str, str],
                        body: bytes) -> errors.ProviderError:
         try:

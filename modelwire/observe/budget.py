@@ -1,0 +1,232 @@
+"""Budgets: stop before the bill. ``budget=`` on the client, per call, or per tag.
+
+::
+
+    client = AsyncClient(budget=[Budget(usd=5.0, period="day"),
+                                 Budget(tokens=200_000, period="hour", tag="batch")])
+    await client.complete(model, msgs, tags=["batch"])             # both budgets apply
+    await client.complete(model, msgs, budget=Budget(usd=0.01, period=None, name="once"))
+
+Before a call, its cost is estimated (input tokens by :func:`count_tokens`, output
+as ``max_tokens`` or the budget's ``output_tokens``) and *reserved*: an atomic
+``incr`` on the client's StateStore. If a reservation passes a limit it is taken
+back and :class:`~modelwire.errors.BudgetExceededError` is raised, with no
+traffic. After the call the reservation is corrected to the reported cost and
+tokens (``Response.cost``; a stream when its final event arrives). A call that
+fails before an answer is refunded; a stream cut mid-way or closed early by the
+caller keeps its estimate (tokens were spent, and no usage was reported). With
+the Redis store, every process shares the budget.
+
+Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
+``"week"``, ``"month"`` = 30 days, or seconds; ``None`` = forever).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    MissingDependencyError,
+    ProviderError,
+)
+from ..response import Response
+
+if TYPE_CHECKING:
+    from ..pipeline import Call, Next, Outcome
+    from ..state.base import StateStore
+
+PERIODS = {"minute": 60.0, "hour": 3600.0, "day": 86400.0, "week": 604800.0,
+           "month": 2592000.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A USD and/or token limit over a period. ``tag``: applies only to calls tagged so."""
+
+    usd: float | None = None
+    tokens: int | None = None
+    period: float | str | None = "day"
+    name: str = ""  # the state key; defaults to the tag, or "client"
+    tag: str | None = None
+    output_tokens: int = 1024  # output estimate for calls without max_tokens
+
+    def __post_init__(self) -> None:
+        if self.usd is None and self.tokens is None:
+            raise ConfigurationError("Budget needs usd=, tokens= or both")
+        for field, v in (("usd", self.usd), ("tokens", self.tokens)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                  or not v > 0 or math.isinf(v)):
+                raise ConfigurationError(f"Budget.{field} must be a positive number, got {v!r}")
+        if isinstance(self.period, str) and self.period not in PERIODS:
+            raise ConfigurationError(f"Budget.period must be seconds, None or one of "
+                                     f"{', '.join(PERIODS)}; got {self.period!r}")
+        if not isinstance(self.period, (str, type(None))) and (
+                isinstance(self.period, bool) or not isinstance(self.period, (int, float))
+                or not self.period > 0):
+            raise ConfigurationError(f"Budget.period must be positive seconds, got "
+                                     f"{self.period!r}")
+        if not isinstance(self.output_tokens, int) or self.output_tokens < 1:
+            raise ConfigurationError("Budget.output_tokens must be an int >= 1")
+
+    @property
+    def seconds(self) -> float | None:
+        return PERIODS[self.period] if isinstance(self.period, str) else self.period
+
+    @property
+    def key_name(self) -> str:
+        return self.name or (f"tag:{self.tag}" if self.tag else "client")
+
+
+def coerce_budgets(value: object) -> list[Budget]:
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for b in items:
+        if not isinstance(b, Budget):
+            raise ConfigurationError(
+                f"budget= takes a modelwire.observe.budget.Budget or a list of them, "
+                f"got {type(b).__name__}")
+    return list(items)  # type: ignore[arg-type]
+
+
+@dataclass(slots=True)
+class _Hold:
+    key: str
+    amount: float  # reserved so far
+    unit: str  # "usd" | "tokens"
+    ttl: float | None
+
+
+class BudgetMiddleware:
+    """Reserve, refuse or settle every call against its budgets (see module docstring)."""
+
+    def __init__(self, budgets: Sequence[Budget], store: StateStore,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.budgets = list(budgets)
+        self.store = store
+        self.clock = clock
+
+    def __repr__(self) -> str:
+        return f"<BudgetMiddleware budgets={len(self.budgets)}>"
+
+    def __call__(self, call: Call, next: Next) -> Awaitable[Outcome]:
+        # No budget for this call: hand back next's awaitable (no frame of our own).
+        if not self.budgets and not call.options:
+            return next(call)
+        return self._run(call, next)
+
+    def applicable(self, call: Call) -> list[Budget]:
+        tags = call.options.get("tags") or ()
+        if isinstance(tags, str) or not all(isinstance(t, str) for t in tags):
+            raise ConfigurationError(f"tags= must be a list of strings, got {tags!r}")
+        active = [b for b in self.budgets if b.tag is None or b.tag in tags]
+        extra = call.options.get("budget")
+        if extra is not None:
+            active += coerce_budgets(extra)
+        return active
+
+    def _key(self, b: Budget, unit: str, now: float) -> tuple[str, float | None, float | None]:
+        seconds = b.seconds
+        if seconds is None:
+            return f"budget:{b.key_name}:{unit}", None, None
+        window = math.floor(now / seconds)
+        return (f"budget:{b.key_name}:{unit}:{window}", seconds * 2,
+                (window + 1) * seconds - now)
+
+    async def status(self) -> dict[str, dict[str, float]]:
+        """Spent so far in the current period, per budget: ``{name: {"usd": ..}}``."""
+        now, out = self.clock(), {}
+        for b in self.budgets:
+            row = {}
+            for unit, limit in (("usd", b.usd), ("tokens", b.tokens)):
+                if limit is not None:
+                    row[unit] = await self.store.get(self._key(b, unit, now)[0]) or 0.0
+            out[b.key_name] = row
+        return out
+
+    async def _run(self, call: Call, next: Next) -> Outcome:
+        budgets = [] if "verb" in call.options else self.applicable(call)  # counts are free
+        if not budgets:
+            return await next(call)
+        holds = await self._reserve(call, budgets)
+        try:
+            outcome = await next(call)
+        except ProviderError as e:
+            if not getattr(e, "partial", None):  # nothing came back: nothing to pay for
+                await self._settle(holds, 0.0, 0.0)
+            raise
+        except BaseException:
+            await self._settle(holds, 0.0, 0.0)
+            raise
+        if type(outcome) is Response:
+            await self._settle_response(holds, outcome)
+            return outcome
+
+        async def finished(r: Response) -> None:
+            await self._settle_response(holds, r)
+        outcome.on_finish.append(finished)  # type: ignore[union-attr]
+        return outcome
+
+    async def _reserve(self, call: Call, budgets: list[Budget]) -> list[_Hold]:
+        from .cost import estimate_cost
+        from .tokens import count_tokens
+        target = call.target
+        model = target.name
+        try:
+            if call.mode == "text":
+                est_in = count_tokens(model, text=call.prompt or "").tokens
+            else:
+                est_in = count_tokens(model, call.messages, tools=call.tools or None).tokens
+        except MissingDependencyError:  # no exact tokenizer installed: the chars/4 estimate
+            from ..middleware.ratelimit import estimate_tokens
+            est_in = estimate_tokens(call, 0)
+        now = self.clock()
+        holds: list[_Hold] = []
+        try:
+            for b in budgets:
+                est_out = call.max_tokens if call.max_tokens is not None else b.output_tokens
+                for unit, limit in (("usd", b.usd), ("tokens", b.tokens)):
+                    if limit is None:
+                        continue
+                    if unit == "tokens":
+                        est = float(est_in + est_out)
+                    else:
+                        price = estimate_cost(model, est_in, est_out)
+                        if price.total is None:
+                            raise ConfigurationError(
+                                f"budget {b.key_name!r} has a USD limit but {model} cannot be "
+                                f"priced ({price.reason}); use a token budget for it")
+                        est = price.total
+                    key, ttl, resets = self._key(b, unit, now)
+                    total = await self.store.incr(key, est, ttl)
+                    holds.append(_Hold(key, est, unit, ttl))
+                    if est > 0 and total > limit + 1e-12:
+                        raise BudgetExceededError(b.key_name, unit, limit, total - est, est,
+                                                  resets)
+        except BaseException:
+            await self._settle(holds, 0.0, 0.0)
+            raise
+        return holds
+
+    async def _settle_response(self, holds: list[_Hold], r: Response) -> None:
+        u = r.usage
+        tokens = (float((u.input_tokens or 0) + (u.output_tokens or 0))
+                  if u.source == "reported" else None)
+        usd = None
+        if any(h.unit == "usd" for h in holds):
+            usd = r.cost.total if u.source == "reported" else None
+        await self._settle(holds, usd, tokens)
+
+    async def _settle(self, holds: list[_Hold], usd: float | None,
+                      tokens: float | None) -> None:
+        """Correct each reservation to the actual figure (None: keep the estimate)."""
+        for h in holds:
+            actual = usd if h.unit == "usd" else tokens
+            if actual is not None and actual != h.amount:
+                await self.store.incr(h.key, actual - h.amount, h.ttl)
+                h.amount = actual
+

@@ -1,0 +1,301 @@
+"""In-process metrics: ``client.metrics``, fed by one middleware and the client's hooks.
+
+Per ``provider/model`` (the target that served, or failed):
+
+* counters: ``calls``, ``successes``, ``errors`` by exception type, ``retries``,
+  ``fallbacks`` (taken away from this target), ``breaker_openings``,
+  ``limiter_waits`` (+ ``limiter_wait_seconds``), ``input_tokens``,
+  ``output_tokens``, ``cached_input_tokens``, ``usage_unreported`` (calls whose
+  provider reported no usage: their tokens are not in the sums),
+  ``streams_abandoned`` (closed by the caller before their end: a call, no error);
+* distributions: ``latency`` (seconds), ``ttft`` (time to first token, streams),
+  ``output_tps`` (output tokens per second of generation, after the first token
+  for streams), each with count, mean, min, max, p50, p95, p99.
+
+Memory is bounded whatever the call count: a distribution is a fixed-bucket
+histogram (log-spaced buckets, each 4% wider than the last, from 1e-6 to 1e6,
+~700 counters), so a quantile is exact to within 2% of its value (the bucket's
+geometric middle, clamped to the observed min/max).
+
+Cost is priced at ``snapshot()`` time from the summed reported usage per model
+(``genai-prices``; nothing is priced on the hot path). Long-context tier prices
+apply per call, so for models with tiers the summed figure is a lower bound;
+``cost_basis`` in the snapshot says so.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import AllTargetsFailedError, ModelwireError, ProviderError
+from ..response import Response
+
+if TYPE_CHECKING:
+    from ..hooks import Event
+    from ..pipeline import Call, Next, Outcome
+    from ..streaming import AsyncStream
+
+_LOW, _HIGH, _GROWTH = 1e-6, 1e6, 1.04
+_LOG_GROWTH = math.log(_GROWTH)
+_NBUCKETS = math.ceil(math.log(_HIGH / _LOW) / _LOG_GROWTH) + 2  # + under/overflow
+QUANTILES = (0.5, 0.95, 0.99)
+
+
+class Histogram:
+    """Fixed log-spaced buckets: constant memory, quantiles within 2% relative error."""
+
+    __slots__ = ("buckets", "count", "max", "min", "total")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * _NBUCKETS
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    def add(self, value: float) -> None:
+        if value != value or value < 0:  # NaN or negative: not a duration or rate
+            return
+        if value < _LOW:
+            i = 0
+        elif value >= _HIGH:
+            i = _NBUCKETS - 1
+        else:
+            i = 1 + int(math.log(value / _LOW) / _LOG_GROWTH)
+        self.buckets[i] += 1
+        self.count += 1
+        self.total += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+
+    def quantile(self, q: float) -> float | None:
+        if not self.count:
+            return None
+        rank = q * (self.count - 1) + 1  # the rank-th smallest (1-based), rounded up
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            if seen >= rank:
+                if i == 0:
+                    mid = self.min
+                elif i == _NBUCKETS - 1:
+                    mid = self.max
+                else:
+                    mid = _LOW * _GROWTH ** (i - 1) * math.sqrt(_GROWTH)
+                return min(max(mid, self.min), self.max)
+        return self.max
+
+    def summary(self) -> dict[str, float | int | None]:
+        if not self.count:
+            return {"count": 0}
+        out: dict[str, float | int | None] = {
+            "count": self.count, "mean": self.total / self.count,
+            "min": self.min, "max": self.max}
+        for q in QUANTILES:
+            out[f"p{round(q * 100)}"] = self.quantile(q)
+        return out
+
+
+class ModelStats:
+    __slots__ = ("breaker_openings", "cache_write_tokens", "cached_input_tokens", "calls",
+                 "errors", "fallbacks", "input_tokens", "latency", "limiter_wait_seconds",
+                 "limiter_waits", "output_tokens", "output_tps", "reasoning_tokens", "retries",
+                 "streams_abandoned", "successes", "ttft", "usage_unreported")
+
+    def __init__(self) -> None:
+        self.calls = self.successes = self.retries = self.fallbacks = 0
+        self.breaker_openings = self.limiter_waits = self.usage_unreported = 0
+        self.streams_abandoned = 0
+        self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
+        self.cache_write_tokens = self.reasoning_tokens = 0
+        self.limiter_wait_seconds = 0.0
+        self.errors: dict[str, int] = {}
+        self.latency = Histogram()
+        self.ttft = Histogram()
+        self.output_tps = Histogram()
+
+
+class MetricsCollector:
+    """Counters and distributions per ``provider/model``; ``snapshot()``, ``reset()``."""
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self._models: dict[str, ModelStats] = {}
+        self.started = time.time()
+
+    def __repr__(self) -> str:
+        return f"<MetricsCollector models={len(self._models)}>"
+
+    def stats(self, target: str) -> ModelStats:
+        s = self._models.get(target)
+        if s is None:
+            s = self._models[target] = ModelStats()
+        return s
+
+    # --- recording ---------------------------------------------------------
+
+    def record_response(self, target: str, r: Response, elapsed: float) -> None:
+        s = self.stats(target)
+        s.successes += 1
+        s.latency.add(elapsed)
+        u = r.usage
+        if u.source == "reported":
+            s.input_tokens += u.input_tokens or 0
+            s.output_tokens += u.output_tokens or 0
+            s.cached_input_tokens += u.cached_input_tokens or 0
+            s.cache_write_tokens += u.cache_write_tokens or 0
+            s.reasoning_tokens += u.reasoning_tokens or 0
+        else:
+            s.usage_unreported += 1
+        ttft = r.time_to_first_token
+        if ttft is not None:
+            s.ttft.add(ttft)
+        generating = elapsed - (ttft or 0.0)
+        if u.output_tokens and generating > 0:
+            s.output_tps.add(u.output_tokens / generating)
+
+    def record_error(self, target: str, error: BaseException) -> None:
+        errors = self.stats(target).errors
+        name = type(error).__name__
+        errors[name] = errors.get(name, 0) + 1
+
+    def on_event(self, event: Event) -> None:
+        """The hooks subscriber: retries, fallbacks, breaker openings, limiter waits."""
+        # By class name: the event classes are imported only once an event happens
+        # (modelwire.events), and a default client must not import them up front.
+        kind = type(event).__name__
+        if kind == "RetryScheduled":
+            self.stats(event.target).retries += 1  # type: ignore[union-attr]
+        elif kind == "FallbackTaken":
+            self.stats(event.from_target).fallbacks += 1  # type: ignore[union-attr]
+        elif kind == "BreakerOpened":
+            self.stats(event.target).breaker_openings += 1  # type: ignore[union-attr]
+        elif kind == "RateLimitWait":
+            s = self.stats(event.target)  # type: ignore[union-attr]
+            s.limiter_waits += 1
+            s.limiter_wait_seconds += event.seconds  # type: ignore[union-attr]
+
+    # --- reading -------------------------------------------------------------
+
+    def reset(self) -> None:
+        self._models.clear()
+        self.started = time.time()
+
+    def snapshot(self, *, cost: bool = True) -> dict[str, Any]:
+        """A plain dict (JSON-ready): ``{"since": ..., "models": {...}, "totals": {...}}``."""
+        models: dict[str, Any] = {}
+        totals: dict[str, Any] = {"calls": 0, "successes": 0, "errors": 0, "input_tokens": 0,
+                                  "output_tokens": 0, "cost_usd": 0.0 if cost else None}
+        table = None
+        for target, s in sorted(self._models.items()):
+            row: dict[str, Any] = {k: getattr(s, k) for k in (
+                "calls", "successes", "retries", "fallbacks", "breaker_openings",
+                "limiter_waits", "limiter_wait_seconds", "input_tokens", "output_tokens",
+                "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
+                "usage_unreported", "streams_abandoned")}
+            row["errors"] = dict(s.errors)
+            row["latency"] = s.latency.summary()
+            row["ttft"] = s.ttft.summary()
+            row["output_tps"] = s.output_tps.summary()
+            if cost:
+                priced = _price(target, s)
+                row["cost_usd"], row["cost_note"] = priced.total, priced.reason
+                table = table or priced.price_table
+                if priced.total is not None and totals["cost_usd"] is not None:
+                    totals["cost_usd"] += priced.total
+                elif s.input_tokens or s.output_tokens:
+                    totals.setdefault("cost_unpriced_models", []).append(target)
+            models[target] = row
+            for k in ("calls", "successes", "input_tokens", "output_tokens"):
+                totals[k] += row[k]
+            totals["errors"] += sum(s.errors.values())
+        out: dict[str, Any] = {"since": self.started, "models": models, "totals": totals}
+        if cost:
+            out["cost_basis"] = ("summed reported usage per model, priced at snapshot time by "
+                                 + (table or "genai-prices"))
+        return out
+
+
+def _price(target: str, s: ModelStats) -> Any:
+    from ..response import Usage
+    from .cost import Cost, cost_of
+    provider, _, model = target.partition("/")
+    if not (s.input_tokens or s.output_tokens):
+        return Cost(0.0 if s.successes else None, usage_source="reported",
+                    reason=None if s.successes else "no successful calls")
+    usage = Usage(s.input_tokens, s.output_tokens, s.input_tokens + s.output_tokens,
+                  s.cached_input_tokens, s.cache_write_tokens, s.reasoning_tokens, "reported")
+    try:
+        return cost_of(provider, model, usage)
+    except ModelwireError as e:  # the cost extra is not installed
+        return Cost(None, reason=str(e))
+
+
+class MetricsMiddleware:
+    """Outermost middleware: one ``calls`` count, latency and outcome per public call."""
+
+    def __init__(self, collector: MetricsCollector) -> None:
+        self.collector = collector
+
+    def __repr__(self) -> str:
+        return "<MetricsMiddleware>"
+
+    async def __call__(self, call: Call, next: Next) -> Outcome:
+        if call.options and "verb" in call.options:  # count_tokens: not a model call
+            return await next(call)
+        collector = self.collector
+        started = collector.clock()
+        target = call.target
+        try:
+            outcome = await next(call)
+        except BaseException as e:
+            name = target.name
+            if isinstance(e, AllTargetsFailedError):
+                name = "/".join(p for p in (e.provider, e.model) if p) or name
+            collector.stats(name).calls += 1
+            collector.record_error(name, e)
+            raise
+        if type(outcome) is Response:
+            served = _served(outcome, target.name)
+            collector.stats(served).calls += 1
+            collector.record_response(served, outcome, collector.clock() - started)
+            return outcome
+        stream: AsyncStream = outcome  # type: ignore[assignment]
+        _watch(collector, stream, started, target.name)
+        return stream
+
+
+def _served(r: Response, default: str) -> str:
+    for a in r.attempts:
+        if a.error is None:
+            return f"{a.provider}/{a.model}"
+    return default
+
+
+def _watch(collector: MetricsCollector, stream: AsyncStream, started: float, name: str) -> None:
+    async def finished(r: Response) -> None:
+        served = _served(r, name)
+        collector.stats(served).calls += 1
+        collector.record_response(served, r, collector.clock() - started)
+    def failed(error: BaseException) -> None:
+        collector.stats(name).calls += 1
+        collector.record_error(name, error)
+
+    def abandoned() -> None:
+        s = collector.stats(name)
+        s.calls += 1
+        s.streams_abandoned += 1
+
+    async def ended(end: Response | ProviderError | None) -> None:
+        if end is None:
+            abandoned()
+        elif not isinstance(end, Response):
+            failed(end)
+
+    stream.on_finish.append(finished)
+    stream.on_end.append(ended)
