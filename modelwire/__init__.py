@@ -12,6 +12,7 @@ from .errors import (
     InvalidMessageError,
     InvalidModelError,
     MalformedResponseError,
+    MaxTurnsExceededError,
     MissingAPIKeyError,
     MissingDependencyError,
     ModelwireError,
@@ -24,6 +25,7 @@ from .errors import (
     RequestTimeoutError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnknownProviderError,
     UnsupportedFeatureError,
 )
@@ -42,6 +44,7 @@ from .response import (
     UsageUpdate,
 )
 from .sync import Client
+from .tools import tool
 from .types import ImagePart, Message, TextPart, Tool
 
 __version__ = "0.1.0"
@@ -57,4 +60,6 @@ __all__ = [
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
+    # tools and structured output
+    "MaxTurnsExceededError", "StructuredOutputError", "tool",
 ]

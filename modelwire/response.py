@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+if TYPE_CHECKING:
+    from .types import Message
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 Provenance = Literal["reported", "estimated", "none"]
@@ -13,8 +16,9 @@ Provenance = Literal["reported", "estimated", "none"]
 class ToolCall:
     id: str
     name: str
-    arguments: dict[str, Any]
+    arguments: dict[str, Any] | None
     raw_arguments: str
+    arguments_error: str | None = None  # why raw_arguments did not parse; arguments is then None
 
 
 @dataclass(slots=True)
@@ -77,6 +81,15 @@ class Response:
     raw_finish_reason: str | None = None
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def message(self) -> Message:
+        """This answer as the assistant message to append to a history."""
+        return self.to_message()
+
+    def to_message(self) -> Message:
+        from .types import Message  # types imports this module
+        return Message("assistant", self.text, list(self.tool_calls))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape the CLI and gateway print."""

@@ -27,6 +27,8 @@ PINNED = {
     "TextDelta", "TextPart", "Timeouts", "Tool", "ToolCall", "ToolCallArgumentsDelta",
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
+    # tools and structured output (issue 9)
+    "MaxTurnsExceededError", "StructuredOutputError", "tool",
 }
 
 

@@ -111,7 +111,7 @@ class AnthropicCodec:
         if system:
             body["system"] = system
         if call.tools:
-            body["tools"] = [_tool(t) for t in call.tools]
+            body["tools"] = [t.wire_form("anthropic", _tool) for t in call.tools]
         if call.tool_choice is not None:
             body["tool_choice"] = encode_tool_choice(call.tool_choice, call.tools)
         for field, value in (("temperature", call.temperature), ("top_p", call.top_p)):
@@ -374,7 +374,7 @@ def _tool_use(c: ToolCall, i: int) -> dict[str, Any]:
     if not c.id:
         raise InvalidMessageError(f"messages[{i}]: tool call {c.name!r} has no id; Anthropic "
                                   "needs it to pair the call with its tool result")
-    return {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments)}
+    return {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments or {})}
 
 
 def _tool_result(m: Message, i: int) -> dict[str, Any]:

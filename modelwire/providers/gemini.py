@@ -86,7 +86,8 @@ class GeminiCodec:
         if call.tools:
             as_json = target.options.get("tool_schema") == "json"
             body["tools"] = [{"functionDeclarations": [
-                _declaration(t, as_json) for t in call.tools]}]
+                t.wire_form("gemini-json", _json_declaration) if as_json
+                else t.wire_form("gemini", _declaration) for t in call.tools]}]
         if (config := _tool_config(call.tool_choice, call.tools)) is not None:
             body["toolConfig"] = config
         gen = {k: v for k, v in (
@@ -284,7 +285,11 @@ def _function_response(m: Message, i: int, names: Mapping[str, str]) -> JSON:
             **({"id": base} if base else {})}
 
 
-def _declaration(tool: Tool, as_json: bool) -> JSON:
+def _json_declaration(tool: Tool) -> JSON:
+    return _declaration(tool, True)
+
+
+def _declaration(tool: Tool, as_json: bool = False) -> JSON:
     decl: JSON = {"name": tool.name, **({"description": tool.description}
                                         if tool.description else {})}
     if as_json:

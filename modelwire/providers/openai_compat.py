@@ -62,7 +62,7 @@ from ..response import (
     UsageUpdate,
 )
 from ..transports.base import WireRequest
-from ..types import ImagePart, Message, TextPart
+from ..types import ImagePart, Message, TextPart, Tool
 from ..wire.sse import SSEEvent
 from . import openai_quirks as quirks
 from .base import dumps, load_json, request_id
@@ -124,7 +124,7 @@ class OpenAICodec:
         elif mode == "chat":
             body["messages"] = [_message(m) for m in call.messages]
             if call.tools:
-                body["tools"] = [_tool(t.name, t.description, t.parameters) for t in call.tools]
+                body["tools"] = [t.wire_form("openai", _tool) for t in call.tools]
             if call.tool_choice is not None:
                 body["tool_choice"] = quirks.tool_choice(self.name, call.tool_choice, call.tools)
         else:
@@ -383,11 +383,16 @@ def _part(p: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    fn: dict[str, Any] = {"name": name}
-    if description:
-        fn["description"] = description
-    fn["parameters"] = dict(parameters)
+def _tool(t: Tool) -> dict[str, Any]:
+    """One tool in the chat-completions shape (cached on the Tool by ``wire_form``)."""
+    fn: dict[str, Any] = {"name": t.name}
+    if t.description:
+        fn["description"] = t.description
+    if t.strict:
+        from ..tools.jsonschema import strict_schema
+        fn["parameters"], fn["strict"] = strict_schema(t.parameters), True
+    else:
+        fn["parameters"] = dict(t.parameters)
     return {"type": "function", "function": fn}
 
 

@@ -82,7 +82,7 @@ class ResponsesCodec:
             body["instructions"] = instructions
         body["input"] = items
         if call.tools:
-            body["tools"] = [_tool(t) for t in call.tools]
+            body["tools"] = [t.wire_form("openai-responses", _tool) for t in call.tools]
         if call.tool_choice is not None:
             body["tool_choice"] = encode_tool_choice(call.tool_choice, call.tools)
         for key, value in (("temperature", call.temperature), ("top_p", call.top_p),
@@ -422,6 +422,10 @@ def _function_call(c: ToolCall, i: int, j: int) -> dict[str, Any]:
 
 def _tool(t: Tool) -> dict[str, Any]:
     described = {"description": t.description} if t.description else {}
+    if t.strict:
+        from ..tools.jsonschema import strict_schema
+        return {"type": "function", "name": t.name, **described,
+                "parameters": strict_schema(t.parameters), "strict": True}
     return {"type": "function", "name": t.name, **described,
             "parameters": dict(t.parameters), "strict": False}
 
