@@ -21,6 +21,7 @@ from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .health import HealthReport
+    from .tools.loop import ToolRunResult, ToolStream
     from .transports.mock import MockTransport
 
 _announced_default = False
@@ -187,6 +188,26 @@ class AsyncClient:
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
+
+    async def run_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                        tools: Sequence[ToolLike], max_turns: int = 10,
+                        tool_timeout: float | None = None, parallel: bool = True,
+                        **kwargs: Any) -> ToolRunResult:
+        """Call the model, run the tools it asks for, send results back, repeat.
+
+        See :mod:`modelwire.tools.loop`: ``.response``, ``.messages``, ``.steps``,
+        ``.pending`` (calls awaiting approval; pass ``approved=[ids]`` to go on).
+        """
+        from .tools.loop import ToolLoop
+        return await ToolLoop(self, model, messages, tools, max_turns=max_turns,
+                              tool_timeout=tool_timeout, parallel=parallel, **kwargs).run()
+
+    def stream_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                     tools: Sequence[ToolLike], **kwargs: Any) -> ToolStream:
+        """``run_tools`` streamed: each turn's events, a ToolResultEvent as each tool
+        finishes, then the next turn's events; ``.result`` at the end."""
+        from .tools.loop import ToolLoop, ToolStream
+        return ToolStream(ToolLoop(self, model, messages, tools, stream=True, **kwargs))
 
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured

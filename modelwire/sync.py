@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
-from .types import MessageLike
+from .types import MessageLike, ToolLike
+
+if TYPE_CHECKING:
+    from .tools.loop import ToolResultEvent, ToolRunResult, ToolStream
 
 T = TypeVar("T")
 
@@ -73,6 +76,20 @@ class Client:
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> Stream:
         return Stream(self._loop, self._async.stream_text(model, prompt, **kwargs))
+
+    def run_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                  tools: Sequence[ToolLike], max_turns: int = 10,
+                  tool_timeout: float | None = None, parallel: bool = True,
+                  **kwargs: Any) -> ToolRunResult:
+        """Sync twin of :meth:`AsyncClient.run_tools` (sync tools run in a thread pool)."""
+        return self._loop.run(self._async.run_tools(
+            model, messages, tools=tools, max_turns=max_turns, tool_timeout=tool_timeout,
+            parallel=parallel, **kwargs))
+
+    def stream_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                     tools: Sequence[ToolLike], **kwargs: Any) -> SyncToolStream:
+        return SyncToolStream(self._loop, self._async.stream_tools(model, messages, tools=tools,
+                                                                   **kwargs))
 
     def close(self) -> None:
         if self._loop.loop.is_closed():
@@ -147,3 +164,33 @@ class Stream:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class SyncToolStream:
+    """Sync twin of :class:`~modelwire.tools.loop.ToolStream`."""
+
+    def __init__(self, loop: _LoopThread, stream: ToolStream) -> None:
+        self._loop = loop
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[StreamEvent | ToolResultEvent]:
+        events = aiter(self._stream)
+        while True:
+            event = self._loop.run(_next(events))
+            if event is _END:
+                return
+            yield event
+
+    @property
+    def result(self) -> ToolRunResult:
+        return self._stream.result
+
+    def close(self) -> None:
+        self._loop.run(self._stream.aclose())
+
+
+_END = object()
+
+
+async def _next(it: Any) -> Any:
+    return await anext(it, _END)
