@@ -131,6 +131,7 @@ class AsyncClient:
         timeout: Timeouts | float | None = None,
         extra: Mapping[str, Any] | None = None,
         fallbacks: Sequence[str] | None = None,
+        response_format: Any = None,
         **options: Any,
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
@@ -163,13 +164,22 @@ class AsyncClient:
             deadline=time.monotonic() + timeouts.total if timeouts.total else None,
             fallbacks=[self.settings.resolve(m) for m in chain_ids] if chain_ids else (),
             options=options,
+            response_format=None if response_format is None else _output_spec(response_format),
         )
 
     # --- public API ---------------------------------------------------------
 
     async def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
                        **kwargs: Any) -> Response:
-        """One normalized Response. See the README for every keyword."""
+        """One normalized Response. See the README for every keyword.
+
+        ``response_format=`` (a pydantic model, dataclass, TypedDict or JSON Schema
+        dict) asks for structured output: ``Response.parsed`` holds the validated
+        value; ``retries=N`` lets the model repair an answer that did not validate.
+        """
+        if kwargs and ("response_format" in kwargs or "retries" in kwargs):
+            from .structured import complete_structured
+            return await complete_structured(self, model, messages, kwargs)
         outcome = await self._run(self.build_call(model, messages, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
@@ -246,6 +256,9 @@ class StreamRequest:
         if self._stream is None:
             outcome = await self._client._run(self.call)
             assert isinstance(outcome, AsyncStream)
+            if self.call.response_format is not None:
+                from .structured import watch_stream
+                watch_stream(outcome, self.call.response_format)
             self._stream = outcome
         return self._stream
 
@@ -273,3 +286,8 @@ class StreamRequest:
         if self._stream is None:
             raise RuntimeError("the stream has not been opened")
         return self._stream.response
+
+
+def _output_spec(response_format: Any) -> Any:
+    from .structured import output_spec  # lazily: pydantic only when asked for
+    return output_spec(response_format)

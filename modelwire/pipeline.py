@@ -23,6 +23,7 @@ from .types import Message, Tool
 if TYPE_CHECKING:
     from .registry import ProviderSpec
     from .streaming import AsyncStream
+    from .structured import OutputSpec
 
 Outcome = Union[Response, "AsyncStream"]
 
@@ -95,6 +96,7 @@ class Call:
     deadline: float | None = None  # time.monotonic() by which the call must finish
     fallbacks: Sequence[Target] = ()
     options: dict[str, Any] = field(default_factory=dict)  # per-call middleware knobs
+    response_format: OutputSpec | None = None  # structured output (modelwire.structured)
 
     def with_target(self, target: Target) -> Call:
         return replace(self, target=target)

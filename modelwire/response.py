@@ -81,6 +81,7 @@ class Response:
     raw_finish_reason: str | None = None
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
+    parsed: Any = None  # the validated value when the call asked for a response_format
 
     @property
     def message(self) -> Message:

@@ -150,6 +150,11 @@ class Stream:
     def partial(self) -> Response:
         return self._open().partial
 
+    @property
+    def partial_object(self) -> Any:
+        """Structured output parsed so far (needs ``response_format=``)."""
+        return self._open().partial_object
+
     def collect(self) -> Response:
         return self._loop.run(self._open().collect())
 

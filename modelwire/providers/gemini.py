@@ -94,6 +94,8 @@ class GeminiCodec:
             ("temperature", call.temperature), ("topP", call.top_p),
             ("maxOutputTokens", call.max_tokens), ("stopSequences", call.stop),
             ("seed", call.seed)) if v is not None}
+        if call.response_format is not None:
+            gen.update(call.response_format.gemini(target.options.get("tool_schema") == "json"))
         if gen:
             body["generationConfig"] = gen
         if call.extra:

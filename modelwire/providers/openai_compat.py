@@ -127,6 +127,8 @@ class OpenAICodec:
                 body["tools"] = [t.wire_form("openai", _tool) for t in call.tools]
             if call.tool_choice is not None:
                 body["tool_choice"] = quirks.tool_choice(self.name, call.tool_choice, call.tools)
+            if call.response_format is not None:
+                body["response_format"] = call.response_format.openai(self.name)
         else:
             if call.prompt is None:
                 raise InvalidMessageError("a text completion needs a prompt")

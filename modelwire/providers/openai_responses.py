@@ -85,6 +85,8 @@ class ResponsesCodec:
             body["tools"] = [t.wire_form("openai-responses", _tool) for t in call.tools]
         if call.tool_choice is not None:
             body["tool_choice"] = encode_tool_choice(call.tool_choice, call.tools)
+        if call.response_format is not None:
+            body["text"] = call.response_format.responses()
         for key, value in (("temperature", call.temperature), ("top_p", call.top_p),
                            ("max_output_tokens", call.max_tokens)):
             if value is not None:
