@@ -45,6 +45,7 @@ class ToolCallChunk:
     name: str | None = None
     arguments: str = ""
     complete: bool = False  # arguments arrived whole; the call ends here
+    provider_data: dict[str, Any] | None = None  # see ToolCall.provider_data
 
 
 @dataclass(slots=True, frozen=True)
@@ -99,7 +100,7 @@ def parse_arguments(raw: str, *, provider: str = "", model: str = "",
 
 
 class _Slot:
-    __slots__ = ("ended", "given_id", "id", "index", "name", "parts")
+    __slots__ = ("data", "ended", "given_id", "id", "index", "name", "parts")
 
     def __init__(self, index: int, id: str | None, name: str) -> None:
         self.index, self.name = index, name
@@ -107,6 +108,7 @@ class _Slot:
         self.given_id = id is not None
         self.parts: list[str] = []
         self.ended = False
+        self.data: dict[str, Any] | None = None
 
 
 class StreamAccumulator:
@@ -175,6 +177,8 @@ class StreamAccumulator:
         elif d.name and not slot.name:
             slot.name = d.name
         self._by_key[d.key] = slot
+        if d.provider_data:
+            slot.data = d.provider_data
         if d.id:
             self._by_id[d.id] = slot
         if d.arguments:
@@ -186,7 +190,9 @@ class StreamAccumulator:
     def _end(self, slot: _Slot, out: list[StreamEvent]) -> None:
         if not slot.ended:
             slot.ended = True
-            out.append(ToolCallEnd(slot.index, self._tool_call(slot)))
+            call = self._tool_call(slot)
+            call.provider_data = slot.data
+            out.append(ToolCallEnd(slot.index, call))
 
     def _end_all(self, out: list[StreamEvent]) -> None:
         for slot in self._slots:
@@ -223,6 +229,8 @@ class StreamAccumulator:
                     raise
                 args = {}
             calls.append(ToolCall(s.id, s.name, args, raw or "{}"))
+        for call, slot in zip(calls, self._slots, strict=True):  # one call per slot
+            call.provider_data = slot.data
         if forced is not None:
             reason: FinishReason = forced
         elif self.finish is not None:

@@ -19,6 +19,9 @@ class ToolCall:
     arguments: dict[str, Any] | None
     raw_arguments: str
     arguments_error: str | None = None  # why raw_arguments did not parse; arguments is then None
+    # provider-private data (Gemini's thought signature, ...), keyed by the provider it
+    # came from and sent back only to that provider: {"gemini": {"thoughtSignature": ...}}
+    provider_data: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -12,9 +12,11 @@ Decisions (wire facts checked against tests/fixtures/wire/gemini):
 * Function calls arrive whole and without ids: they become ``call_<n>`` (n =
   position among the response's calls), the name the accumulator gives id-less
   streamed calls. Gemini 3 rejects history whose calls lost their
-  ``thoughtSignature``; ToolCall has no slot for it, so a signed call's id is
-  ``<base>__thought__<signature>`` (LiteLLM's convention) and encode splits it
-  out again. Signatures on text parts are optional and kept only in ``raw``.
+  ``thoughtSignature``: it rides in ``ToolCall.provider_data[<provider>]`` (a
+  signed call's id is ``call_<hash of the signature>``, stable across stream and
+  body) and is sent back only to this provider, so the ids stay plain for any
+  other. Ids of older histories (``<base>__thought__<signature>``, LiteLLM's
+  convention) are still split. Signatures on text parts are kept only in ``raw``.
 * Usage: input = prompt + toolUsePrompt tokens, output = candidates + thoughts
   (as OpenAI's completion_tokens include reasoning): input + output == total.
 * Tool schemas go in ``parameters`` (Gemini's OpenAPI subset, accepted by every
@@ -79,7 +81,7 @@ class GeminiCodec:
                 f"provider {self.spec.name!r} has no plain text-completion endpoint "
                 "(complete_text/stream_text); use complete() or stream() with messages")
         target = call.target
-        system, contents = _contents(call.messages)
+        system, contents = _contents(call.messages, self.spec.name)
         body: JSON = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
@@ -130,8 +132,9 @@ class GeminiCodec:
         calls: list[ToolCall] = []
         for part in _parts(cand):
             if (fc := part.get("functionCall")) is not None:
-                cid, name, args, raw = _function_call(fc, part, len(calls))
-                calls.append(ToolCall(cid or "", name, args, raw))
+                cid, name, args, raw, private = _function_call(fc, part, len(calls),
+                                                               self.spec.name)
+                calls.append(ToolCall(cid or "", name, args, raw, provider_data=private))
             elif isinstance(text := part.get("text"), str):
                 (thoughts if part.get("thought") else texts).append(text)
         raw_reason = str(cand["finishReason"]) if cand.get("finishReason") else None
@@ -154,8 +157,9 @@ class GeminiCodec:
                 # Keys are unique within a chunk; across chunks (no state to count
                 # with) complete=True makes the accumulator open a new slot for a
                 # named call whose key's slot has ended, and name it call_<n>.
-                cid, name, _, raw = _function_call(fc, part, None)
-                out.append(ToolCallChunk(cid or f"{rid}:{pos}", cid, name, raw, complete=True))
+                cid, name, _, raw, data = _function_call(fc, part, None, self.spec.name)
+                out.append(ToolCallChunk(cid or f"{rid}:{pos}", cid, name, raw, complete=True,
+                                         provider_data=data))
             elif isinstance(text := part.get("text"), str) and text:
                 out.append(ReasoningDelta(text) if part.get("thought") else TextDelta(text))
         if usage := obj.get("usageMetadata"):
@@ -215,7 +219,7 @@ class GeminiCodec:
 # --- request ---------------------------------------------------------------------
 
 
-def _contents(messages: Sequence[Message]) -> tuple[list[JSON], list[JSON]]:
+def _contents(messages: Sequence[Message], provider: str) -> tuple[list[JSON], list[JSON]]:
     system: list[JSON] = []
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool_call_id -> function name; the latest assistant wins
@@ -232,7 +236,7 @@ def _contents(messages: Sequence[Message]) -> tuple[list[JSON], list[JSON]]:
             parts = [_part(p, i) for p in m.parts]
             for c in m.tool_calls if m.role == "assistant" else ():
                 names[c.id] = c.name
-                parts.append(_call_part(c))
+                parts.append(_call_part(c, provider))
             contents.append({"role": "model" if m.role == "assistant" else "user",
                              "parts": parts or [{"text": ""}]})
     return system, contents or [{"role": "user", "parts": [{"text": ""}]}]
@@ -260,8 +264,11 @@ def _part(p: TextPart | ImagePart, i: int) -> JSON:
                               f"got {p.url[:40]!r}")
 
 
-def _call_part(c: ToolCall) -> JSON:
-    base, _, signature = c.id.partition(SIGNATURE_SEP)
+def _call_part(c: ToolCall, provider: str) -> JSON:
+    base, _, signature = c.id.partition(SIGNATURE_SEP)  # ids of older histories
+    mine = (c.provider_data or {}).get(provider)
+    if isinstance(mine, Mapping) and isinstance(mine.get("thoughtSignature"), str):
+        signature = mine["thoughtSignature"]
     part: JSON = {"functionCall": {"name": c.name, "args": c.arguments,
                                    **({"id": base} if base else {})}}
     if signature:
@@ -356,8 +363,10 @@ def _parts(cand: JSON) -> list[JSON]:
     return parts
 
 
-def _function_call(fc: Any, part: JSON, index: int | None) -> tuple[str | None, str, JSON, str]:
-    """(id, name, args, raw args); id None (index None) leaves naming to the accumulator."""
+def _function_call(fc: Any, part: JSON, index: int | None,
+                   provider: str) -> tuple[str | None, str, JSON, str, JSON | None]:
+    """(id, name, args, raw args, provider data); id None (index None) leaves naming
+    to the accumulator. A thought signature goes to provider data, keyed by provider."""
     name = fc.get("name") if isinstance(fc, dict) else None
     if not isinstance(name, str) or not name:
         raise MalformedResponseError(f"gemini functionCall without a name: {fc!r:.200}")
@@ -366,12 +375,13 @@ def _function_call(fc: Any, part: JSON, index: int | None) -> tuple[str | None, 
         raise MalformedResponseError(f"gemini functionCall {name!r} args is not an object")
     cid = fc.get("id") if isinstance(fc.get("id"), str) and fc.get("id") else None
     signature = part.get("thoughtSignature")
-    if isinstance(signature, str) and signature:  # a stable base the stream can rebuild
+    data: JSON | None = None
+    if isinstance(signature, str) and signature:  # a stable id the stream can rebuild
         cid = cid or "call_" + hashlib.sha256(signature.encode()).hexdigest()[:16]
-        cid = f"{cid}{SIGNATURE_SEP}{signature}"
+        data = {provider: {"thoughtSignature": signature}}
     elif cid is None and index is not None:
         cid = f"call_{index}"
-    return cid, name, args, json.dumps(args)
+    return cid, name, args, json.dumps(args), data
 
 
 def _finish(raw: str, has_calls: bool) -> FinishReason:
