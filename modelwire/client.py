@@ -20,6 +20,7 @@ from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
+    from .conversation import AsyncConversation
     from .health import HealthReport
     from .tools.loop import ToolRunResult, ToolStream
     from .transports.mock import MockTransport
@@ -218,6 +219,16 @@ class AsyncClient:
         finishes, then the next turn's events; ``.result`` at the end."""
         from .tools.loop import ToolLoop, ToolStream
         return ToolStream(ToolLoop(self, model, messages, tools, stream=True, **kwargs))
+
+    def conversation(self, model: str | None, *, system: str | None = None,
+                     tools: Sequence[ToolLike] | None = None,
+                     max_context_tokens: int | None = None, summarize_with: str | None = None,
+                     **settings: Any) -> AsyncConversation:
+        """A conversation that keeps its history (see :mod:`modelwire.conversation`)."""
+        from .conversation import AsyncConversation
+        return AsyncConversation(self, model, system=system, tools=tools,
+                                 max_context_tokens=max_context_tokens,
+                                 summarize_with=summarize_with, **settings)
 
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured

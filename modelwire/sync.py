@@ -20,6 +20,7 @@ from .streaming import AsyncStream
 from .types import MessageLike, ToolLike
 
 if TYPE_CHECKING:
+    from .conversation import Conversation
     from .tools.loop import ToolResultEvent, ToolRunResult, ToolStream
 
 T = TypeVar("T")
@@ -90,6 +91,16 @@ class Client:
                      tools: Sequence[ToolLike], **kwargs: Any) -> SyncToolStream:
         return SyncToolStream(self._loop, self._async.stream_tools(model, messages, tools=tools,
                                                                    **kwargs))
+
+    def conversation(self, model: str | None, *, system: str | None = None,
+                     tools: Sequence[ToolLike] | None = None,
+                     max_context_tokens: int | None = None, summarize_with: str | None = None,
+                     **settings: Any) -> Conversation:
+        """Sync twin of :meth:`AsyncClient.conversation`."""
+        from .conversation import Conversation
+        return Conversation(self, self._async.conversation(
+            model, system=system, tools=tools, max_context_tokens=max_context_tokens,
+            summarize_with=summarize_with, **settings))
 
     def close(self) -> None:
         if self._loop.loop.is_closed():
