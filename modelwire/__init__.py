@@ -32,6 +32,7 @@ from .errors import (
 from .pipeline import Timeouts
 from .response import (
     Attempt,
+    Embeddings,
     ReasoningDelta,
     Response,
     StreamEvent,
@@ -61,5 +62,5 @@ __all__ = [
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
     # tools and structured output
-    "MaxTurnsExceededError", "StructuredOutputError", "tool",
+    "Embeddings", "MaxTurnsExceededError", "StructuredOutputError", "tool",
 ]

@@ -14,7 +14,7 @@ from .errors import ConfigurationError, InvalidMessageError
 from .hooks import Hooks
 from .pipeline import CALL_OPTIONS, Call, Middleware, Next, Outcome, Target, Timeouts, chain
 from .registry import ProviderSpec, get_codec, get_spec
-from .response import Response, StreamEvent
+from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
@@ -103,6 +103,8 @@ class AsyncClient:
         codec, transport = get_codec(spec), self.transport_for(spec)
         if call.stream:
             return endpoint.open_stream(call, codec, transport)
+        if call.mode == "embed":
+            return endpoint.embed(call, codec, transport)
         return endpoint.complete(call, codec, transport)
 
     def resolve(self, model: str | None) -> Target:
@@ -219,6 +221,14 @@ class AsyncClient:
         finishes, then the next turn's events; ``.result`` at the end."""
         from .tools.loop import ToolLoop, ToolStream
         return ToolStream(ToolLoop(self, model, messages, tools, stream=True, **kwargs))
+
+    async def embed(self, model: str | None, inputs: str | Sequence[str], *,
+                    batch_size: int | None = None, **kwargs: Any) -> Embeddings:
+        """One vector per input (OpenAI, Azure, Gemini, Mistral, OpenAI-compatible
+        servers), batched within the provider's limits; ``extra=`` for fields such
+        as ``dimensions``. Same errors, retries, limits and fallback as chat."""
+        from .embeddings import embed
+        return await embed(self, model, inputs, batch_size=batch_size, **kwargs)
 
     def conversation(self, model: str | None, *, system: str | None = None,
                      tools: Sequence[ToolLike] | None = None,

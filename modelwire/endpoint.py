@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from .accumulate import Delta, StreamAccumulator
-from .errors import ProviderError
+from .errors import ProviderError, UnsupportedFeatureError
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
 from .response import Response, StreamEvent
@@ -69,6 +69,28 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     response.provider = call.target.provider
     if not response.model:
         response.model = call.target.model
+    return response
+
+
+async def embed(call: Call, codec: Codec, transport: Transport) -> Response:
+    """The embedding verbs of a codec (``encode_embed`` / ``decode_embed``), same boundary."""
+    started = time.perf_counter()
+    encode = getattr(codec, "encode_embed", None)
+    if encode is None:
+        raise UnsupportedFeatureError(
+            f"provider {call.target.provider!r} has no embeddings endpoint in modelwire; "
+            "use openai, azure, gemini, mistral or an OpenAI-compatible server")
+    request = encode(call)
+    try:
+        resp = await transport.send(request, _timeouts(call))
+        if resp.status >= 400:
+            raise await _http_error(codec, resp)
+        response: Response = codec.decode_embed(  # type: ignore[attr-defined]
+            await resp.read(), resp.headers, call)
+    except ProviderError as e:
+        raise tag(e, call) from None
+    response.latency = time.perf_counter() - started
+    response.provider = call.target.provider
     return response
 
 

@@ -81,7 +81,7 @@ class Call:
 
     messages: list[Message]
     target: Target
-    mode: Literal["chat", "text"] = "chat"
+    mode: Literal["chat", "text", "embed"] = "chat"
     prompt: str | None = None  # mode == "text"
     stream: bool = False
     tools: list[Tool] = field(default_factory=list)
@@ -97,6 +97,7 @@ class Call:
     fallbacks: Sequence[Target] = ()
     options: dict[str, Any] = field(default_factory=dict)  # per-call middleware knobs
     response_format: OutputSpec | None = None  # structured output (modelwire.structured)
+    inputs: list[str] | None = None  # mode == "embed": the texts to embed
 
     def with_target(self, target: Target) -> Call:
         return replace(self, target=target)

@@ -116,6 +116,18 @@ class Response:
         }
 
 
+@dataclass(slots=True)
+class Embeddings(Response):
+    """What ``embed()`` returns: one vector per input, in input order.
+
+    A Response (so retries, limits, fallback and hooks treat it like any
+    answer): ``usage.input_tokens`` are the tokens embedded (``source`` says
+    whether the provider reported them), ``text`` stays empty.
+    """
+
+    vectors: list[list[float]] = field(default_factory=list)
+
+
 # --- stream events (what callers iterate over) ------------------------------
 
 

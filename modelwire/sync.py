@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
-from .response import Response, StreamEvent
+from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike, ToolLike
 
@@ -91,6 +91,11 @@ class Client:
                      tools: Sequence[ToolLike], **kwargs: Any) -> SyncToolStream:
         return SyncToolStream(self._loop, self._async.stream_tools(model, messages, tools=tools,
                                                                    **kwargs))
+
+    def embed(self, model: str | None, inputs: str | Sequence[str], *,
+              batch_size: int | None = None, **kwargs: Any) -> Embeddings:
+        """Sync twin of :meth:`AsyncClient.embed`."""
+        return self._loop.run(self._async.embed(model, inputs, batch_size=batch_size, **kwargs))
 
     def conversation(self, model: str | None, *, system: str | None = None,
                      tools: Sequence[ToolLike] | None = None,

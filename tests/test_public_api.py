@@ -28,7 +28,7 @@ PINNED = {
     "ToolCallEnd", "ToolCallStart", "UnknownProviderError", "UnsupportedFeatureError", "Usage",
     "UsageUpdate", "__version__",
     # tools and structured output (issue 9)
-    "MaxTurnsExceededError", "StructuredOutputError", "tool",
+    "Embeddings", "MaxTurnsExceededError", "StructuredOutputError", "tool",
 }
 
 

@@ -115,6 +115,20 @@ class GeminiCodec:
         return WireRequest("POST", f"{base}/models/{model}:{verb}", headers, dumps(body),
                            stream=call.stream)
 
+    def encode_embed(self, call: Call) -> WireRequest:
+        from .embed import gemini_encode
+        headers = {"content-type": "application/json", **dict(self.spec.headers)}
+        key = call.target.api_key
+        if key and self.spec.auth == "bearer":
+            headers["authorization"] = f"Bearer {key}"
+        elif key and self.spec.auth != "none":
+            headers[self.spec.auth] = key
+        return gemini_encode(call, headers)
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        from .embed import gemini_decode
+        return gemini_decode(body, headers, call)
+
     def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
         data = self._object(load_json(body), "response")
         model = data.get("modelVersion") or call.target.model

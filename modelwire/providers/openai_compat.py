@@ -154,6 +154,14 @@ class OpenAICodec:
         return WireRequest("POST", quirks.endpoint_url(target, mode),
                            self._headers(target.api_key), dumps(body), call.stream)
 
+    def encode_embed(self, call: Call) -> WireRequest:
+        from .embed import openai_encode
+        return openai_encode(call, self._headers(call.target.api_key))
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        from .embed import openai_decode
+        return openai_decode(body, headers, call)
+
     def _headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}
         auth = self.spec.auth

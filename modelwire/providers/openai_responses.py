@@ -111,6 +111,12 @@ class ResponsesCodec:
         url = f"{call.target.base_url.rstrip('/')}/responses"
         return WireRequest("POST", url, headers, dumps(body), call.stream)
 
+    def encode_embed(self, call: Call) -> WireRequest:
+        return self._compat.encode_embed(call)  # the same /embeddings endpoint
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        return self._compat.decode_embed(body, headers, call)
+
     # --- decode -------------------------------------------------------------
 
     def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
