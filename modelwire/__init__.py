@@ -45,8 +45,7 @@ from .response import (
     UsageUpdate,
 )
 from .sync import Client
-from .tools import tool
-from .types import ImagePart, Message, TextPart, Tool
+from .types import ImagePart, Message, TextPart, Tool, tool
 
 __version__ = "0.1.0"
 

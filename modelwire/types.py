@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from .errors import InvalidMessageError
 from .response import ToolCall
@@ -236,3 +236,29 @@ def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         out.append(Tool(fn["name"], fn.get("description") or "", params))
     return out
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
+
+
+@overload
+def tool(*, name: str | None = None, description: str | None = None, strict: bool = False,
+         requires_approval: bool = False,
+         timeout: float | None = None) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+         description: str | None = None, strict: bool = False, requires_approval: bool = False,
+         timeout: float | None = None) -> Any:
+    """Decorator: ``@modelwire.tool`` or ``@modelwire.tool(requires_approval=True)``.
+
+    The decorated object is a :class:`~modelwire.tools.schema.FunctionTool`
+    (a ``Tool``) that can still be called like the function. Defined here, not in
+    :mod:`modelwire.tools`, so ``import modelwire`` does not load that package.
+    """
+    def wrap(f: Callable[..., Any]) -> FunctionTool:
+        return Tool.from_function(f, name=name, description=description, strict=strict,
+                                  requires_approval=requires_approval, timeout=timeout)
+
+    return wrap if fn is None else wrap(fn)

@@ -13,8 +13,10 @@ This package's ``__init__`` imports nothing heavy: codecs import
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, overload
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ..types import tool
 
 if TYPE_CHECKING:
     from .loop import ModelStep, ToolResultEvent, ToolRunResult, ToolStep, ToolStream
@@ -31,32 +33,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
     return getattr(importlib.import_module(f"{__name__}.{module}"), name)
 
 
-@overload
-def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
-
-
-@overload
-def tool(*, name: str | None = None, description: str | None = None, strict: bool = False,
-         requires_approval: bool = False,
-         timeout: float | None = None) -> Callable[[Callable[..., Any]], FunctionTool]: ...
-
-
-def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-         description: str | None = None, strict: bool = False, requires_approval: bool = False,
-         timeout: float | None = None) -> Any:
-    """Decorator: ``@modelwire.tool`` or ``@modelwire.tool(requires_approval=True)``.
-
-    The decorated object is a :class:`~modelwire.tools.schema.FunctionTool`
-    (a ``Tool``) that can still be called like the function.
-    """
-    from .schema import function_tool
-
-    def wrap(f: Callable[..., Any]) -> FunctionTool:
-        return function_tool(f, name=name, description=description, strict=strict,
-                             requires_approval=requires_approval, timeout=timeout)
-
-    return wrap if fn is None else wrap(fn)
