@@ -155,6 +155,11 @@ class AsyncClient:
                 f"unknown argument(s) {', '.join(unknown)}; per-call options are "
                 f"{', '.join(sorted(CALL_OPTIONS))} (provider fields go in extra={{...}})"
             )
+        if response_format is not None and prompt is not None:
+            from .errors import UnsupportedFeatureError
+            raise UnsupportedFeatureError(
+                "response_format needs a chat call (complete/stream with messages), not a "
+                "plain text completion")
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(

@@ -114,6 +114,13 @@ def test_response_format_kinds_and_mistakes() -> None:
         output_spec(42)
 
 
+async def test_text_completion_refuses_response_format() -> None:
+    c = AsyncClient(middleware=[])
+    with pytest.raises(UnsupportedFeatureError, match="needs a chat call"):
+        await c.complete_text("mock/m", "x", response_format=City)
+    assert c.mock.requests == []
+
+
 # --- the answer: parsed, errors, repair ---------------------------------------------
 
 
