@@ -364,3 +364,11 @@ async def test_responses_wire_function_call_output_round_trips() -> None:
                         "arguments": ARGS}
     assert items[2] == {"type": "function_call_output", "call_id": "call_abc", "output": "5"}
     assert bodies[0]["tools"][0]["name"] == "add"
+
+
+async def test_an_approved_schema_only_tool_says_it_cannot_run() -> None:
+    schema = {"type": "function", "function": {"name": "remote", "parameters": {}}}
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("remote", {})]), MockReply("ok"))
+    result = await c.run_tools("mock/m", "go", tools=[schema], approved=True)
+    assert result.tool_steps[0].error == "tool remote has no function to run here"

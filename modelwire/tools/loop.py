@@ -229,9 +229,11 @@ class ToolLoop:
             if call.arguments is None:
                 raise _Refused(f"arguments did not parse: {call.arguments_error or 'not JSON'}"
                                "; send the arguments again as one valid JSON object")
-            if not isinstance(t, FunctionTool) or t.fn is None:
+            if t is None:
                 names = ", ".join(sorted(self.by_name))
                 raise _Refused(f"unknown tool {call.name!r}; the tools are: {names}")
+            if not isinstance(t, FunctionTool) or t.fn is None:  # a schema, approved anyway
+                raise _Refused(f"tool {call.name} has no function to run here")
             try:
                 pos, kw = t.validate(call.arguments)
             except ArgumentsError as e:
