@@ -14,6 +14,7 @@ from .errors import (
     InvalidModelError,
     InvalidParameterError,
     MalformedResponseError,
+    MaxTurnsExceededError,
     MissingAPIKeyError,
     MissingDependencyError,
     ModelwireError,
@@ -28,12 +29,14 @@ from .errors import (
     ResponseTooLargeError,
     ServerError,
     StreamInterruptedError,
+    StructuredOutputError,
     UnknownProviderError,
     UnsupportedFeatureError,
 )
 from .pipeline import Timeouts
 from .response import (
     Attempt,
+    Embeddings,
     ReasoningDelta,
     Response,
     StreamEvent,
@@ -46,7 +49,7 @@ from .response import (
     UsageUpdate,
 )
 from .sync import Client
-from .types import ImagePart, Message, TextPart, Tool
+from .types import ImagePart, Message, TextPart, Tool, tool
 
 __version__ = "0.1.0"
 
@@ -78,4 +81,6 @@ __all__ = [
     "UsageUpdate", "__version__",
     "InvalidParameterError",
     "BudgetExceededError", "TokenCount", "count_tokens",
+    # tools and structured output
+    "Embeddings", "MaxTurnsExceededError", "StructuredOutputError", "tool",
 ]

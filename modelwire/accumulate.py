@@ -46,6 +46,7 @@ class ToolCallChunk:
     arguments: str = ""
     complete: bool = False  # arguments arrived whole; the call ends here
     custom: bool = False  # an OpenAI custom tool: free-form input, not JSON arguments
+    provider_data: dict[str, Any] | None = None  # see ToolCall.provider_data
 
 
 @dataclass(slots=True, frozen=True)
@@ -118,7 +119,7 @@ def tool_call(id: str, name: str, raw: str, custom: bool = False) -> ToolCall:
 
 
 class _Slot:
-    __slots__ = ("custom", "ended", "given_id", "id", "index", "name", "parts")
+    __slots__ = ("custom", "data", "ended", "given_id", "id", "index", "name", "parts")
 
     def __init__(self, index: int, id: str | None, name: str) -> None:
         self.index, self.name = index, name
@@ -127,6 +128,7 @@ class _Slot:
         self.parts: list[str] = []
         self.ended = False
         self.custom = False
+        self.data: dict[str, Any] | None = None
 
 
 class StreamAccumulator:
@@ -205,6 +207,8 @@ class StreamAccumulator:
             slot.name = d.name
         self._by_key[d.key] = slot
         slot.custom = slot.custom or d.custom
+        if d.provider_data:
+            slot.data = d.provider_data
         if d.id:
             self._by_id[d.id] = slot
         if d.arguments:
@@ -216,14 +220,18 @@ class StreamAccumulator:
     def _end(self, slot: _Slot, out: list[StreamEvent]) -> None:
         if not slot.ended:
             slot.ended = True
-            out.append(ToolCallEnd(slot.index, self._tool_call(slot)))
+            call = self._tool_call(slot)
+            call.provider_data = slot.data
+            out.append(ToolCallEnd(slot.index, call))
 
     def _end_all(self, out: list[StreamEvent]) -> None:
         for slot in self._slots:
             self._end(slot, out)
 
     def _tool_call(self, slot: _Slot) -> ToolCall:
-        return tool_call(slot.id, slot.name, "".join(slot.parts), slot.custom)
+        call = tool_call(slot.id, slot.name, "".join(slot.parts), slot.custom)
+        call.provider_data = slot.data
+        return call
 
     def response(self) -> Response:
         """The final Response. Raises if the wire's terminal event never came."""

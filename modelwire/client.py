@@ -31,19 +31,21 @@ from .pipeline import (
     chain,
 )
 from .registry import ProviderSpec, get_codec, get_spec
-from .response import Response, StreamEvent
+from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
+    from .conversation import AsyncConversation
     from .health import HealthReport
     from .model_client import AsyncModel
     from .observe.budget import BudgetMiddleware
     from .observe.metrics import MetricsCollector
     from .observe.tokens import TokenCount
     from .routes import AliasesLike, Routes
+    from .tools.loop import ToolRunResult, ToolStream
     from .transports.mock import MockTransport
 
 _announced_default = False
@@ -154,6 +156,8 @@ class AsyncClient:
             return endpoint.open_stream(call, codec, transport)
         if call.options and call.options.get("verb") == "count_tokens":
             return endpoint.count_tokens(call, codec, transport)
+        if call.mode == "embed":
+            return endpoint.embed(call, codec, transport)
         return endpoint.complete(call, codec, transport)
 
     @property
@@ -217,6 +221,7 @@ class AsyncClient:
         timeout: Timeouts | float | None = None,
         extra: Mapping[str, Any] | None = None,
         fallbacks: Sequence[str] | None = None,
+        response_format: Any = None,
         **options: Any,
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
@@ -251,6 +256,11 @@ class AsyncClient:
         stops = None if stop is None else validate.stop_sequences(stop)
         if extra is not None:
             validate.json_object("extra", extra)
+        if response_format is not None and prompt is not None:
+            from .errors import UnsupportedFeatureError
+            raise UnsupportedFeatureError(
+                "response_format needs a chat call (complete/stream with messages), not a "
+                "plain text completion")
         timeouts = self.timeouts if timeout is None else Timeouts.coerce(timeout, self.timeouts)
         chain_ids = self.fallbacks if fallbacks is None else fallbacks
         return Call(
@@ -264,14 +274,23 @@ class AsyncClient:
             if chain_ids or len(targets) > 1 else (),
             options=options, max_response_bytes=self.max_response_bytes,
             max_event_bytes=self.max_event_bytes,
+            response_format=None if response_format is None else _output_spec(response_format),
         )
 
     # --- public API ---------------------------------------------------------
 
     async def complete(self, model: str | None, messages: Iterable[MessageLike] | str,
                        **kwargs: Any) -> Response:
-        """One normalized Response. See the README for every keyword."""
+        """One normalized Response. See the README for every keyword.
+
+        ``response_format=`` (a pydantic model, dataclass, TypedDict or JSON Schema
+        dict) asks for structured output: ``Response.parsed`` holds the validated
+        value; ``retries=N`` lets the model repair an answer that did not validate.
+        """
         _fixed(kwargs, "complete", "stream", "prompt")
+        if kwargs and ("response_format" in kwargs or "retries" in kwargs):
+            from .structured import complete_structured
+            return await complete_structured(self, model, messages, kwargs)
         outcome = await self._run(self.build_call(model, messages, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
@@ -335,6 +354,44 @@ class AsyncClient:
         "tokens": ...}}`` (empty without ``budget=``)."""
         return {} if self.budgets is None else await self.budgets.status()
 
+    async def run_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                        tools: Sequence[ToolLike], max_turns: int = 10,
+                        tool_timeout: float | None = None, parallel: bool = True,
+                        **kwargs: Any) -> ToolRunResult:
+        """Call the model, run the tools it asks for, send results back, repeat.
+
+        See :mod:`modelwire.tools.loop`: ``.response``, ``.messages``, ``.steps``,
+        ``.pending`` (calls awaiting approval; pass ``approved=[ids]`` to go on).
+        """
+        from .tools.loop import ToolLoop
+        return await ToolLoop(self, model, messages, tools, max_turns=max_turns,
+                              tool_timeout=tool_timeout, parallel=parallel, **kwargs).run()
+
+    def stream_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                     tools: Sequence[ToolLike], **kwargs: Any) -> ToolStream:
+        """``run_tools`` streamed: each turn's events, a ToolResultEvent as each tool
+        finishes, then the next turn's events; ``.result`` at the end."""
+        from .tools.loop import ToolLoop, ToolStream
+        return ToolStream(ToolLoop(self, model, messages, tools, stream=True, **kwargs))
+
+    async def embed(self, model: str | None, inputs: str | Sequence[str], *,
+                    batch_size: int | None = None, **kwargs: Any) -> Embeddings:
+        """One vector per input (OpenAI, Azure, Gemini, Mistral, OpenAI-compatible
+        servers), batched within the provider's limits; ``extra=`` for fields such
+        as ``dimensions``. Same errors, retries, limits and fallback as chat."""
+        from .embeddings import embed
+        return await embed(self, model, inputs, batch_size=batch_size, **kwargs)
+
+    def conversation(self, model: str | None, *, system: str | None = None,
+                     tools: Sequence[ToolLike] | None = None,
+                     max_context_tokens: int | None = None, summarize_with: str | None = None,
+                     **settings: Any) -> AsyncConversation:
+        """A conversation that keeps its history (see :mod:`modelwire.conversation`)."""
+        from .conversation import AsyncConversation
+        return AsyncConversation(self, model, system=system, tools=tools,
+                                 max_context_tokens=max_context_tokens,
+                                 summarize_with=summarize_with, **settings)
+
     async def health_check(self, providers: Sequence[str] | None = None) -> list[HealthReport]:
         """Key present, reachable, latency and breaker state for every configured
         provider (or those named), by listing models: never spends tokens."""
@@ -377,7 +434,8 @@ def _fixed(kwargs: Mapping[str, Any], method: str, *names: str) -> None:
 
 # Every keyword build_call takes (for the unknown-keyword error).
 _KEYWORDS = ("model", "messages", "prompt", "tools", "tool_choice", "temperature",
-             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks")
+             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks",
+             "response_format", "retries")
 
 
 class StreamRequest:
@@ -392,6 +450,9 @@ class StreamRequest:
         if self._stream is None:
             outcome = await self._client._run(self.call)
             assert isinstance(outcome, AsyncStream)
+            if self.call.response_format is not None:
+                from .structured import watch_stream
+                watch_stream(outcome, self.call.response_format)
             self._stream = outcome
         return self._stream
 
@@ -419,3 +480,8 @@ class StreamRequest:
         if self._stream is None:
             raise RuntimeError("the stream has not been opened")
         return self._stream.response
+
+
+def _output_spec(response_format: Any) -> Any:
+    from .structured import output_spec  # lazily: pydantic only when asked for
+    return output_spec(response_format)

@@ -23,6 +23,7 @@ from .errors import (
     RedirectError,
     RequestTimeoutError,
     ResponseTooLargeError,
+    UnsupportedFeatureError,
     timeout_error,
 )
 from .hooks import log_request, logger
@@ -30,7 +31,7 @@ from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
 from .response import ReasoningDelta, Response, StreamEvent, TextDelta, Usage, UsageUpdate
 from .streaming import AsyncStream
-from .transports.base import Transport, WireResponse
+from .transports.base import Transport, WireRequest, WireResponse
 from .wire.sse import SSEEvent, SSEParser
 
 E = TypeVar("E", bound=ProviderError)
@@ -130,21 +131,43 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
 
 
 
-async def count_tokens(call: Call, codec: Any, transport: Transport) -> Response:
-    """The count-tokens verb (Anthropic, Gemini): the prompt's input tokens as the
-    provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
+async def verb(call: Call, codec: Any,
+               transport: Transport, encode: Callable[[Call], WireRequest],
+               decode: Callable[[bytes, Mapping[str, str], Call], Response]) -> Response:
+    """One exchange for a codec's other verbs (count tokens, embed): the same
+    limits and error boundary as complete()."""
     started = time.perf_counter()
-    request = codec.encode_count_tokens(call)
+    request = encode(call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 300:
             raise await _http_error(codec, resp, call)
-        n = codec.decode_count_tokens(await resp.read(call.max_response_bytes), resp.headers,
-                                      call)
+        response = decode(await resp.read(call.max_response_bytes), resp.headers, call)
     except ProviderError as e:
         raise _boundary(e, call) from None
-    return Response(usage=Usage(n, 0, n, source="reported"), provider=call.target.provider,
-                    model=call.target.model, latency=time.perf_counter() - started)
+    response.latency = time.perf_counter() - started
+    response.provider = call.target.provider
+    if not response.model:
+        response.model = call.target.model
+    return response
+
+
+def count_tokens(call: Call, codec: Any, transport: Transport) -> Awaitable[Response]:
+    """The count-tokens verb (Anthropic, Gemini): the prompt's input tokens as the
+    provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
+    def decode(body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        n = codec.decode_count_tokens(body, headers, call)
+        return Response(usage=Usage(n, 0, n, source="reported"))
+    return verb(call, codec, transport, codec.encode_count_tokens, decode)
+
+
+def embed(call: Call, codec: Any, transport: Transport) -> Awaitable[Response]:
+    """The embedding verbs of a codec (``encode_embed`` / ``decode_embed``)."""
+    if getattr(codec, "encode_embed", None) is None:
+        raise UnsupportedFeatureError(
+            f"provider {call.target.provider!r} has no embeddings endpoint in modelwire; "
+            "use openai, azure, gemini, mistral or an OpenAI-compatible server")
+    return verb(call, codec, transport, codec.encode_embed, codec.decode_embed)
 
 
 def open_stream(call: Call, codec: Codec, transport: Transport) -> Awaitable[AsyncStream]:
@@ -157,10 +180,9 @@ def open_stream(call: Call, codec: Codec, transport: Transport) -> Awaitable[Asy
 
 async def _first_event_bounded(call: Call, codec: Codec, transport: Transport,
                                seconds: float) -> AsyncStream:
-    try:
-        async with asyncio.timeout(seconds):
-            return await _open_stream(call, codec, transport)
-    except TimeoutError:
+    try:  # wait_for, not asyncio.timeout: that one is Python 3.11+
+        return await asyncio.wait_for(_open_stream(call, codec, transport), seconds)
+    except asyncio.TimeoutError:
         pass
     error = timeout_error("first_event", seconds, "waiting for the stream's first event")
     raise tag(error, call)  # outside the except clause: no __context__

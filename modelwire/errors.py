@@ -31,6 +31,9 @@
         ├── StreamInterruptedError     a stream failed after it began; holds ``partial``
         ├── CircuitOpenError           the breaker for the target is open; no traffic sent
         └── AllTargetsFailedError      every fallback target failed; holds ``errors``
+    ModelwireError
+    ├── MaxTurnsExceededError          the tool loop hit max_turns; holds ``transcript``
+    └── StructuredOutputError          the answer did not validate; ``raw_text``, ``errors``
 
 Every :class:`ProviderError` carries ``provider``, ``model``, ``status``,
 ``retryable``, ``retry_after`` (seconds, or None), ``code`` (the provider's own
@@ -272,6 +275,35 @@ class AllTargetsFailedError(ProviderError):
             provider=last.provider if last else "", model=last.model if last else "",
             status=last.status if last else None, retryable=False,
         )
+
+
+class MaxTurnsExceededError(ModelwireError):
+    """The tool loop made ``max_turns`` model calls and the model still asked for tools.
+
+    ``transcript`` holds every message so far (tool results included) and
+    ``steps`` every model call and tool run, so the caller can continue or inspect.
+    """
+
+    def __init__(self, message: str, *, transcript: Sequence[Any] = (),
+                 steps: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.transcript = list(transcript)
+        self.steps = list(steps)
+
+
+class StructuredOutputError(ModelwireError):
+    """The model's answer is not valid JSON for the requested ``response_format``.
+
+    ``raw_text`` is what the model said, ``errors`` the parse/validation errors
+    (one string each) and ``response`` the last Response.
+    """
+
+    def __init__(self, message: str, *, raw_text: str = "", errors: Sequence[str] = (),
+                 response: Response | None = None) -> None:
+        super().__init__(message)
+        self.raw_text = raw_text
+        self.errors = list(errors)
+        self.response = response
 
 
 # ---------------------------------------------------------------------------

@@ -17,6 +17,10 @@ mock echoes the last user message (``modelwire chat -m mock/echo hi`` prints
 ``data: [DONE]``), so every codec, middleware and stream path runs exactly as
 it does against a live provider.
 
+Embedding requests (``client.embed("mock/...", ...)``) get deterministic unit
+vectors (:func:`modelwire.transports.mock.mock_vector`); they take a queued
+reply only when it is an error (status >= 400).
+
 Every HTTP attempt takes one reply, so with the default middleware a scripted
 429 or 5xx is retried and the retry takes the next reply: script one reply per
 attempt, or build the client with ``middleware=[]`` to see each failure as is.

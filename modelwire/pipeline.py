@@ -24,6 +24,7 @@ from .validate import seconds
 if TYPE_CHECKING:
     from .registry import ProviderSpec
     from .streaming import AsyncStream
+    from .structured import OutputSpec
 
 Outcome = Union[Response, "AsyncStream"]
 
@@ -100,7 +101,7 @@ class Call:
 
     messages: list[Message]
     target: Target
-    mode: Literal["chat", "text"] = "chat"
+    mode: Literal["chat", "text", "embed"] = "chat"
     prompt: str | None = None  # mode == "text"
     stream: bool = False
     tools: list[Tool] = field(default_factory=list)
@@ -117,6 +118,8 @@ class Call:
     options: dict[str, Any] = field(default_factory=dict)  # per-call middleware knobs
     max_response_bytes: int = MAX_RESPONSE_BYTES  # a complete() body, at most
     max_event_bytes: int = MAX_EVENT_BYTES  # one stream event / line, at most
+    response_format: OutputSpec | None = None  # structured output (modelwire.structured)
+    inputs: list[str] | None = None  # mode == "embed": the texts to embed
 
     def with_target(self, target: Target) -> Call:
         return replace(self, target=target)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 if TYPE_CHECKING:
     from .observe.cost import Cost
+    from .types import Message
 
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error"]
 Provenance = Literal["reported", "estimated", "none"]
@@ -19,6 +20,9 @@ class ToolCall:
     arguments: dict[str, Any] | None
     raw_arguments: str
     arguments_error: str | None = None  # why raw_arguments did not parse; arguments is then None
+    # provider-private data (Gemini's thought signature, ...), keyed by the provider it
+    # came from and sent back only to that provider: {"gemini": {"thoughtSignature": ...}}
+    provider_data: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -91,7 +95,17 @@ class Response:
     refusal: str | None = None  # the model declined (OpenAI ``refusal``); also in ``text``
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
+    parsed: Any = None  # the validated value when the call asked for a response_format
     _cost: Cost | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def message(self) -> Message:
+        """This answer as the assistant message to append to a history."""
+        return self.to_message()
+
+    def to_message(self) -> Message:
+        from .types import Message  # types imports this module
+        return Message("assistant", self.text, list(self.tool_calls))
 
     @property
     def cost(self) -> Cost:
@@ -125,6 +139,18 @@ class Response:
             "request_id": self.request_id,
             "latency": self.latency,
         }
+
+
+@dataclass(slots=True)
+class Embeddings(Response):
+    """What ``embed()`` returns: one vector per input, in input order.
+
+    A Response (so retries, limits, fallback and hooks treat it like any
+    answer): ``usage.input_tokens`` are the tokens embedded (``source`` says
+    whether the provider reported them), ``text`` stays empty.
+    """
+
+    vectors: list[list[float]] = field(default_factory=list)
 
 
 # --- stream events (what callers iterate over) ------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
+from typing import Any
 
 from .accumulate import StreamAccumulator
 from .errors import ModelwireError, ProviderConnectionError, ProviderError, StreamInterruptedError
@@ -38,6 +39,7 @@ class AsyncStream:
         self.on_end: list[Callable[[Response | ProviderError | None], Awaitable[None]]] = []
         self._ended = False
         self._exhausted = False  # the batches ran out while priming; finish on the next pull
+        self.output: Any = None  # the OutputSpec when the call asked for a response_format
 
     # --- priming and batches (used by the endpoint and the sync facade) ----
 
@@ -169,6 +171,14 @@ class AsyncStream:
     def partial(self) -> Response:
         """What has arrived so far."""
         return self._response or self._acc.partial()
+
+    @property
+    def partial_object(self) -> Any:
+        """Structured output parsed so far (partial JSON); needs ``response_format=``."""
+        if self.output is None:
+            raise ModelwireError("partial_object needs a stream opened with response_format=")
+        from .structured import partial_of
+        return partial_of(self.partial, self.output)
 
     async def collect(self) -> Response:
         """Drain the stream and return the final Response."""

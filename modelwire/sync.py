@@ -14,22 +14,22 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Coroutine, Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
-from .response import Response, StreamEvent
+from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike, ToolLike
 
 if TYPE_CHECKING:
-    from .observe.tokens import TokenCount
-
-if TYPE_CHECKING:
     from .batch import BatchResult, OnResult, RequestLike
+    from .conversation import Conversation
     from .model_client import Model
+    from .observe.tokens import TokenCount
+    from .tools.loop import ToolResultEvent, ToolRunResult, ToolStream
 
 T = TypeVar("T")
 
@@ -110,6 +110,35 @@ class Client:
     def budget_status(self) -> dict[str, dict[str, float]]:
         return self._loop.run(self._async.budget_status())
 
+    def run_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                  tools: Sequence[ToolLike], max_turns: int = 10,
+                  tool_timeout: float | None = None, parallel: bool = True,
+                  **kwargs: Any) -> ToolRunResult:
+        """Sync twin of :meth:`AsyncClient.run_tools` (sync tools run in a thread pool)."""
+        return self._loop.run(self._async.run_tools(
+            model, messages, tools=tools, max_turns=max_turns, tool_timeout=tool_timeout,
+            parallel=parallel, **kwargs))
+
+    def stream_tools(self, model: str | None, messages: Iterable[MessageLike] | str, *,
+                     tools: Sequence[ToolLike], **kwargs: Any) -> SyncToolStream:
+        return SyncToolStream(self._loop, self._async.stream_tools(model, messages, tools=tools,
+                                                                   **kwargs))
+
+    def embed(self, model: str | None, inputs: str | Sequence[str], *,
+              batch_size: int | None = None, **kwargs: Any) -> Embeddings:
+        """Sync twin of :meth:`AsyncClient.embed`."""
+        return self._loop.run(self._async.embed(model, inputs, batch_size=batch_size, **kwargs))
+
+    def conversation(self, model: str | None, *, system: str | None = None,
+                     tools: Sequence[ToolLike] | None = None,
+                     max_context_tokens: int | None = None, summarize_with: str | None = None,
+                     **settings: Any) -> Conversation:
+        """Sync twin of :meth:`AsyncClient.conversation`."""
+        from .conversation import Conversation
+        return Conversation(self, self._async.conversation(
+            model, system=system, tools=tools, max_context_tokens=max_context_tokens,
+            summarize_with=summarize_with, **settings))
+
     def close(self) -> None:
         """Release pooled connections and the event-loop thread (idempotent)."""
         self._closer()
@@ -184,6 +213,11 @@ class Stream:
     def partial(self) -> Response:
         return self._open().partial
 
+    @property
+    def partial_object(self) -> Any:
+        """Structured output parsed so far (needs ``response_format=``)."""
+        return self._open().partial_object
+
     def collect(self) -> Response:
         return self._loop.run(self._open().collect())
 
@@ -198,3 +232,33 @@ class Stream:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+class SyncToolStream:
+    """Sync twin of :class:`~modelwire.tools.loop.ToolStream`."""
+
+    def __init__(self, loop: _LoopThread, stream: ToolStream) -> None:
+        self._loop = loop
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[StreamEvent | ToolResultEvent]:
+        events = aiter(self._stream)
+        while True:
+            event = self._loop.run(_next(events))
+            if event is _END:
+                return
+            yield event
+
+    @property
+    def result(self) -> ToolRunResult:
+        return self._stream.result
+
+    def close(self) -> None:
+        self._loop.run(self._stream.aclose())
+
+
+_END = object()
+
+
+async def _next(it: Any) -> Any:
+    return await anext(it, _END)

@@ -8,13 +8,16 @@ Callers may pass OpenAI-style dicts or these typed objects; ``to_messages`` and
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 from . import validate
 from .errors import InvalidMessageError, InvalidParameterError
 from .response import ToolCall
+
+if TYPE_CHECKING:
+    from .tools.schema import FunctionTool
 
 Role = Literal["system", "user", "assistant", "tool"]
 _ROLES = ("system", "user", "assistant", "tool")
@@ -71,17 +74,45 @@ class Message:
 
 @dataclass(slots=True, frozen=True)
 class Tool:
-    """A function the model may call. ``parameters`` is a JSON Schema object."""
+    """A function the model may call. ``parameters`` is a JSON Schema object.
+
+    ``strict=True`` asks for OpenAI's strict mode (the schema is rewritten to
+    its rules once). Each codec's translation of the tool is computed once per
+    Tool object and provider and kept on it (``parameters`` must therefore not
+    be mutated after the tool is first sent). ``Tool.from_function(fn)`` builds
+    one from a typed Python function (see :mod:`modelwire.tools`).
+    """
 
     name: str
     description: str = ""
     parameters: Mapping[str, Any] = field(
         default_factory=lambda: {"type": "object", "properties": {}}
     )
+    strict: bool = False
+    _wire: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def wire_form(self, key: str, build: Callable[[Tool], Any]) -> Any:
+        """``build(self)`` computed once per ``key`` (a codec + its options) and cached."""
+        cache = self._wire
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = build(self)
+            return value
+
+    @staticmethod
+    def from_function(fn: Callable[..., Any], *, name: str | None = None,
+                      description: str | None = None, strict: bool = False,
+                      requires_approval: bool = False,
+                      timeout: float | None = None) -> FunctionTool:
+        """A tool from a typed function: schema from its hints, text from its docstring."""
+        from .tools.schema import function_tool
+        return function_tool(fn, name=name, description=description, strict=strict,
+                             requires_approval=requires_approval, timeout=timeout)
 
 
 MessageLike = Union[Message, Mapping[str, Any]]
-ToolLike = Union[Tool, Mapping[str, Any]]
+ToolLike = Union[Tool, Mapping[str, Any], Callable[..., Any]]
 
 
 def to_messages(messages: Iterable[MessageLike] | str) -> list[Message]:
@@ -198,6 +229,9 @@ def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
     for i, t in enumerate(tools or ()):
         if isinstance(t, Tool):
             tool = t
+        elif callable(t) and not isinstance(t, Mapping):  # a plain typed function
+            from .tools.schema import tool_for
+            tool = tool_for(t)  # built once per function
         else:
             fn = t.get("function", t) if isinstance(t, Mapping) else None
             if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
@@ -216,3 +250,29 @@ def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
         validate.tool_schema(tool.name, tool.parameters)
         out.append(tool)
     return out
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> FunctionTool: ...
+
+
+@overload
+def tool(*, name: str | None = None, description: str | None = None, strict: bool = False,
+         requires_approval: bool = False,
+         timeout: float | None = None) -> Callable[[Callable[..., Any]], FunctionTool]: ...
+
+
+def tool(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+         description: str | None = None, strict: bool = False, requires_approval: bool = False,
+         timeout: float | None = None) -> Any:
+    """Decorator: ``@modelwire.tool`` or ``@modelwire.tool(requires_approval=True)``.
+
+    The decorated object is a :class:`~modelwire.tools.schema.FunctionTool`
+    (a ``Tool``) that can still be called like the function. Defined here, not in
+    :mod:`modelwire.tools`, so ``import modelwire`` does not load that package.
+    """
+    def wrap(f: Callable[..., Any]) -> FunctionTool:
+        return Tool.from_function(f, name=name, description=description, strict=strict,
+                                  requires_approval=requires_approval, timeout=timeout)
+
+    return wrap if fn is None else wrap(fn)

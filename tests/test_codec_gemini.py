@@ -86,8 +86,10 @@ def check(r: Any, exp: dict[str, Any]) -> None:
     assert [(c.name, c.arguments) for c in r.tool_calls] == exp["calls"]
     assert [c.raw_arguments for c in r.tool_calls] == [json.dumps(a) for _, a in exp["calls"]]
     assert len({c.id for c in r.tool_calls}) == len(r.tool_calls)
-    signed = [c.id.split(SIGNATURE_SEP, 1)[1] for c in r.tool_calls if SIGNATURE_SEP in c.id]
+    signed = [c.provider_data["gemini"]["thoughtSignature"] for c in r.tool_calls
+              if c.provider_data]
     assert signed == exp["signatures"]
+    assert all(SIGNATURE_SEP not in c.id for c in r.tool_calls)  # ids stay plain
     assert r.finish_reason == ("tool_calls" if exp["calls"] else "stop")
     u = r.usage
     assert (u.input_tokens, u.output_tokens, u.total_tokens) == \
@@ -181,8 +183,8 @@ def test_three_parallel_calls_and_their_signature() -> None:
     r = CODEC.decode(it.body, it.headers, make_call())
     parts = it.json()["candidates"][0]["content"]["parts"]
     assert [c.name for c in r.tool_calls] == ["generate_topic"] * 3
-    base, sig = r.tool_calls[0].id.split(SIGNATURE_SEP)
-    assert sig == parts[0]["thoughtSignature"] and base.startswith("call_")
+    sig = r.tool_calls[0].provider_data["gemini"]["thoughtSignature"]  # type: ignore[index]
+    assert sig == parts[0]["thoughtSignature"] and r.tool_calls[0].id.startswith("call_")
     assert [c.id for c in r.tool_calls[1:]] == ["call_1", "call_2"]
 
 
@@ -264,7 +266,8 @@ def test_repeated_same_name_calls_across_chunks_stay_separate() -> None:
     events, r = stream(body)
     assert [c.arguments["n"] for c in r.tool_calls] == [1, 2, 3, 4]
     ids = [c.id for c in r.tool_calls]
-    assert ids[:3] == ["call_0", "call_1", "call_2"] and ids[3].endswith(SIGNATURE_SEP + "c2ln")
+    assert ids[:3] == ["call_0", "call_1", "call_2"] and ids[3].startswith("call_")
+    assert r.tool_calls[3].provider_data == {"gemini": {"thoughtSignature": "c2ln"}}
     assert len([e for e in events if isinstance(e, ToolCallStart)]) == 4
     assert len([e for e in events if isinstance(e, ToolCallEnd)]) == 4
     assert r.finish_reason == "tool_calls"

@@ -31,6 +31,8 @@ PINNED = {
     "UsageUpdate", "__version__",
     "InvalidParameterError",
     "BudgetExceededError", "TokenCount", "count_tokens",
+    # tools and structured output (issue 9)
+    "Embeddings", "MaxTurnsExceededError", "StructuredOutputError", "tool",
 }
 
 

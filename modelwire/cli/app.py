@@ -209,8 +209,21 @@ def chat(
     fallback: FallbackOpt = None,
     reasoning: Annotated[bool, typer.Option(
         "--reasoning", help="Show the model's reasoning (dim, on stderr).")] = False,
+    resume: Annotated[bool, typer.Option(
+        "--continue", "-c", help="Continue the last conversation (kept in the data dir).")
+    ] = False,
 ) -> None:
-    """Send one message and print the reply as it streams."""
+    """Send one message and print the reply as it streams.
+
+    With no PROMPT on a terminal: an interactive multi-turn session (/exit, /save).
+    """
+    from . import session
+    if (prompt is None and session.stdin_is_terminal()) or resume:
+        if as_json or no_stream:
+            _usage("--json and --no-stream are for one-shot chats")
+        _run(lambda: _session(prompt, model, system, resume,
+                              {"temperature": temperature, "max_tokens": max_tokens}))
+        return
     text = _prompt(prompt)
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}]
@@ -226,6 +239,18 @@ def chat(
             return _finish(response, as_json, streamed=not no_stream)
 
     _run(main)
+
+
+async def _session(prompt: str | None, model: str | None, system: str | None, resume: bool,
+                   settings: dict[str, Any]) -> int:
+    from . import session
+    async with new_client() as client:
+        conv = session.open_conversation(client, model, system, resume, **settings)
+        if prompt is None and session.stdin_is_terminal():
+            return await session.interactive(conv, input, sys.stdout, sys.stderr)
+        await session.turn(conv, _prompt(prompt), sys.stdout)
+        session.save_last(conv, sys.stderr)
+    return 0
 
 
 @app.command()

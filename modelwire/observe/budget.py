@@ -162,7 +162,7 @@ class BudgetMiddleware:
         except BaseException:
             await self._settle(holds, 0.0, 0.0)
             raise
-        if type(outcome) is Response:
+        if isinstance(outcome, Response):  # Embeddings too
             await self._settle_response(holds, outcome)
             return outcome
 

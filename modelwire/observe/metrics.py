@@ -260,7 +260,7 @@ class MetricsMiddleware:
             collector.stats(name).calls += 1
             collector.record_error(name, e)
             raise
-        if type(outcome) is Response:
+        if isinstance(outcome, Response):  # Embeddings too
             served = _served(outcome, target.name)
             collector.stats(served).calls += 1
             collector.record_response(served, outcome, collector.clock() - started)

@@ -115,7 +115,7 @@ class OpenTelemetry:
         except BaseException as e:
             self._fail(span, e, started, metric_attrs)
             raise
-        if type(outcome) is Response:
+        if isinstance(outcome, Response):  # Embeddings too
             self._finish(span, outcome, started, metric_attrs)
             return outcome
 

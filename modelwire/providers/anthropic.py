@@ -111,9 +111,17 @@ class AnthropicCodec:
         if system:
             body["system"] = system
         if call.tools:
-            body["tools"] = [_tool(t) for t in call.tools]
+            body["tools"] = [t.wire_form("anthropic", _tool) for t in call.tools]
         if call.tool_choice is not None:
             body["tool_choice"] = encode_tool_choice(call.tool_choice, call.tools)
+        if (fmt := call.response_format) is not None:  # a forced tool carries the answer
+            if call.tools:
+                raise e.UnsupportedFeatureError(
+                    f"{self.name}: response_format is sent as a forced tool, so it cannot be "
+                    "combined with tools= in one call; run the tools first, then ask for the "
+                    "structured answer in a call without tools")
+            body["tools"] = [*body.get("tools", ()), fmt.anthropic_tool()]
+            body["tool_choice"] = {"type": "tool", "name": fmt.name}
         for field, value in (("temperature", call.temperature), ("top_p", call.top_p)):
             if value is not None:
                 body[field] = value

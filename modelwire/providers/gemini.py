@@ -12,9 +12,11 @@ Decisions (wire facts checked against tests/fixtures/wire/gemini):
 * Function calls arrive whole and without ids: they become ``call_<n>`` (n =
   position among the response's calls), the name the accumulator gives id-less
   streamed calls. Gemini 3 rejects history whose calls lost their
-  ``thoughtSignature``; ToolCall has no slot for it, so a signed call's id is
-  ``<base>__thought__<signature>`` (LiteLLM's convention) and encode splits it
-  out again. Signatures on text parts are optional and kept only in ``raw``.
+  ``thoughtSignature``: it rides in ``ToolCall.provider_data[<provider>]`` (a
+  signed call's id is ``call_<hash of the signature>``, stable across stream and
+  body) and is sent back only to this provider, so the ids stay plain for any
+  other. Ids of older histories (``<base>__thought__<signature>``, LiteLLM's
+  convention) are still split. Signatures on text parts are kept only in ``raw``.
 * Usage: input = prompt + toolUsePrompt tokens, output = candidates + thoughts
   (as OpenAI's completion_tokens include reasoning): input + output == total.
 * Tool schemas go in ``parameters`` (Gemini's OpenAPI subset, accepted by every
@@ -79,20 +81,23 @@ class GeminiCodec:
                 f"provider {self.spec.name!r} has no plain text-completion endpoint "
                 "(complete_text/stream_text); use complete() or stream() with messages")
         target = call.target
-        system, contents = _contents(call.messages)
+        system, contents = _contents(call.messages, self.spec.name)
         body: JSON = {"contents": contents}
         if system:
             body["systemInstruction"] = {"parts": system}
         if call.tools:
             as_json = target.options.get("tool_schema") == "json"
             body["tools"] = [{"functionDeclarations": [
-                _declaration(t, as_json) for t in call.tools]}]
+                t.wire_form("gemini-json", _json_declaration) if as_json
+                else t.wire_form("gemini", _declaration) for t in call.tools]}]
         if (config := _tool_config(call.tool_choice, call.tools)) is not None:
             body["toolConfig"] = config
         gen = {k: v for k, v in (
             ("temperature", call.temperature), ("topP", call.top_p),
             ("maxOutputTokens", call.max_tokens), ("stopSequences", call.stop),
             ("seed", call.seed)) if v is not None}
+        if call.response_format is not None:
+            gen.update(call.response_format.gemini(target.options.get("tool_schema") == "json"))
         if gen:
             body["generationConfig"] = gen
         if call.extra:
@@ -109,6 +114,20 @@ class GeminiCodec:
             headers[self.spec.auth] = target.api_key
         return WireRequest("POST", f"{base}/models/{model}:{verb}", headers, dumps(body),
                            stream=call.stream)
+
+    def encode_embed(self, call: Call) -> WireRequest:
+        from .embed import gemini_encode
+        headers = {"content-type": "application/json", **dict(self.spec.headers)}
+        key = call.target.api_key
+        if key and self.spec.auth == "bearer":
+            headers["authorization"] = f"Bearer {key}"
+        elif key and self.spec.auth != "none":
+            headers[self.spec.auth] = key
+        return gemini_encode(call, headers)
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        from .embed import gemini_decode
+        return gemini_decode(body, headers, call)
 
     def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
         data = self._object(load_json(body), "response")
@@ -127,8 +146,9 @@ class GeminiCodec:
         calls: list[ToolCall] = []
         for part in _parts(cand, body):
             if (fc := part.get("functionCall")) is not None:
-                cid, name, args, raw = _function_call(fc, part, len(calls))
-                calls.append(ToolCall(cid or "", name, args, raw))
+                cid, name, args, raw, private = _function_call(fc, part, len(calls),
+                                                               self.spec.name)
+                calls.append(ToolCall(cid or "", name, args, raw, provider_data=private))
             elif (text := _text(part, body)) is not None:
                 (thoughts if part.get("thought") else texts).append(text)
         raw_reason = str(cand["finishReason"]) if cand.get("finishReason") else None
@@ -151,8 +171,9 @@ class GeminiCodec:
                 # Keys are unique within a chunk; across chunks (no state to count
                 # with) complete=True makes the accumulator open a new slot for a
                 # named call whose key's slot has ended, and name it call_<n>.
-                cid, name, _, raw = _function_call(fc, part, None)
-                out.append(ToolCallChunk(cid or f"{rid}:{pos}", cid, name, raw, complete=True))
+                cid, name, _, raw, data = _function_call(fc, part, None, self.spec.name)
+                out.append(ToolCallChunk(cid or f"{rid}:{pos}", cid, name, raw, complete=True,
+                                         provider_data=data))
             elif text := _text(part, event.data):
                 out.append(ReasoningDelta(text) if part.get("thought") else TextDelta(text))
         if usage := obj.get("usageMetadata"):
@@ -235,7 +256,7 @@ class GeminiCodec:
 # --- request ---------------------------------------------------------------------
 
 
-def _contents(messages: Sequence[Message]) -> tuple[list[JSON], list[JSON]]:
+def _contents(messages: Sequence[Message], provider: str) -> tuple[list[JSON], list[JSON]]:
     system: list[JSON] = []
     contents: list[JSON] = []
     names: dict[str, str] = {}  # tool_call_id -> function name; the latest assistant wins
@@ -252,7 +273,7 @@ def _contents(messages: Sequence[Message]) -> tuple[list[JSON], list[JSON]]:
             parts = [_part(p, i) for p in m.parts]
             for c in m.tool_calls if m.role == "assistant" else ():
                 names[c.id] = c.name
-                parts.append(_call_part(c))
+                parts.append(_call_part(c, provider))
             contents.append({"role": "model" if m.role == "assistant" else "user",
                              "parts": parts or [{"text": ""}]})
     return system, contents or [{"role": "user", "parts": [{"text": ""}]}]
@@ -280,8 +301,11 @@ def _part(p: TextPart | ImagePart, i: int) -> JSON:
                               f"got {p.url[:40]!r}")
 
 
-def _call_part(c: ToolCall) -> JSON:
-    base, _, signature = c.id.partition(SIGNATURE_SEP)
+def _call_part(c: ToolCall, provider: str) -> JSON:
+    base, _, signature = c.id.partition(SIGNATURE_SEP)  # ids of older histories
+    mine = (c.provider_data or {}).get(provider)
+    if isinstance(mine, Mapping) and isinstance(mine.get("thoughtSignature"), str):
+        signature = mine["thoughtSignature"]
     # args must be an object: arguments that did not parse (arguments_error) go back
     # as {}; the tool result is where the caller tells the model what was wrong.
     part: JSON = {"functionCall": {"name": c.name, "args": c.arguments or {},
@@ -309,7 +333,11 @@ def _function_response(m: Message, i: int, names: Mapping[str, str]) -> JSON:
             **({"id": base} if base else {})}
 
 
-def _declaration(tool: Tool, as_json: bool) -> JSON:
+def _json_declaration(tool: Tool) -> JSON:
+    return _declaration(tool, True)
+
+
+def _declaration(tool: Tool, as_json: bool = False) -> JSON:
     decl: JSON = {"name": tool.name, **({"description": tool.description}
                                         if tool.description else {})}
     if as_json:
@@ -393,8 +421,10 @@ def _text(part: JSON, body: bytes | str) -> str | None:
         f"gemini part text is JSON {type(text).__name__}, expected a string: {excerpt(body)}")
 
 
-def _function_call(fc: Any, part: JSON, index: int | None) -> tuple[str | None, str, JSON, str]:
-    """(id, name, args, raw args); id None (index None) leaves naming to the accumulator."""
+def _function_call(fc: Any, part: JSON, index: int | None,
+                   provider: str) -> tuple[str | None, str, JSON, str, JSON | None]:
+    """(id, name, args, raw args, provider data); id None (index None) leaves naming
+    to the accumulator. A thought signature goes to provider data, keyed by provider."""
     name = fc.get("name") if isinstance(fc, dict) else None
     if not isinstance(name, str) or not name:
         raise MalformedResponseError(f"gemini functionCall without a name: {fc!r:.200}")
@@ -403,12 +433,13 @@ def _function_call(fc: Any, part: JSON, index: int | None) -> tuple[str | None, 
         raise MalformedResponseError(f"gemini functionCall {name!r} args is not an object")
     cid = fc.get("id") if isinstance(fc.get("id"), str) and fc.get("id") else None
     signature = part.get("thoughtSignature")
-    if isinstance(signature, str) and signature:  # a stable base the stream can rebuild
+    data: JSON | None = None
+    if isinstance(signature, str) and signature:  # a stable id the stream can rebuild
         cid = cid or "call_" + hashlib.sha256(signature.encode()).hexdigest()[:16]
-        cid = f"{cid}{SIGNATURE_SEP}{signature}"
+        data = {provider: {"thoughtSignature": signature}}
     elif cid is None and index is not None:
         cid = f"call_{index}"
-    return cid, name, args, json.dumps(args)
+    return cid, name, args, json.dumps(args), data
 
 
 def _finish(raw: str, has_calls: bool) -> FinishReason:

@@ -64,7 +64,7 @@ from ..response import (
     UsageUpdate,
 )
 from ..transports.base import WireRequest
-from ..types import ImagePart, Message, TextPart
+from ..types import ImagePart, Message, TextPart, Tool
 from ..wire.sse import SSEEvent
 from . import openai_quirks as quirks
 from .base import dumps, load_json, request_id
@@ -126,9 +126,11 @@ class OpenAICodec:
         elif mode == "chat":
             body["messages"] = [_message(m) for m in call.messages]
             if call.tools:
-                body["tools"] = [_tool(t.name, t.description, t.parameters) for t in call.tools]
+                body["tools"] = [t.wire_form("openai", _tool) for t in call.tools]
             if call.tool_choice is not None:
                 body["tool_choice"] = quirks.tool_choice(self.name, call.tool_choice, call.tools)
+            if call.response_format is not None:
+                body["response_format"] = call.response_format.openai(self.name)
         else:
             if call.prompt is None:
                 raise InvalidMessageError("a text completion needs a prompt")
@@ -153,6 +155,14 @@ class OpenAICodec:
             body.update(call.extra)
         return WireRequest("POST", quirks.endpoint_url(target, mode),
                            self._headers(target.api_key), dumps(body), call.stream)
+
+    def encode_embed(self, call: Call) -> WireRequest:
+        from .embed import openai_encode
+        return openai_encode(call, self._headers(call.target.api_key))
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        from .embed import openai_decode
+        return openai_decode(body, headers, call)
 
     def _headers(self, key: str | None) -> dict[str, str]:
         headers = {"content-type": "application/json"}
@@ -427,11 +437,16 @@ def _part(p: TextPart | ImagePart) -> dict[str, Any]:
     return {"type": "image_url", "image_url": image}
 
 
-def _tool(name: str, description: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
-    fn: dict[str, Any] = {"name": name}
-    if description:
-        fn["description"] = description
-    fn["parameters"] = dict(parameters)
+def _tool(t: Tool) -> dict[str, Any]:
+    """One tool in the chat-completions shape (cached on the Tool by ``wire_form``)."""
+    fn: dict[str, Any] = {"name": t.name}
+    if t.description:
+        fn["description"] = t.description
+    if t.strict:
+        from ..tools.jsonschema import strict_schema
+        fn["parameters"], fn["strict"] = strict_schema(t.parameters), True
+    else:
+        fn["parameters"] = dict(t.parameters)
     return {"type": "function", "function": fn}
 
 

@@ -232,3 +232,8 @@ def _kind_from_text(message: str) -> type[ProviderError] | None:
     if "overloaded" in text:
         return OverloadedError
     return None
+
+
+def azure_url(target: Target, path: str) -> str:
+    """Azure's URL for ``path`` (``chat/completions``, ``embeddings``, ...)."""
+    return _azure_url(target, path)

@@ -92,9 +92,11 @@ class ResponsesCodec:
             body["instructions"] = instructions
         body["input"] = items
         if call.tools:
-            body["tools"] = [_tool(t) for t in call.tools]
+            body["tools"] = [t.wire_form("openai-responses", _tool) for t in call.tools]
         if call.tool_choice is not None:
             body["tool_choice"] = encode_tool_choice(call.tool_choice, call.tools)
+        if call.response_format is not None:
+            body["text"] = call.response_format.responses()
         for key, value in (("temperature", call.temperature), ("top_p", call.top_p),
                            ("max_output_tokens", call.max_tokens)):
             if value is not None:
@@ -118,6 +120,12 @@ class ResponsesCodec:
         headers.update(self.spec.headers)
         url = f"{call.target.base_url.rstrip('/')}/responses"
         return WireRequest("POST", url, headers, dumps(body), call.stream)
+
+    def encode_embed(self, call: Call) -> WireRequest:
+        return self._compat.encode_embed(call)  # the same /embeddings endpoint
+
+    def decode_embed(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
+        return self._compat.decode_embed(body, headers, call)
 
     # --- decode -------------------------------------------------------------
 
@@ -472,6 +480,10 @@ def _function_call(c: ToolCall, i: int, j: int) -> dict[str, Any]:
 
 def _tool(t: Tool) -> dict[str, Any]:
     described = {"description": t.description} if t.description else {}
+    if t.strict:
+        from ..tools.jsonschema import strict_schema
+        return {"type": "function", "name": t.name, **described,
+                "parameters": strict_schema(t.parameters), "strict": True}
     return {"type": "function", "name": t.name, **described,
             "parameters": dict(t.parameters), "strict": False}
 

@@ -11,8 +11,10 @@ is talking to a mock. What to answer comes from :class:`modelwire.mock.MockReply
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
+import math
 import re
 import threading
 import time
@@ -86,6 +88,8 @@ class MockTransport:
         if not isinstance(body, dict):
             return _refuse(400, "the request body is not a JSON object", timeouts, started)
         path = request.url.split("?", 1)[0].rstrip("/")
+        if path.endswith("/embeddings"):
+            return await self._embeddings(body, timeouts, started)
         if not path.endswith("/completions"):
             return _refuse(404, f"the mock serves /chat/completions and /completions, "
                                 f"not {path.split('://', 1)[-1]!r}", timeouts, started)
@@ -113,6 +117,35 @@ class MockTransport:
                                 timeouts, started, lead=0 if text_mode else 1)
         headers.setdefault("content-type", "application/json")
         return MockResponse(reply.status, headers, wire.body(), None, reply, timeouts, started)
+
+    async def _embeddings(self, body: dict[str, Any], timeouts: Timeouts,
+                          started: float) -> MockResponse:
+        """Deterministic 8-dimension unit vectors (from a hash of each text).
+
+        A queued reply is used only when it is an error (status >= 400), so
+        embedding failures can be scripted without disturbing chat replies.
+        """
+        with self._lock:
+            self._requests.append(body)
+            head = self._queue[0] if self._queue else None
+            reply = self._queue.popleft() if head is not None and head.status >= 400 else None
+        if reply is not None:
+            await _pause(reply.latency, timeouts, started, "the request")
+            headers = {"content-type": "application/json", **reply.headers}
+            return MockResponse(reply.status, headers, reply.error_body(), None, reply,
+                                timeouts, started)
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            return _refuse(400, "'input' must be a string or a list of strings", timeouts,
+                           started)
+        data = [{"object": "embedding", "index": i, "embedding": mock_vector(t)}
+                for i, t in enumerate(texts)]
+        words = sum(len(t.split()) for t in texts)
+        out = {"object": "list", "data": data, "model": body.get("model"),
+               "usage": {"prompt_tokens": words, "total_tokens": words}}
+        return MockResponse(200, {"content-type": "application/json"},
+                            json.dumps(out).encode(), None, MockReply(), timeouts, started)
 
     async def aclose(self) -> None:
         """Nothing to release; the script survives so a client can be reused."""
@@ -320,3 +353,11 @@ class _Wire:
             out.append(self._chunk(None))
         out.append(b"data: [DONE]\n\n")
         return out
+
+
+def mock_vector(text: str, dims: int = 8) -> list[float]:
+    """The mock's embedding of ``text``: a unit vector from its SHA-256 (stable)."""
+    digest = hashlib.sha256(text.encode()).digest()
+    raw = [b / 127.5 - 1.0 for b in digest[:dims]]
+    norm = math.sqrt(sum(x * x for x in raw)) or 1.0
+    return [round(x / norm, 6) for x in raw]
