@@ -10,6 +10,7 @@
     │   ├── InvalidMessageError        a message/tool dict that cannot be understood
     │   ├── MissingDependencyError     an extra is not installed; names the pip command
     │   └── UnsupportedFeatureError    the provider/model cannot do what was asked
+    ├── StateStoreError                the shared state store (Redis) failed, on_error="raise"
     └── ProviderError                  the provider (or the path to it) failed
         ├── AuthenticationError        401
         ├── PermissionDeniedError      403
@@ -87,6 +88,11 @@ class MissingDependencyError(ConfigurationError, ImportError):
 
 class UnsupportedFeatureError(ConfigurationError):
     pass
+
+
+class StateStoreError(ModelwireError):
+    """The shared state store (e.g. Redis) is unreachable or failed, and the store
+    was built with ``on_error="raise"`` (the default goes on with local state)."""
 
 
 class ProviderError(ModelwireError):

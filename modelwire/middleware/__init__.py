@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
     "RateLimiter", "Retry", "RetryPolicy", "StoreBackend", "default_middleware", "find",
-    "moves_on",
+    "link_gate", "moves_on",
 ]
 
 _OPTIONS = ("breaker", "hooks", "rate_limits", "retry", "state")
@@ -77,8 +77,20 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     rate_limits = options.get("rate_limits")
     if rate_limits is not None:
         backend = StoreBackend(store) if state is not None else LimitsBackend()
-        chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+        limiter = RateLimiter(rate_limits, backend=backend, hooks=hooks)
+        chain.append(limiter)
+        link_gate(chain)
     return chain
+
+
+def link_gate(chain: list[Middleware]) -> None:
+    """Let the breaker read its state and take the limiter's windows in one store
+    round trip (``StateStore.gate``) when both share a store that has it."""
+    breaker, limiter = find(chain, Breaker), find(chain, RateLimiter)
+    if (breaker is not None and limiter is not None
+            and isinstance(limiter.backend, StoreBackend)
+            and limiter.backend.store is breaker.store and hasattr(breaker.store, "gate")):
+        breaker.limiter = limiter
 
 
 def find(middleware: list[Middleware] | tuple[Middleware, ...], kind: type[Any]) -> Any:
