@@ -77,6 +77,7 @@ class Response:
     raw_finish_reason: str | None = None
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
+    cached: bool = False  # served from the response cache (usage is the original call's)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape the CLI and gateway print."""

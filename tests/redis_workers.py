@@ -100,7 +100,17 @@ async def one_call(a: dict[str, Any]) -> dict[str, Any]:
     return {"result": result, "requests": len(c.mock.requests)}
 
 
-MODES = {"rpm": rpm, "open_breaker": open_breaker, "one_call": one_call}
+async def cached_call(a: dict[str, Any]) -> dict[str, Any]:
+    from modelwire.cache.redis import RedisCache
+    c = AsyncClient(cache=RedisCache(a["url"], lock_timeout=a.get("lock_timeout", 10.0)))
+    c.mock.script(MockReply(a["text"], latency=a.get("latency", 0.0)))
+    await asyncio.sleep(max(a.get("start", 0) - time.time(), 0))
+    r = await c.complete(MODEL, "what is shared?")
+    return {"cached": r.cached, "text": r.text, "requests": len(c.mock.requests)}
+
+
+MODES = {"rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
+         "cached_call": cached_call}
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], json.loads(sys.argv[2])

@@ -1,7 +1,8 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
-The default chain, outermost first: ``Fallback > Retry > Breaker > RateLimiter``
-(the rate limiter only when ``rate_limits=`` is given). So retries happen per
+The default chain, outermost first: ``ResponseCache > Fallback > Retry > Breaker >
+RateLimiter`` (the cache only when ``cache=`` is given, the rate limiter only
+when ``rate_limits=`` is given). So retries happen per
 target, each attempt passes the breaker (an open one ends retrying at once and
 fallback moves on), and the limiter sits next to the wire so a rejected or
 refused call never spends quota. Client keywords:
@@ -11,6 +12,8 @@ refused call never spends quota. Client keywords:
 * ``breaker=True | False | BreakerPolicy(...)``: on by default (None means default).
 * ``rate_limits={"openai/gpt-4o-mini": RateLimit(rpm=..., tpm=...)}``: off unless given.
 * ``state=StateStore``: where breaker and limiter state live (default: in memory).
+* ``cache=True | MemoryCache() | DiskCache() | RedisCache(url) | ResponseCache(...)``:
+  the response cache (off unless given); per call ``cache=True | False``.
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
 """
 
@@ -23,6 +26,7 @@ from ..hooks import Hooks, coerce_hooks
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
 from .breaker import Breaker, BreakerPolicy
+from .cache import ResponseCache
 from .fallback import Fallback, moves_on
 from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
 from .retry import Retry, RetryPolicy
@@ -33,11 +37,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
-    "RateLimiter", "Retry", "RetryPolicy", "StoreBackend", "default_middleware", "find",
-    "link_gate", "moves_on",
+    "RateLimiter", "ResponseCache", "Retry", "RetryPolicy", "StoreBackend",
+    "default_middleware", "find", "link_gate", "moves_on",
 ]
 
-_OPTIONS = ("breaker", "hooks", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "cache", "hooks", "rate_limits", "retry", "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -65,6 +69,10 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         Fallback(hooks=hooks),
         Retry(client.max_retries, retry, hooks=hooks),
     ]
+    cache = options.get("cache")
+    if cache is not None and cache is not False:
+        chain.insert(0, cache if isinstance(cache, ResponseCache)
+                     else ResponseCache(None if cache is True else cache))
 
     breaker = options.get("breaker")
     if breaker is None or breaker is True or isinstance(breaker, BreakerPolicy):
