@@ -3,13 +3,17 @@ no persistence, stopped at the end. Missing binary: skip (fail under CI)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +94,19 @@ def fresh_url(server: RedisServer) -> str:
         server.start()
     server.flush()
     return server.url
+
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKERS = Path(__file__).resolve().parent / "redis_workers.py"
+
+
+def spawn(mode: str, **args: Any) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{WORKERS.parent}"}
+    return subprocess.Popen([sys.executable, str(WORKERS), mode, json.dumps(args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]

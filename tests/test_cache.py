@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -22,8 +21,7 @@ from modelwire.middleware import ResponseCache
 from modelwire.mock import MockReply
 
 sys.path.insert(0, str(Path(__file__).parent))
-from redis_server import RedisServer, fresh_url, serve  # noqa: E402
-from test_redis_store import result, spawn  # noqa: E402
+from redis_server import RedisServer, fresh_url, result, serve, spawn
 
 MODEL = "mock/cached"
 
@@ -299,8 +297,9 @@ async def test_a_waiter_goes_to_the_provider_when_the_lock_holder_dies(redis_url
 async def test_redis_cache_down_means_misses_not_failures(caplog: pytest.LogCaptureFixture
                                                            ) -> None:
     pytest.importorskip("redis", reason="the redis package is not installed")
-    from modelwire.cache.redis import RedisCache
     from redis_server import free_port
+
+    from modelwire.cache.redis import RedisCache
     client = AsyncClient(cache=RedisCache(f"redis://127.0.0.1:{free_port()}/0"))
     for _ in range(3):
         assert not (await client.complete(MODEL, "hi")).cached

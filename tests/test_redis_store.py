@@ -4,10 +4,7 @@ processes (rate limit, breaker), outages (local state, one warning, reconnect)."
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,7 +20,7 @@ from modelwire.state import MemoryStore
 from modelwire.state.redis import RedisStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from redis_server import RedisServer, fresh_url, serve
+from redis_server import RedisServer, fresh_url, result, serve, spawn
 
 
 @pytest.fixture(scope="session")
@@ -34,22 +31,6 @@ def redis_server() -> Iterator[RedisServer]:
 @pytest.fixture()
 def redis_url(redis_server: RedisServer) -> str:
     return fresh_url(redis_server)
-
-
-ROOT = Path(__file__).resolve().parent.parent
-WORKERS = Path(__file__).resolve().parent / "redis_workers.py"
-
-
-def spawn(mode: str, **args: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{WORKERS.parent}"}
-    return subprocess.Popen([sys.executable, str(WORKERS), mode, json.dumps(args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-
-
-def result(proc: subprocess.Popen[str], timeout: float = 60) -> dict[str, Any]:
-    out, err = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, err
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 async def keys_and_values(url: str) -> list[bytes]:
