@@ -230,6 +230,7 @@ class Connection:
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
         self._backoff = 0.0
         self.outages = 0  # how many times Redis was found down (for tests and metrics)
+        self._closing: set[asyncio.Task[None]] = set()
 
     def client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -284,7 +285,9 @@ class Connection:
         self._down_until = time.monotonic() + self._backoff
         client, self._client, self._loop = self._client, None, None  # reconnect afresh
         if client is not None:
-            asyncio.get_running_loop().create_task(_quiet_close(client))
+            task = asyncio.get_running_loop().create_task(_quiet_close(client))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         if first:
             self.outages += 1
             log.warning("modelwire: the Redis %s at %s is unreachable (%s); %s",
@@ -306,8 +309,10 @@ async def _quiet_close(client: Any) -> None:
 
 
 def _is_outage(error: BaseException) -> bool:
-    from redis.exceptions import ConnectionError, TimeoutError
-    return isinstance(error, (ConnectionError, TimeoutError, OSError, asyncio.TimeoutError))
+    """Anything Redis or the socket says (down, slow, out of memory, read-only
+    replica, wrong password): never a reason to fail an LLM call."""
+    from redis.exceptions import RedisError
+    return isinstance(error, (RedisError, OSError, asyncio.TimeoutError))
 
 
 def _float(value: Any) -> float | None:
