@@ -112,26 +112,57 @@ def test_missing_redis_package_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
         RedisStore("redis://127.0.0.1:6379")
 
 
-async def test_two_round_trips_per_call_for_breaker_and_limiter(
+async def test_one_round_trip_per_call_for_breaker_and_limiter(
         redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = RedisStore(redis_url)
+    store = RedisStore(redis_url, flush_delay=60)  # held-back writes wait for the next call
     client = AsyncClient(state=store, rate_limits={"mock/m": RateLimit(rpm=1000, tpm=100_000)})
     await client.complete("mock/m", "warm up")
     trips = 0
-    real = store.conn.run
+    real = store._exec
 
-    async def counting(remote: Any, local: Any) -> Any:
+    async def counting(issue: Any) -> Any:
         nonlocal trips
         trips += 1
-        return await real(remote, local)
+        return await real(issue)
 
-    monkeypatch.setattr(store.conn, "run", counting)
+    monkeypatch.setattr(store, "_exec", counting)
     for _ in range(10):
         await client.complete("mock/m", "hi")
-    # gate (breaker state + both windows) before, record after; the token
-    # correction is a third one only when usage differs from the estimate.
-    assert trips <= 30
-    monkeypatch.setattr(store.conn, "run", real)
+    # Each call: one pipelined round trip carrying the previous call's breaker
+    # success and token correction, then the gate (breaker state + both windows).
+    assert trips == 10
+    await store.flush()
+    assert trips == 11 and not store._pending
+    # ... and the held-back successes all landed: 11 calls in the breaker's window.
+    from modelwire.middleware import Breaker, find
+    breaker = find(client.middleware, Breaker)
+    key = client.build_call("mock/m", "x").target.key
+    counts = await store.get_many(breaker._bucket_keys(key, store.clock())[:10])
+    assert sum(c or 0 for c in counts) == 11
+
+
+async def test_held_back_writes_land_before_the_next_read(redis_url: str) -> None:
+    store = RedisStore(redis_url, flush_delay=60)
+    for _ in range(3):
+        await store.defer_record([("cb|x", 1.0, None)], ["cb|gone"])
+    await store.window_adjust("rl|w", 10, 4)
+    assert len(store._pending) == 4
+    assert await store.get("cb|x") == 3.0
+    assert await store.window_acquire("rl|w", 5, 10, 1) == 0.0
+    assert await store.window_acquire("rl|w", 5, 10, 1) > 0  # 4 + 1 used, the limit is 5
+    other = RedisStore(redis_url)
+    assert await other.get("cb|x") == 3.0
+
+
+async def test_held_back_writes_are_sent_on_their_own_after_flush_delay(
+        redis_url: str) -> None:
+    store, other = RedisStore(redis_url, flush_delay=0.01), RedisStore(redis_url)
+    await store.defer_record([("cb|y", 2.0, None)])
+    for _ in range(200):
+        if await other.get("cb|y") == 2.0:
+            break
+        await asyncio.sleep(0.01)
+    assert await other.get("cb|y") == 2.0 and not store._pending
 
 
 def test_the_sync_client_shares_the_store(redis_url: str) -> None:

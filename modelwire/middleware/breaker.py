@@ -210,8 +210,9 @@ class Breaker:
         record = getattr(store, "record", None)
         if record is not None:  # one round trip for the whole outcome
             counters = [(f"cb|{key}|n|{bucket}", 1.0, ttl)] if rate_on else []
-            if not failed:
-                await record(counters, [f"cb|{key}|consecutive"])
+            if not failed:  # nobody waits for a success: a store may send it later
+                await getattr(store, "defer_record", record)(
+                    counters, [f"cb|{key}|consecutive"])
                 return
             if rate_on:
                 counters.append((f"cb|{key}|f|{bucket}", 1.0, ttl))

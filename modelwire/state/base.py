@@ -10,9 +10,10 @@ window's entries are stamped with it, so every process sharing a store must
 use comparable clocks (wall time for a shared store; ``time.monotonic`` is
 fine in memory). Tests inject a fake clock to make waits exact.
 
-Two optional extensions (MemoryStore and RedisStore have them; the breaker
+Optional extensions (MemoryStore and RedisStore have them; the breaker
 and limiter use them when present, else the protocol methods), so a shared
-store serves a call in two round trips, one before the request and one after:
+store serves a call in one round trip before the request (and at most one
+write after it, which a remote store may send with its next operation):
 
 * ``gate(open_key, windows) -> (opened, wait)``: read ``open_key`` and, only
   when it is absent, ``window_acquire`` every ``(key, limit, window, cost)``
@@ -20,6 +21,8 @@ store serves a call in two round trips, one before the request and one after:
   ``window_acquire``.
 * ``record(incr, delete=()) -> values``: ``incr(key, amount, ttl)`` for every
   triple, then ``delete(*delete)``, atomically; returns the new values.
+* ``defer_record(incr, delete=())``: the same when nobody waits for the result
+  (a success); a remote store may send it with its next operation.
 """
 
 from __future__ import annotations

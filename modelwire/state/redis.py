@@ -43,137 +43,11 @@ from urllib.parse import urlsplit
 from ..errors import ConfigurationError, MissingDependencyError, StateStoreError
 from .base import Clock
 from .memory import MemoryStore
+from .redis_scripts import _ACQUIRE, _ADJUST, _GATE, _INCR, _RECORD
 
 log = logging.getLogger("modelwire.state")
 T = TypeVar("T")
 OnError = Literal["local", "raise"]
-
-_INCR = """
-local created = redis.call('EXISTS', KEYS[1]) == 0
-local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
-if created and tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return v
-"""
-
-# record: KEYS = the counters then the keys to delete; ARGV[1] = how many counters,
-# then (amount, ttl ms) per counter. Returns the counters' new values.
-_RECORD = """
-local n = tonumber(ARGV[1])
-local out = {}
-for i = 1, n do
-  local created = redis.call('EXISTS', KEYS[i]) == 0
-  out[i] = redis.call('INCRBYFLOAT', KEYS[i], ARGV[2 * i])
-  if created and tonumber(ARGV[2 * i + 1]) > 0 then
-    redis.call('PEXPIRE', KEYS[i], ARGV[2 * i + 1])
-  end
-end
-if #KEYS > n then redis.call('DEL', unpack(KEYS, n + 1)) end
-return out
-"""
-
-# The window log: a sorted set of "<id>:<units>" scored by stamp, plus its running
-# total in a string key (so a call costs O(entries pruned), not O(entries)).
-_WINDOW_LIB = """
-local function units(member) return tonumber(string.match(member, ':([^:]*)$')) end
-local function prune(zkey, tkey, now, window)
-  local total = tonumber(redis.call('GET', tkey) or '0')
-  local old = redis.call('ZRANGEBYSCORE', zkey, '-inf', now - window)
-  if #old > 0 then
-    for i = 1, #old do total = total - units(old[i]) end
-    redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now - window)
-  end
-  if redis.call('ZCARD', zkey) == 0 then total = 0 end
-  return total
-end
-local function save(zkey, tkey, total, window)
-  local ms = math.ceil(window * 1000) + 1000
-  redis.call('SET', tkey, string.format('%.17g', total), 'PX', ms)
-  redis.call('PEXPIRE', zkey, ms)
-end
-local function wait_for(zkey, total, cost, limit, now, window)
-  local excess = total + cost - limit
-  local entries = redis.call('ZRANGE', zkey, 0, -1, 'WITHSCORES')
-  for i = 1, #entries, 2 do
-    excess = excess - units(entries[i])
-    if excess <= 0 then return tonumber(entries[i + 1]) + window - now end
-  end
-  return window
-end
-"""
-
-_ACQUIRE = _WINDOW_LIB + """
-local now, limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
-  tonumber(ARGV[4])
-if cost > limit then return 'inf' end
-local total = prune(KEYS[1], KEYS[2], now, window)
-if total + cost > limit then
-  save(KEYS[1], KEYS[2], total, window)
-  return string.format('%.17g', wait_for(KEYS[1], total, cost, limit, now, window))
-end
-if cost > 0 then
-  redis.call('ZADD', KEYS[1], now, ARGV[5] .. ':' .. ARGV[4])
-  total = total + cost
-end
-save(KEYS[1], KEYS[2], total, window)
-return '0'
-"""
-
-_ADJUST = _WINDOW_LIB + """
-local now, window, delta = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local total = prune(KEYS[1], KEYS[2], now, window)
-if delta > 0 then
-  redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. ARGV[3])
-  total = total + delta
-else
-  local refund = -delta
-  while refund > 0 do
-    local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    if #newest == 0 then break end
-    local u = units(newest[1])
-    local take = math.min(refund, u)
-    redis.call('ZREM', KEYS[1], newest[1])
-    if u - take > 0 then
-      local id = string.match(newest[1], '^(.*):[^:]*$')
-      redis.call('ZADD', KEYS[1], newest[2], id .. ':' .. string.format('%.17g', u - take))
-    end
-    total = total - take
-    refund = refund - take
-  end
-end
-if redis.call('ZCARD', KEYS[1]) == 0 then total = 0 end
-save(KEYS[1], KEYS[2], total, window)
-"""
-
-# gate: KEYS[1] = the breaker's open key, then (zset, total) per window.
-# ARGV: now, id, then (limit, window, cost) per window. Returns {open stamp or '',
-# wait}. When the breaker key exists nothing is acquired (the caller's slow path
-# decides); otherwise every window is acquired, all or nothing.
-_GATE = _WINDOW_LIB + """
-local opened = redis.call('GET', KEYS[1])
-if opened then return {opened, '0'} end
-local now = tonumber(ARGV[1])
-local n = (#KEYS - 1) / 2
-local totals = {}
-for i = 1, n do
-  local z, t = KEYS[2 * i], KEYS[2 * i + 1]
-  local limit, window, cost = tonumber(ARGV[3 * i]), tonumber(ARGV[3 * i + 1]),
-    tonumber(ARGV[3 * i + 2])
-  if cost > limit then return {'', 'inf'} end
-  local total = prune(z, t, now, window)
-  totals[i] = total
-  if total + cost > limit then
-    save(z, t, total, window)
-    return {'', string.format('%.17g', wait_for(z, total, cost, limit, now, window))}
-  end
-end
-for i = 1, n do
-  local z, t = KEYS[2 * i], KEYS[2 * i + 1]
-  local window, cost = tonumber(ARGV[3 * i + 1]), tonumber(ARGV[3 * i + 2])
-  if cost > 0 then redis.call('ZADD', z, now, ARGV[2] .. '.' .. i .. ':' .. ARGV[3 * i + 2]) end
-  save(z, t, totals[i] + cost, window)
-end
-return {'', '0'}
-"""
 
 Window = tuple[str, float, float, float]
 """``(key, limit, window seconds, cost)`` for :meth:`RedisStore.gate`."""
@@ -319,21 +193,41 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+_SCRIPTS = {lua: hashlib.sha1(lua.encode()).hexdigest()
+            for lua in (_ACQUIRE, _ADJUST, _GATE, _INCR, _RECORD)}
+
+Issue = Callable[[Any], Awaitable[Any]]
+"""Issues one command on a client or a pipeline (``await`` works on both)."""
+
+
 class RedisStore:
-    """The StateStore on Redis (see module docstring)."""
+    """The StateStore on Redis (see module docstring).
+
+    Writes whose result nobody waits for (the breaker's success counters, a
+    limiter's token correction: ``defer_record``, ``window_adjust``) are held
+    back and sent in the same pipelined round trip as this store's next
+    operation, or ``flush_delay`` seconds later if none comes. So a steady
+    stream of calls costs one round trip each (``gate``); the failure path
+    writes at once.
+    """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, namespace: str = "modelwire",
                  on_error: OnError = "local", timeout: float = 0.25, max_backoff: float = 5.0,
-                 max_connections: int = 64, clock: Clock = time.time) -> None:
+                 max_connections: int = 64, flush_delay: float = 0.05,
+                 clock: Clock = time.time) -> None:
         self.conn = Connection(url, on_error=on_error, timeout=timeout,
                                max_backoff=max_backoff, max_connections=max_connections)
         if not isinstance(namespace, str) or not namespace:
             raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
         self.namespace = namespace
         self.clock = clock
+        self.flush_delay = flush_delay
         self.local = MemoryStore(clock)  # serves operations while Redis is down
         self._ids = itertools.count()
         self._id = os.urandom(6).hex()
+        self._pending: list[Issue] = []
+        self._flush_at: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         return f"<RedisStore {safe_url(self.conn.url)} namespace={self.namespace!r}>"
@@ -345,97 +239,168 @@ class RedisStore:
         return f"{self._id}{next(self._ids)}"
 
     async def aclose(self) -> None:
+        await self.flush()
         await self.conn.aclose()
+
+    # --- one round trip: held-back writes first, then the command ---------------
+
+    async def _exec(self, issue: Issue | None) -> Any:
+        pending, self._pending = self._pending, []
+        from redis.exceptions import NoScriptError
+        try:
+            return await self._send(pending, issue)
+        except NoScriptError:  # a restarted or flushed server: load the scripts, once
+            client = self.conn.client()
+            pipe = client.pipeline(transaction=False)
+            for lua in _SCRIPTS:
+                pipe.script_load(lua)
+            await pipe.execute()
+            return await self._send(pending, issue)
+
+    async def _send(self, pending: list[Issue], issue: Issue | None) -> Any:
+        client = self.conn.client()
+        if not pending:
+            return None if issue is None else await issue(client)
+        pipe = client.pipeline(transaction=False)
+        for write in pending:
+            await write(pipe)
+        if issue is not None:
+            await issue(pipe)
+        return (await pipe.execute())[-1]
+
+    async def _run(self, issue: Issue, local: Callable[[], Awaitable[T]]) -> Any:
+        return await self.conn.run(lambda: self._exec(issue), local)
+
+    async def _hold(self, write: Issue, local: Callable[[], Awaitable[None]]) -> None:
+        if self.conn.down:
+            await self.conn.run(_nothing, local)  # down: local state (or StateStoreError)
+            return
+        self._pending.append(write)
+        if self._flush_at is None:
+            self._flush_at = asyncio.get_running_loop().call_later(self.flush_delay,
+                                                                   self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_at = None
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Send the held-back writes now (``aclose`` does too)."""
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+            self._flush_at = None
+        if self._pending:
+            await self.conn.run(lambda: self._exec(None), _nothing)
+
+    def _script(self, lua: str, keys: list[str], args: list[Any]) -> Issue:
+        # Plain EVALSHA (redis-py's Script objects ask SCRIPT EXISTS before every
+        # pipeline: a second round trip); NOSCRIPT is handled in _exec.
+        sha = _SCRIPTS[lua]
+
+        def issue(target: Any) -> Awaitable[Any]:
+            return target.evalsha(sha, len(keys), *keys, *args)  # type: ignore[no-any-return]
+        return issue
 
     # --- key/value --------------------------------------------------------
 
     async def get(self, key: str) -> float | None:
-        async def remote() -> float | None:
-            return _float(await self.conn.client().get(self._k(key)))
-        return await self.conn.run(remote, lambda: self.local.get(key))
+        k = self._k(key)
+        return _float(await self._run(lambda c: c.get(k), lambda: self.local.get(key)))
 
     async def get_many(self, keys: Sequence[str]) -> list[float | None]:
-        async def remote() -> list[float | None]:
-            values = await self.conn.client().mget([self._k(k) for k in keys])
-            return [_float(v) for v in values]
-        return await self.conn.run(remote, lambda: self.local.get_many(keys))
+        names = [self._k(k) for k in keys]
+        values = await self._run(lambda c: c.mget(names), lambda: self.local.get_many(keys))
+        return [_float(v) for v in values]
 
     async def set(self, key: str, value: float, ttl: float | None = None) -> None:
-        async def remote() -> None:
-            await self.conn.client().set(self._k(key), repr(float(value)), px=_ms(ttl))
-        await self.conn.run(remote, lambda: self.local.set(key, value, ttl))
+        k, v = self._k(key), repr(float(value))
+        await self._run(lambda c: c.set(k, v, px=_ms(ttl)),
+                        lambda: self.local.set(key, value, ttl))
 
     async def add(self, key: str, value: float, ttl: float | None = None) -> bool:
-        async def remote() -> bool:
-            return bool(await self.conn.client().set(
-                self._k(key), repr(float(value)), px=_ms(ttl), nx=True))
-        return await self.conn.run(remote, lambda: self.local.add(key, value, ttl))
+        k, v = self._k(key), repr(float(value))
+        return bool(await self._run(lambda c: c.set(k, v, px=_ms(ttl), nx=True),
+                                    lambda: self.local.add(key, value, ttl)))
 
     async def incr(self, key: str, amount: float = 1.0, ttl: float | None = None) -> float:
-        async def remote() -> float:
-            v = await self.conn.script(_INCR)(keys=[self._k(key)],
-                                              args=[repr(float(amount)), _ms(ttl) or 0])
-            return float(v)
-        return await self.conn.run(remote, lambda: self.local.incr(key, amount, ttl))
+        issue = self._script(_INCR, [self._k(key)], [repr(float(amount)), _ms(ttl) or 0])
+        return float(await self._run(issue, lambda: self.local.incr(key, amount, ttl)))
 
     async def delete(self, *keys: str) -> None:
         if not keys:
             return
-        async def remote() -> None:
-            names = [self._k(k) for k in keys]
-            await self.conn.client().delete(*names, *(n + ":t" for n in names))
-        await self.conn.run(remote, lambda: self.local.delete(*keys))
+        names = [self._k(k) for k in keys]
+        names += [n + ":t" for n in names]
+        await self._run(lambda c: c.delete(*names), lambda: self.local.delete(*keys))
+
+    def _record(self, incr: Sequence[tuple[str, float, float | None]],
+                delete: Sequence[str]) -> Issue:
+        keys = [self._k(k) for k, _, _ in incr] + [self._k(k) for k in delete]
+        args: list[Any] = [len(incr)]
+        for _, amount, ttl in incr:
+            args += [repr(float(amount)), _ms(ttl) or 0]
+        return self._script(_RECORD, keys, args)
 
     async def record(self, incr: Sequence[tuple[str, float, float | None]],
                      delete: Sequence[str] = ()) -> list[float]:
         """Several ``incr`` then ``delete``, atomically in one round trip."""
-        async def remote() -> list[float]:
-            keys = [self._k(k) for k, _, _ in incr] + [self._k(k) for k in delete]
-            args: list[Any] = [len(incr)]
-            for _, amount, ttl in incr:
-                args += [repr(float(amount)), _ms(ttl) or 0]
-            return [float(v) for v in await self.conn.script(_RECORD)(keys=keys, args=args)]
-        return await self.conn.run(remote, lambda: self.local.record(incr, delete))
+        values = await self._run(self._record(incr, delete),
+                                 lambda: self.local.record(incr, delete))
+        return [float(v) for v in values]
+
+    async def defer_record(self, incr: Sequence[tuple[str, float, float | None]],
+                           delete: Sequence[str] = ()) -> None:
+        """``record`` without waiting: sent with the next operation (see class doc)."""
+        await self._hold(self._record(incr, delete),
+                         lambda: _none(self.local.record(incr, delete)))
 
     # --- sliding-window log -------------------------------------------------
 
     async def window_acquire(self, key: str, limit: float, window: float,
                              cost: float) -> float:
-        async def remote() -> float:
-            k = self._k(key)
-            v = await self.conn.script(_ACQUIRE)(
-                keys=[k, k + ":t"],
-                args=[repr(self.clock()), repr(float(limit)), repr(float(window)),
-                      repr(float(cost)), self._uid()])
-            return float(v)
-        return await self.conn.run(
-            remote, lambda: self.local.window_acquire(key, limit, window, cost))
+        k = self._k(key)
+        issue = self._script(_ACQUIRE, [k, k + ":t"], [
+            repr(self.clock()), repr(float(limit)), repr(float(window)), repr(float(cost)),
+            self._uid()])
+        return float(await self._run(
+            issue, lambda: self.local.window_acquire(key, limit, window, cost)))
 
     async def window_adjust(self, key: str, window: float, delta: float) -> None:
+        """Held back like ``defer_record``: a correction nobody waits for."""
         if not delta:
             return
-        async def remote() -> None:
-            k = self._k(key)
-            await self.conn.script(_ADJUST)(
-                keys=[k, k + ":t"],
-                args=[repr(self.clock()), repr(float(window)), repr(float(delta)), self._uid()])
-        await self.conn.run(remote, lambda: self.local.window_adjust(key, window, delta))
+        k = self._k(key)
+        issue = self._script(_ADJUST, [k, k + ":t"], [
+            repr(self.clock()), repr(float(window)), repr(float(delta)), self._uid()])
+        await self._hold(issue, lambda: self.local.window_adjust(key, window, delta))
 
     # --- the one-round-trip gate ------------------------------------------------
 
     async def gate(self, open_key: str, windows: Sequence[Window]) -> tuple[float | None, float]:
         """Read ``open_key`` and, only when it is absent, acquire every window (all or
         nothing) in one round trip. Returns ``(open_key's value or None, wait)``."""
-        async def remote() -> tuple[float | None, float]:
-            keys = [self._k(open_key)]
-            args: list[Any] = [repr(self.clock()), self._uid()]
-            for key, limit, window, cost in windows:
-                k = self._k(key)
-                keys += [k, k + ":t"]
-                args += [repr(float(limit)), repr(float(window)), repr(float(cost))]
-            opened, wait = await self.conn.script(_GATE)(keys=keys, args=args)
-            return (float(opened) if opened else None), float(wait)
-        return await self.conn.run(remote, lambda: self.local.gate(open_key, windows))
+        keys = [self._k(open_key)]
+        args: list[Any] = [repr(self.clock()), self._uid()]
+        for key, limit, window, cost in windows:
+            k = self._k(key)
+            keys += [k, k + ":t"]
+            args += [repr(float(limit)), repr(float(window)), repr(float(cost))]
+        reply = await self._run(self._script(_GATE, keys, args),
+                                lambda: self.local.gate(open_key, windows))
+        opened, wait = reply
+        if isinstance(opened, (int, float)) or opened is None:  # the local fallback's answer
+            return opened, wait
+        return (float(opened) if opened else None), float(wait)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _none(aw: Awaitable[Any]) -> None:
+    await aw
 
 
 def _ms(ttl: float | None) -> int | None:
