@@ -264,3 +264,24 @@ async def test_on_error_raise_raises_a_typed_error() -> None:
         await store.get("cb|x")
     with pytest.raises(StateStoreError):  # still down: fails fast without trying
         await store.get("cb|x")
+
+
+@pytest.mark.slow
+async def test_auth_from_the_url_and_the_password_never_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from redis_server import find_redis_server
+    server = RedisServer(find_redis_server(), str(tmp_path))
+    server.extra = ["--requirepass", "s3cret-pw"]
+    server.start()
+    try:
+        good = RedisStore(f"redis://:s3cret-pw@127.0.0.1:{server.port}/0")
+        assert await good.incr("cb|n", 1) == 1.0
+        assert good.conn.outages == 0 and "s3cret" not in repr(good)
+        bad = RedisStore(f"redis://:wrong-pw@127.0.0.1:{server.port}/0")
+        assert await bad.incr("cb|n", 1) == 1.0  # served locally: the call goes on
+        assert bad.conn.outages == 1
+        assert await good.get("cb|n") == 1.0  # the bad one never wrote
+        text = " ".join(r.getMessage() for r in caplog.records)
+        assert "unreachable" in text and "wrong-pw" not in text and "s3cret" not in text
+    finally:
+        server.stop()
