@@ -48,7 +48,8 @@ class Stamp:
 
 def client(url: str, *, rpm: int | None = None, window: float = 60.0,
            max_wait: float | None = None) -> tuple[AsyncClient, Stamp]:
-    store = RedisStore(url, max_backoff=0.5, clock=stamping_clock)
+    # A generous timeout: these workers test sharing on a busy machine, not outages.
+    store = RedisStore(url, timeout=5.0, max_backoff=0.5, clock=stamping_clock)
     stamp = Stamp()
     chain: list[Any] = [Breaker(BreakerPolicy(failures=3, failure_rate=None, cooldown=60),
                                 store=store)]
@@ -102,7 +103,8 @@ async def one_call(a: dict[str, Any]) -> dict[str, Any]:
 
 async def cached_call(a: dict[str, Any]) -> dict[str, Any]:
     from modelwire.cache.redis import RedisCache
-    c = AsyncClient(cache=RedisCache(a["url"], lock_timeout=a.get("lock_timeout", 10.0)))
+    c = AsyncClient(cache=RedisCache(a["url"], lock_timeout=a.get("lock_timeout", 10.0),
+                                     timeout=5.0))
     c.mock.script(MockReply(a["text"], latency=a.get("latency", 0.0)))
     await asyncio.sleep(max(a.get("start", 0) - time.time(), 0))
     r = await c.complete(MODEL, "what is shared?")

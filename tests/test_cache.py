@@ -287,7 +287,7 @@ async def test_a_waiter_goes_to_the_provider_when_the_lock_holder_dies(redis_url
         await r.aclose()
     holder.kill()
     holder.communicate()
-    waiter = AsyncClient(cache=RedisCache(redis_url, lock_timeout=1.0))
+    waiter = AsyncClient(cache=RedisCache(redis_url, lock_timeout=1.0, timeout=5.0))
     waiter.mock.script(MockReply("went myself"))
     response = await waiter.complete("mock/shared", "what is shared?")
     assert response.text == "went myself" and not response.cached

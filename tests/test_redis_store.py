@@ -80,7 +80,7 @@ async def test_operations_match_the_memory_store(redis_url: str) -> None:
 
 
 async def test_concurrent_increments_are_not_lost(redis_url: str) -> None:
-    stores = [RedisStore(redis_url) for _ in range(4)]
+    stores = [RedisStore(redis_url, timeout=10) for _ in range(4)]  # atomicity, not outages
     await asyncio.gather(*(s.incr("cb|count", 1) for s in stores for _ in range(50)))
     assert await stores[0].get("cb|count") == 200
 
@@ -236,7 +236,7 @@ async def test_redis_down_calls_go_on_then_sharing_resumes(
             began = time.monotonic()
             response = await client.complete("mock/shared", f"during {i}")
             assert response.text == f"during {i}"
-            assert time.monotonic() - began < 3.0  # bounded by the 0.25 s timeout, generously
+            assert time.monotonic() - began < 3.0  # bounded by the 0.5 s timeout, generously
             await asyncio.sleep(0.02)
         down = [r for r in caplog.records if "unreachable" in r.getMessage()]
         assert len(down) == 1, [r.getMessage() for r in caplog.records]

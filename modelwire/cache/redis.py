@@ -40,7 +40,7 @@ class RedisCache:
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, ttl: float | None = 3600.0,
                  namespace: str = "modelwire", max_entry_bytes: int = 1 << 20,
                  lock_timeout: float = 10.0, on_error: OnError = "local",
-                 timeout: float = 0.25, max_backoff: float = 5.0) -> None:
+                 timeout: float = 0.5, max_backoff: float = 5.0) -> None:
         self.conn = Connection(url, on_error=on_error, timeout=timeout, max_backoff=max_backoff,
                                what="response cache")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))

@@ -19,7 +19,7 @@ Time: stamps come from this process's ``clock`` (``time.time`` by default), so
 machines sharing a store need synchronized clocks (NTP), as for any shared
 sliding window.
 
-When Redis is unreachable or slow (``timeout`` seconds per operation, 0.25 by
+When Redis is unreachable or slow (``timeout`` seconds per operation, 0.5 by
 default), ``on_error="local"`` (the default) logs ONE warning, serves the
 operation from an in-process MemoryStore, and tries Redis again after a
 backoff (0.5 s doubling to ``max_backoff``); so an outage costs a call at most
@@ -81,7 +81,7 @@ class Connection:
     """One lazily made ``redis.asyncio`` client per event loop (each with its own
     connection pool), plus the outage policy shared by RedisStore and RedisCache."""
 
-    def __init__(self, url: str, *, on_error: OnError = "local", timeout: float = 0.25,
+    def __init__(self, url: str, *, on_error: OnError = "local", timeout: float = 0.5,
                  max_backoff: float = 5.0, max_connections: int = 64,
                  what: str = "state store") -> None:
         self.url = check_url(url)
@@ -212,7 +212,7 @@ class RedisStore:
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, namespace: str = "modelwire",
-                 on_error: OnError = "local", timeout: float = 0.25, max_backoff: float = 5.0,
+                 on_error: OnError = "local", timeout: float = 0.5, max_backoff: float = 5.0,
                  max_connections: int = 64, flush_delay: float = 0.05,
                  clock: Clock = time.time) -> None:
         self.conn = Connection(url, on_error=on_error, timeout=timeout,
