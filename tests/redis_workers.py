@@ -111,7 +111,19 @@ async def cached_call(a: dict[str, Any]) -> dict[str, Any]:
     return {"cached": r.cached, "text": r.text, "requests": len(c.mock.requests)}
 
 
-MODES = {"rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
+async def cached_stream(a: dict[str, Any]) -> dict[str, Any]:
+    from modelwire.cache.redis import RedisCache
+    c = AsyncClient(cache=RedisCache(a["url"], timeout=5.0))
+    c.mock.script(MockReply(a["text"], chunk_delay=a.get("chunk_delay", 0.0),
+                            tool_calls=[("f", {"x": 1})]))
+    await asyncio.sleep(max(a.get("start", 0) - time.time(), 0))
+    async with c.stream(MODEL, "stream it") as s:
+        events = [repr(e) async for e in s]
+        response = s.response
+    return {"cached": response.cached, "events": events, "requests": len(c.mock.requests)}
+
+
+MODES = {"cached_stream": cached_stream, "rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
          "cached_call": cached_call}
 
 if __name__ == "__main__":

@@ -305,3 +305,15 @@ async def test_redis_cache_down_means_misses_not_failures(caplog: pytest.LogCapt
         assert not (await client.complete(MODEL, "hi")).cached
     assert len(client.mock.requests) == 3
     assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.slow
+def test_a_stream_in_flight_in_one_process_is_replayed_to_another(redis_url: str) -> None:
+    start = time.time() + 3.0
+    text = "one two three four five six seven eight"
+    first = spawn("cached_stream", url=redis_url, text=text, chunk_delay=0.1, start=start)
+    second = spawn("cached_stream", url=redis_url, text="never sent", start=start + 0.3)
+    a, b = result(first), result(second)
+    assert (a["requests"], b["requests"]) == (1, 0)
+    assert (a["cached"], b["cached"]) == (False, True)
+    assert b["events"] == a["events"] and len(a["events"]) > 8

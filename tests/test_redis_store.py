@@ -285,3 +285,15 @@ async def test_auth_from_the_url_and_the_password_never_logged(
         assert "unreachable" in text and "wrong-pw" not in text and "s3cret" not in text
     finally:
         server.stop()
+
+
+async def test_the_limits_librarys_redis_storage_also_shares_a_window(redis_url: str) -> None:
+    # The alternative the README names: the `limits` backend on its own Redis storage.
+    from limits.aio.storage import RedisStorage
+
+    from modelwire.middleware import LimitsBackend
+    uri = "async+" + redis_url.rsplit("/", 1)[0]
+    one, two = (LimitsBackend(RedisStorage(uri, implementation="redispy")) for _ in range(2))
+    assert [await one.acquire("k", 3, None, 0) for _ in range(2)] == [0.0, 0.0]
+    assert await two.acquire("k", 3, None, 0) == 0.0
+    assert await two.acquire("k", 3, None, 0) > 0  # the fourth of 3 per minute waits
