@@ -123,8 +123,8 @@ async def cached_stream(a: dict[str, Any]) -> dict[str, Any]:
     return {"cached": response.cached, "events": events, "requests": len(c.mock.requests)}
 
 
-MODES = {"cached_stream": cached_stream, "rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
-         "cached_call": cached_call}
+MODES = {"rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
+         "cached_call": cached_call, "cached_stream": cached_stream}
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], json.loads(sys.argv[2])
