@@ -282,9 +282,15 @@ class RedisStore:
 
     def _flush_soon(self) -> None:
         self._flush_at = None
-        task = asyncio.get_running_loop().create_task(self.flush())
+        task = asyncio.get_running_loop().create_task(self._flush_quietly())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _flush_quietly(self) -> None:
+        try:
+            await self.flush()
+        except StateStoreError:  # on_error="raise": nobody is waiting to catch it here
+            pass  # Connection.run has logged the outage
 
     async def flush(self) -> None:
         """Send the held-back writes now (``aclose`` does too)."""
