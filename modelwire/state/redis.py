@@ -15,9 +15,11 @@ Keys: ``<namespace>:<kind>:{<blake2b of the caller's key>}`` (``kind`` is the
 caller's prefix, ``cb`` or ``rl``). A caller's key holds ``Target.key``, whose
 base URL may embed a secret, so it is hashed, never stored.
 
-Time: stamps come from this process's ``clock`` (``time.time`` by default), so
-machines sharing a store need synchronized clocks (NTP), as for any shared
-sliding window.
+Time: rate-limit windows are stamped with the Redis server's TIME inside their
+scripts, so entries from every process and machine are ordered as the server
+ran them (no client clock involved). The breaker's open stamp comes from this
+process's ``clock`` (``time.time`` by default): machines sharing a store need
+clocks in step (NTP) for its cool-down to end at the same moment everywhere.
 
 When Redis is unreachable or slow (``timeout`` seconds per operation, 0.5 by
 default), ``on_error="local"`` (the default) logs ONE warning, serves the
@@ -368,7 +370,7 @@ class RedisStore:
                              cost: float) -> float:
         k = self._k(key)
         issue = self._script(_ACQUIRE, [k, k + ":t"], [
-            repr(self.clock()), repr(float(limit)), repr(float(window)), repr(float(cost)),
+            "", repr(float(limit)), repr(float(window)), repr(float(cost)),
             self._uid()])
         return float(await self._run(
             issue, lambda: self.local.window_acquire(key, limit, window, cost)))
@@ -379,7 +381,7 @@ class RedisStore:
             return
         k = self._k(key)
         issue = self._script(_ADJUST, [k, k + ":t"], [
-            repr(self.clock()), repr(float(window)), repr(float(delta)), self._uid()])
+            "", repr(float(window)), repr(float(delta)), self._uid()])
         await self._hold(issue, lambda: self.local.window_adjust(key, window, delta))
 
     # --- the one-round-trip gate ------------------------------------------------
@@ -388,7 +390,7 @@ class RedisStore:
         """Read ``open_key`` and, only when it is absent, acquire every window (all or
         nothing) in one round trip. Returns ``(open_key's value or None, wait)``."""
         keys = [self._k(open_key)]
-        args: list[Any] = [repr(self.clock()), self._uid()]
+        args: list[Any] = ["", self._uid()]
         for key, limit, window, cost in windows:
             k = self._k(key)
             keys += [k, k + ":t"]

@@ -28,6 +28,14 @@ return out
 # The window log: a sorted set of "<id>:<units>" scored by stamp, plus its running
 # total in a string key (so a call costs O(entries pruned), not O(entries)).
 _WINDOW_LIB = """
+-- Window stamps are the server's TIME (ARGV[1] = ''), so entries from every
+-- process and machine are ordered as the server ran them; a number in ARGV[1]
+-- is used instead (a caller's own clock).
+local function clock(arg)
+  if arg ~= '' then return tonumber(arg) end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
 local function units(member) return tonumber(string.match(member, ':([^:]*)$')) end
 local function prune(zkey, tkey, now, window)
   local total = tonumber(redis.call('GET', tkey) or '0')
@@ -56,7 +64,7 @@ end
 """
 
 _ACQUIRE = _WINDOW_LIB + """
-local now, limit, window, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+local now, limit, window, cost = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
   tonumber(ARGV[4])
 if cost > limit then return 'inf' end
 local total = prune(KEYS[1], KEYS[2], now, window)
@@ -73,7 +81,7 @@ return '0'
 """
 
 _ADJUST = _WINDOW_LIB + """
-local now, window, delta = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local now, window, delta = clock(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local total = prune(KEYS[1], KEYS[2], now, window)
 if delta > 0 then
   redis.call('ZADD', KEYS[1], now, ARGV[4] .. ':' .. ARGV[3])
@@ -99,13 +107,14 @@ save(KEYS[1], KEYS[2], total, window)
 """
 
 # gate: KEYS[1] = the breaker's open key, then (zset, total) per window.
-# ARGV: now, id, then (limit, window, cost) per window. Returns {open stamp or '',
-# wait}. When the breaker key exists nothing is acquired (the caller's slow path
-# decides); otherwise every window is acquired, all or nothing.
+# ARGV: '' (server time) or now, id, then (limit, window, cost) per window.
+# Returns {open stamp or '', wait}. When the breaker key exists nothing is
+# acquired (the caller's slow path decides); otherwise every window is
+# acquired, all or nothing.
 _GATE = _WINDOW_LIB + """
 local opened = redis.call('GET', KEYS[1])
 if opened then return {opened, '0'} end
-local now = tonumber(ARGV[1])
+local now = clock(ARGV[1])
 local n = (#KEYS - 1) / 2
 local totals = {}
 for i = 1, n do
