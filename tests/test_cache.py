@@ -109,6 +109,11 @@ def test_the_sync_client_caches_too() -> None:
     with Client(cache=True) as client:
         client.complete(MODEL, "hi")
         assert client.complete(MODEL, "hi").cached
+        with client.stream(MODEL, "a b c") as s:
+            first = list(s)
+        with client.stream(MODEL, "a b c") as s:
+            assert list(s) == first and s.response.cached
+        assert len(client.mock.requests) == 2
 
 
 # --- TTL and eviction --------------------------------------------------------------
