@@ -323,3 +323,26 @@ async def test_the_limits_librarys_redis_storage_also_shares_a_window(redis_url:
     assert [await one.acquire("k", 3, None, 0) for _ in range(2)] == [0.0, 0.0]
     assert await two.acquire("k", 3, None, 0) == 0.0
     assert await two.acquire("k", 3, None, 0) > 0  # the fourth of 3 per minute waits
+
+
+async def test_a_redis_that_never_answers_costs_a_call_one_timeout(
+        caplog: pytest.LogCaptureFixture) -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed")
+    import socket
+    silent = socket.socket()  # accepts connections, never says a word
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    try:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout=0.2)
+        client = AsyncClient(state=store, rate_limits={"mock/m": RateLimit(rpm=100)})
+        took = []
+        for i in range(5):
+            began = time.monotonic()
+            assert (await client.complete("mock/m", f"call {i}")).text == f"call {i}"
+            took.append(time.monotonic() - began)
+        assert max(took) < 2.0  # one 0.2 s timeout, then local state (generous bound)
+        assert store.conn.outages == 1
+        assert sum("unreachable" in r.getMessage() for r in caplog.records) == 1
+    finally:
+        silent.close()
