@@ -12,6 +12,7 @@
     │   ├── MissingDependencyError     an extra is not installed; names the pip command
     │   ├── UnsupportedFeatureError    the provider/model cannot do what was asked
     │   └── BudgetExceededError        the call would pass a budget=; refused before traffic
+    ├── StateStoreError                the shared state store (Redis) failed, on_error="raise"
     └── ProviderError                  the provider (or the path to it) failed
         ├── AuthenticationError        401
         ├── PermissionDeniedError      403
@@ -122,6 +123,11 @@ class BudgetExceededError(ConfigurationError):
         super().__init__(
             f"budget {budget!r} would be exceeded: {fmt(spent)} spent + {fmt(estimate)} "
             f"estimated for this call > limit {fmt(limit)}{when}")
+
+
+class StateStoreError(ModelwireError):
+    """The shared state store (e.g. Redis) is unreachable or failed, and the store
+    was built with ``on_error="raise"`` (the default goes on with local state)."""
 
 
 class ProviderError(ModelwireError):

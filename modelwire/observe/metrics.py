@@ -102,7 +102,8 @@ class Histogram:
 
 
 class ModelStats:
-    __slots__ = ("breaker_openings", "cache_write_tokens", "cached_input_tokens", "calls",
+    __slots__ = ("breaker_openings", "cache_hits", "cache_saved_input_tokens",
+                 "cache_saved_output_tokens", "cache_write_tokens", "cached_input_tokens", "calls",
                  "errors", "fallbacks", "input_tokens", "latency", "limiter_wait_seconds",
                  "limiter_waits", "output_tokens", "output_tps", "reasoning_tokens", "retries",
                  "streams_abandoned", "successes", "ttft", "usage_unreported")
@@ -110,7 +111,8 @@ class ModelStats:
     def __init__(self) -> None:
         self.calls = self.successes = self.retries = self.fallbacks = 0
         self.breaker_openings = self.limiter_waits = self.usage_unreported = 0
-        self.streams_abandoned = 0
+        self.streams_abandoned = self.cache_hits = 0
+        self.cache_saved_input_tokens = self.cache_saved_output_tokens = 0
         self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
         self.cache_write_tokens = self.reasoning_tokens = 0
         self.limiter_wait_seconds = 0.0
@@ -144,7 +146,11 @@ class MetricsCollector:
         s.successes += 1
         s.latency.add(elapsed)
         u = r.usage
-        if u.source == "reported":
+        if r.cached:  # served by the response cache: nothing spent, the saving counted
+            s.cache_hits += 1
+            s.cache_saved_input_tokens += u.input_tokens or 0
+            s.cache_saved_output_tokens += u.output_tokens or 0
+        elif u.source == "reported":
             s.input_tokens += u.input_tokens or 0
             s.output_tokens += u.output_tokens or 0
             s.cached_input_tokens += u.cached_input_tokens or 0
@@ -197,7 +203,8 @@ class MetricsCollector:
                 "calls", "successes", "retries", "fallbacks", "breaker_openings",
                 "limiter_waits", "limiter_wait_seconds", "input_tokens", "output_tokens",
                 "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-                "usage_unreported", "streams_abandoned")}
+                "usage_unreported", "streams_abandoned", "cache_hits",
+                "cache_saved_input_tokens", "cache_saved_output_tokens")}
             row["errors"] = dict(s.errors)
             row["latency"] = s.latency.summary()
             row["ttft"] = s.ttft.summary()
@@ -205,6 +212,8 @@ class MetricsCollector:
             if cost:
                 priced = _price(target, s)
                 row["cost_usd"], row["cost_note"] = priced.total, priced.reason
+                if s.cache_hits:
+                    row["cache_saved_usd"] = _saved(target, s)
                 table = table or priced.price_table
                 if priced.total is not None and totals["cost_usd"] is not None:
                     totals["cost_usd"] += priced.total
@@ -234,6 +243,18 @@ def _price(target: str, s: ModelStats) -> Any:
         return cost_of(provider, model, usage)
     except ModelwireError as e:  # the cost extra is not installed
         return Cost(None, reason=str(e))
+
+
+def _saved(target: str, s: ModelStats) -> float | None:
+    """What the cache hits would have cost (their original calls' usage)."""
+    from ..response import Usage
+    from .cost import cost_of
+    provider, _, model = target.partition("/")
+    inp, out = s.cache_saved_input_tokens, s.cache_saved_output_tokens
+    try:
+        return cost_of(provider, model, Usage(inp, out, inp + out, source="reported")).total
+    except ModelwireError:
+        return None
 
 
 class MetricsMiddleware:
