@@ -322,3 +322,50 @@ def test_a_stream_in_flight_in_one_process_is_replayed_to_another(redis_url: str
     assert (a["requests"], b["requests"]) == (1, 0)
     assert (a["cached"], b["cached"]) == (False, True)
     assert b["events"] == a["events"] and len(a["events"]) > 8
+
+
+# --- what the merge with tools, structured output and metrics must keep true -------
+
+
+async def test_a_tool_is_the_same_request_after_its_wire_forms_are_cached() -> None:
+    """A Tool keeps per-provider translations of itself once sent: they must not
+    change the cache key, or the second identical call would be a miss."""
+    from modelwire import Tool
+
+    weather = Tool("weather", "Weather for a city",
+                   {"type": "object", "properties": {"city": {"type": "string"}}})
+    client = AsyncClient(cache=True)
+    client.mock.script(MockReply("sunny"))
+    await client.complete(MODEL, "hello", tools=[weather], temperature=0)
+    again = await client.complete(MODEL, "hello", tools=[weather], temperature=0)
+    assert again.cached and len(client.mock.requests) == 1
+
+
+async def test_a_different_response_format_is_a_miss() -> None:
+    client = AsyncClient(cache=True)
+    a = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    b = {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}
+    client.mock.script(MockReply('{"a": 1}'), MockReply('{"b": 2}'))
+    first = await client.complete(MODEL, "json please", response_format=a, temperature=0)
+    second = await client.complete(MODEL, "json please", response_format=b, temperature=0)
+    assert (first.parsed, second.parsed) == ({"a": 1}, {"b": 2})
+    assert len(client.mock.requests) == 2
+
+
+async def test_cache_hits_cost_nothing_in_metrics_and_count_the_saving() -> None:
+    client = AsyncClient(cache=True)
+    client.mock.script(MockReply("answer", usage=(100, 20)))
+    for _ in range(3):
+        await client.complete(MODEL, "hello", temperature=0)
+    assert client.metrics is not None
+    row = client.metrics.snapshot()["models"][MODEL]
+    assert (row["calls"], row["cache_hits"]) == (3, 2)
+    assert (row["input_tokens"], row["output_tokens"]) == (100, 20)  # spent once
+    assert (row["cache_saved_input_tokens"], row["cache_saved_output_tokens"]) == (200, 40)
+
+
+async def test_embeddings_are_not_served_from_the_chat_cache() -> None:
+    client = AsyncClient(cache=True)
+    one = await client.embed("mock/embed", ["a", "b"])
+    two = await client.embed("mock/embed", ["a", "b"])
+    assert len(one.vectors) == len(two.vectors) == 2 and not two.cached
