@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from .client import AsyncClient
 
 _KEYS = frozenset({"id", "messages", "prompt", "model", "options", "custom_id"})
+# complete() arguments a request sets with its own fields (or that batch decides)
+_RESERVED_OPTIONS = frozenset({"model", "messages", "prompt", "stream"})
 
 
 @dataclass(slots=True)
@@ -62,6 +64,9 @@ class BatchRequest:
         rid = data.get("id", data.get("custom_id"))
         if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
             raise InvalidMessageError(f"{where}: needs an \"id\" (a string or an integer)")
+        if "id" in data and "custom_id" in data:
+            raise InvalidMessageError(f"{where} (id {rid!r}): give \"id\" or \"custom_id\", "
+                                      "not both")
         unknown = sorted(set(data) - _KEYS)
         if unknown:
             raise InvalidMessageError(
@@ -71,13 +76,24 @@ class BatchRequest:
         if has_messages == has_prompt:
             raise InvalidMessageError(
                 f"{where} (id {rid!r}): give exactly one of \"messages\" or \"prompt\"")
-        options = data.get("options") or {}
+        options = data.get("options")
+        if options is None:
+            options = {}
         if not isinstance(options, Mapping):
             raise InvalidMessageError(f"{where} (id {rid!r}): \"options\" must be an object")
+        reserved = sorted(_RESERVED_OPTIONS & set(options))
+        if reserved:
+            raise InvalidMessageError(
+                f"{where} (id {rid!r}): \"options\" cannot set {', '.join(reserved)}; "
+                "use the request's own \"model\", \"messages\" or \"prompt\" "
+                "(a batch never streams)")
         model = data.get("model")
         if model is not None and not isinstance(model, str):
             raise InvalidMessageError(f"{where} (id {rid!r}): \"model\" must be a string")
-        messages = data["messages"] if has_messages else str(data["prompt"])
+        if has_prompt and not isinstance(data["prompt"], str):
+            raise InvalidMessageError(f"{where} (id {rid!r}): \"prompt\" must be a string, got "
+                                      f"{type(data['prompt']).__name__}")
+        messages = data["messages"] if has_messages else data["prompt"]
         return cls(str(rid), messages, model, dict(options))
 
 
@@ -143,7 +159,7 @@ async def _run_one(client: AsyncClient, request: BatchRequest,
                                          **request.options)
     except ModelwireError as e:  # provider failures and bad requests alike: a result
         return BatchResult(request.id, error=e)
-    except TypeError as e:  # an option complete() does not take
+    except (TypeError, ValueError) as e:  # an option complete() does not take, or its type
         return BatchResult(request.id, error=ConfigurationError(f"bad options: {e}"))
     return BatchResult(request.id, response=response)
 
@@ -168,22 +184,31 @@ async def _pool(size: int, jobs: Iterable[Awaitable[None]]) -> None:
 
 
 def read_requests(path: str | os.PathLike[str]) -> list[BatchRequest]:
-    """The JSONL input: one request a line (blank lines ignored), ids unique."""
+    """The JSONL input: one request a line (blank lines ignored), ids unique.
+
+    UTF-8, with or without a byte-order mark; CRLF line ends are fine."""
     out: list[BatchRequest] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise InvalidMessageError(f"{path}:{n}: not valid JSON ({e})") from None
-            request = BatchRequest.parse(data, f"{path}:{n}")
-            if request.id in seen:
-                raise InvalidMessageError(f"{path}:{n}: id {request.id!r} appears twice")
-            seen.add(request.id)
-            out.append(request)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise InvalidMessageError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                                  "save it as UTF-8 JSONL") from None
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the input {path}: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as e:
+            raise InvalidMessageError(f"{path}:{n}: not valid JSON ({e})") from None
+        request = BatchRequest.parse(data, f"{path}:{n}")
+        if request.id in seen:
+            raise InvalidMessageError(f"{path}:{n}: id {request.id!r} appears twice")
+        seen.add(request.id)
+        out.append(request)
     return out
 
 
@@ -191,6 +216,20 @@ def read_requests(path: str | os.PathLike[str]) -> list[BatchRequest]:
 class OutputState:
     done: dict[str, bool]  # id -> ok, for every complete line already in the output
     truncated: int = 0  # bytes of a half-written last line that were cut off
+
+
+def check_paths(input_path: str | os.PathLike[str],
+                output_path: str | os.PathLike[str]) -> None:
+    """Refuse, before any traffic, an output that is the input or cannot be written."""
+    out = Path(output_path)
+    if out.is_dir():
+        raise ConfigurationError(f"the output {out} is a directory; name a file in it")
+    if not out.parent.is_dir():
+        raise ConfigurationError(f"the output's directory {out.parent} does not exist; "
+                                 "create it first")
+    if out.exists() and Path(input_path).exists() and os.path.samefile(input_path, out):
+        raise ConfigurationError(f"the output {out} is the input file; results go to a "
+                                 "file of their own")
 
 
 def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) -> OutputState:
@@ -201,7 +240,10 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
     p = Path(path)
     if not p.exists():
         return OutputState({})
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the output {p}: {e.strerror or e}") from None
     cut = len(data) - (data.rfind(b"\n") + 1)
     if cut:
         with open(p, "r+b") as f:
@@ -215,6 +257,8 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
         try:
             row = json.loads(line)
             rid, ok = str(row["id"]), "response" in row
+            if not ok and "error" not in row:
+                raise KeyError("response")  # a request line, say: not a result
         except (ValueError, KeyError, TypeError):
             raise ConfigurationError(
                 f"{path}:{n} is not a batch result line; is this the right output file? "
@@ -255,6 +299,7 @@ async def run_file(client: AsyncClient, input_path: str | os.PathLike[str],
                    on_result: OnResult | None = None,
                    on_start: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """JSONL in, JSONL out, resumable. Returns counts: total, skipped, ok, errors."""
+    check_paths(input_path, output_path)
     requests = read_requests(input_path)
     state = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in state.done]

@@ -23,7 +23,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .batch import BatchRequest, BatchResult, ResultWriter, prepare_output, read_requests
+from .batch import (
+    BatchRequest,
+    BatchResult,
+    ResultWriter,
+    check_paths,
+    prepare_output,
+    read_requests,
+)
 from .endpoint import tag
 from .errors import ConfigurationError, ProviderError, UnsupportedFeatureError
 from .health import PROBE_TIMEOUTS
@@ -57,6 +64,7 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
                              model: str | None = None, poll_interval: float = 30.0,
                              retry_errors: bool = False,
                              log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
+    check_paths(input_path, output_path)
     requests = read_requests(input_path)
     out = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in out.done]

@@ -146,6 +146,13 @@ class AsyncClient:
             raise InvalidMessageError(f"stop must be a string or a list of strings, got {stop!r}")
         if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
             raise InvalidMessageError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        for name, value in (("temperature", temperature), ("top_p", top_p),
+                            ("timeout", timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float, Timeouts) if name == "timeout" else (int, float))):
+                raise InvalidMessageError(f"{name} must be a number, got {value!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise InvalidMessageError(f"seed must be an int, got {seed!r}")
         if extra is not None and not isinstance(extra, Mapping):
             raise InvalidMessageError(f"extra must be a dict of provider fields, got {extra!r}")
         unknown = sorted(set(options) - CALL_OPTIONS) if options else None

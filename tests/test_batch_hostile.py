@@ -1,0 +1,125 @@
+"""Batch jobs under hostile input: careless files and options, misused paths."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from modelwire import AsyncClient
+from modelwire.batch import prepare_output, read_requests, run_file
+from modelwire.cli.app import app
+from modelwire.errors import ConfigurationError, InvalidMessageError
+
+
+def _run(inp: Path, out: Path) -> dict[str, int]:
+    async def go() -> dict[str, int]:
+        async with AsyncClient(middleware=[]) as client:
+            return await run_file(client, inp, out, model="mock/echo")
+    return asyncio.run(go())
+
+
+def _rows(out: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in out.read_text().splitlines()]
+
+
+def test_bom_crlf_and_blank_lines_are_read(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'\xef\xbb\xbf{"id": "a", "prompt": "hi"}\r\n\r\n  \n'
+                    b'{"id": "b", "prompt": "yo"}\r\n')
+    assert [r.id for r in read_requests(inp)] == ["a", "b"]
+
+
+def test_input_that_is_not_utf8_or_not_a_file_is_a_typed_error(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_bytes(b'\xff\xfe{"id": 1}\n')
+    with pytest.raises(InvalidMessageError, match="not UTF-8"):
+        read_requests(inp)
+    with pytest.raises(ConfigurationError, match="cannot read the input"):
+        read_requests(tmp_path / "missing.jsonl")
+    with pytest.raises(ConfigurationError, match="cannot read the input"):
+        read_requests(tmp_path)
+
+
+@pytest.mark.parametrize(("line", "match"), [
+    ({"id": "x", "prompt": ["a"]}, '"prompt" must be a string'),
+    ({"id": "x", "prompt": 12}, '"prompt" must be a string'),
+    ({"id": "x", "prompt": "a", "options": []}, '"options" must be an object'),
+    ({"id": "x", "prompt": "a", "options": {"stream": True}}, "cannot set stream"),
+    ({"id": "x", "prompt": "a", "options": {"model": "mock/echo"}}, "cannot set model"),
+    ({"id": "x", "prompt": "a", "options": {"messages": []}}, "cannot set messages"),
+    ({"id": "x", "custom_id": "y", "prompt": "a"}, "not both"),
+])
+def test_structural_mistakes_are_refused_naming_the_line(tmp_path: Path, line: dict[str, Any],
+                                                         match: str) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"id": "ok", "prompt": "fine"}\n' + json.dumps(line) + "\n")
+    with pytest.raises(InvalidMessageError, match=match) as info:
+        _run(inp, out)
+    assert "in.jsonl:2" in str(info.value)
+    assert not out.exists() or out.read_text() == ""  # nothing ran
+
+
+def test_option_mistakes_are_typed_errors_in_the_output_not_a_crash(tmp_path: Path) -> None:
+    """What complete() itself rejects is that id's error; the rest still run."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    bad = [{"timeout": "x"}, {"temperature": "hot"}, {"top_p": "1"}, {"seed": 1.5},
+           {"tools": 5}, {"bogus": 1}, {"max_tokens": "10"}]
+    lines = [{"id": f"b{i}", "prompt": "hi", "options": o} for i, o in enumerate(bad)]
+    lines.append({"id": "good", "prompt": "hi", "options": {"temperature": 0, "seed": 1}})
+    inp.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    counts = _run(inp, out)
+    assert counts["ok"] == 1 and counts["errors"] == len(bad)
+    rows = {r["id"]: r for r in _rows(out)}
+    assert rows["good"]["response"]["text"] == "hi"
+    for i, option in enumerate(bad):
+        err = rows[f"b{i}"]["error"]
+        assert err["type"] in ("InvalidMessageError", "ConfigurationError"), err
+        assert next(iter(option)) in err["message"] or "bad options" in err["message"], err
+
+
+def test_output_that_is_the_input_is_refused(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": "a", "prompt": "hi"}\n')
+    before = inp.read_text()
+    with pytest.raises(ConfigurationError, match="is the input file"):
+        _run(inp, inp)
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(inp)
+    with pytest.raises(ConfigurationError, match="is the input file"):
+        _run(inp, link)
+    assert inp.read_text() == before
+
+
+def test_request_lines_in_the_output_are_not_taken_for_results(tmp_path: Path) -> None:
+    """An output holding request-shaped lines (a copy of the input) is not 'done'."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a", "prompt": "hi"}\n')
+    with pytest.raises(ConfigurationError, match="not a batch result line"):
+        prepare_output(out)
+
+
+def test_output_directory_missing_or_a_directory(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": "a", "prompt": "hi"}\n')
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        _run(inp, tmp_path / "no" / "such" / "out.jsonl")
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        _run(inp, tmp_path)
+
+
+def test_cli_reports_path_mistakes_in_one_line(tmp_path: Path) -> None:
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"id": "a", "prompt": "hi"}\n')
+    for args, message in (([str(tmp_path / "nope.jsonl"), "-o", str(tmp_path / "o.jsonl")],
+                           "cannot read the input"),
+                          ([str(inp), "-o", str(tmp_path / "x" / "o.jsonl")], "does not exist"),
+                          ([str(inp), "-o", str(inp)], "is the input file")):
+        result = CliRunner().invoke(app, ["batch", *args, "-m", "mock/echo", "--no-progress"])
+        assert result.exit_code == 2, result.output
+        assert "error: ConfigurationError: " in result.stderr and message in result.stderr
+        assert "Traceback" not in result.output
