@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TIMEOUTS = Timeouts(connect=10.0, read=300.0, total=900.0)  # uploads and downloads
+_READ_ATTEMPTS = 8  # a poll or download failing retryably this often in a row gives up
 
 
 def custom_id(request_id: str) -> str:
@@ -96,6 +97,21 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
             raise tag(codec.classify_error(resp.status, resp.headers, body), first)
         return body
 
+    async def patiently(request: WireRequest, timeouts: Timeouts = _TIMEOUTS) -> bytes:
+        """Polls and downloads (never submissions) ride out a provider's bad moments."""
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                return await send(request, timeouts)
+            except ProviderError as e:
+                if not e.retryable or attempt == _READ_ATTEMPTS:
+                    raise
+                wait = e.retry_after if e.retry_after is not None else \
+                    min(max(poll_interval, 1.0) * attempt, 300.0)
+                log(f"{type(e).__name__} ({e.message[:120]}); trying again in {wait:.0f}s "
+                    f"({attempt}/{_READ_ATTEMPTS - 1})")
+                await asyncio.sleep(min(wait, 3600.0))
+        raise AssertionError("unreachable")
+
     state = _load_state(spath)
     earlier: set[str] = set()  # custom_ids of this batch already in the output
     if state:
@@ -103,6 +119,11 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
     if state and not set(calls) <= set(state.get("custom_ids") or {}):
         raise ConfigurationError(
             f"{spath} belongs to a batch of other requests; delete it to submit anew")
+    if state and state.get("provider") not in (None, first.target.provider):
+        raise ConfigurationError(
+            f"{spath} is a batch submitted to {state['provider']!r}, not to "
+            f"{first.target.provider!r}: rerun with that provider's model, or delete the "
+            "file to submit anew")
     if state:
         batch_id = str(state["batch_id"])
         log(f"resuming provider batch {batch_id}")
@@ -122,27 +143,37 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
 
     module: Any = batch_openai if wire == "openai" else batch_anthropic
     while True:
-        status = module.decode_status(await send(module.encode_poll(first, codec, batch_id),
-                                                 PROBE_TIMEOUTS))
+        status = module.decode_status(await patiently(
+            module.encode_poll(first, codec, batch_id), PROBE_TIMEOUTS))
         if status.done:
             break
         log(f"batch {batch_id}: {status.status} {status.counts}")
         await asyncio.sleep(poll_interval)
 
+    bodies = []  # every results file first: a refused download writes nothing
+    for file_ref in status.output_file_ids:
+        request = (batch_openai.encode_download(first, codec, file_ref) if wire == "openai"
+                   else batch_anthropic.encode_results(first, codec, file_ref))
+        bodies.append(await patiently(request))
     writer = ResultWriter(output_path)
     written: set[str] = set()
+    problems: list[str] = []
     try:
-        for file_ref in status.output_file_ids:
-            request = (batch_openai.encode_download(first, codec, file_ref) if wire == "openai"
-                       else batch_anthropic.encode_results(first, codec, file_ref))
-            for cid, outcome in module.decode_results(await send(request), codec, calls,
-                                                       ignore=earlier):
+        for body in bodies:
+            for cid, outcome in module.decode_results(body, codec, calls, ignore=earlier,
+                                                       problems=problems):
                 if cid in written:
                     continue
                 written.add(cid)
                 _write(writer, by_custom[cid], outcome, calls[cid], counts)
+        for problem in problems[:5]:
+            log(f"skipped a bad results line: {problem}")
+        if len(problems) > 5:
+            log(f"... and {len(problems) - 5} more bad results lines")
         for cid in calls.keys() - written:  # nothing silently lost
             why = "; ".join(status.errors) or f"batch ended {status.status!r}"
+            if problems:
+                why += f"; {len(problems)} results line(s) could not be read"
             _write(writer, by_custom[cid], ProviderError(
                 f"no result for this request in provider batch {batch_id} ({why})",
                 code="missing_result"), calls[cid], counts)
@@ -182,10 +213,11 @@ def _load_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except ValueError:
+    except (ValueError, OSError):
         raise ConfigurationError(f"{path} is not valid JSON; delete it to submit anew") \
             from None
-    if not isinstance(data, dict) or "batch_id" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("batch_id"), str) \
+            or not isinstance(data.get("custom_ids"), dict):
         raise ConfigurationError(f"{path} is not a batch state file; delete it to submit anew")
     return data
 
