@@ -130,7 +130,7 @@ async def run_batch(client: AsyncClient, requests: Iterable[RequestLike], *,
                     model: str | None = None, concurrency: int = 16,
                     on_result: OnResult | None = None) -> list[BatchResult]:
     """See :meth:`AsyncClient.batch`. Invalid requests fail before any traffic."""
-    if not isinstance(concurrency, int) or concurrency < 1:
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigurationError(f"concurrency must be a positive int, got {concurrency!r}")
     parsed = [BatchRequest.parse(r, f"request {i}") for i, r in enumerate(requests)]
     seen: set[str] = set()
@@ -148,7 +148,9 @@ async def run_batch(client: AsyncClient, requests: Iterable[RequestLike], *,
             if inspect.isawaitable(maybe):
                 await maybe
 
-    await _pool(concurrency, (one(i, r) for i, r in enumerate(parsed)))
+    # never more workers than requests: concurrency=10**9 is not a billion tasks
+    await _pool(min(concurrency, max(len(parsed), 1)),
+                (one(i, r) for i, r in enumerate(parsed)))
     return [r for r in results if r is not None]
 
 
@@ -159,8 +161,11 @@ async def _run_one(client: AsyncClient, request: BatchRequest,
                                          **request.options)
     except ModelwireError as e:  # provider failures and bad requests alike: a result
         return BatchResult(request.id, error=e)
-    except (TypeError, ValueError) as e:  # an option complete() does not take, or its type
+    except TypeError as e:  # an option complete() does not take
         return BatchResult(request.id, error=ConfigurationError(f"bad options: {e}"))
+    except ValueError as e:  # an option's value, or text that cannot be encoded
+        return BatchResult(request.id, error=ConfigurationError(
+            f"the request cannot be sent: {e}"))
     return BatchResult(request.id, response=response)
 
 
@@ -281,7 +286,9 @@ class ResultWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        line = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        # a lone surrogate (JSON allows "\ud800") is written back as that same escape
+        line = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+            "utf-8", "backslashreplace")
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view):]

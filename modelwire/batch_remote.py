@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TIMEOUTS = Timeouts(connect=10.0, read=300.0, total=900.0)  # uploads and downloads
+_MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}  # per batch, as documented
 _READ_ATTEMPTS = 8  # a poll or download failing retryably this often in a row gives up
 
 
@@ -84,6 +85,16 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
     if any(c.target.spec.name != first.target.spec.name for c in calls.values()):
         raise ConfigurationError("a provider batch goes to one provider: every request's "
                                  "model must name the same provider")
+    models = sorted({c.target.model for c in calls.values()})
+    if wire == "openai" and len(models) > 1:
+        raise ConfigurationError(
+            f"an OpenAI batch runs one model, these requests name {', '.join(models)}: "
+            "split the input by model (or run without --provider-batch)")
+    limit = _MAX_REQUESTS[wire]
+    if len(calls) > limit:
+        raise ConfigurationError(
+            f"{len(calls)} requests to send; a {wire} batch takes at most {limit}: split the "
+            "input into smaller files")
     codec = get_codec(first.target.spec)
     transport = client.transport_for(first.target.spec)
 
@@ -194,7 +205,14 @@ def _write(writer: ResultWriter, rid: str, outcome: Response | ProviderError, ca
 
 
 def _call(client: AsyncClient, request: BatchRequest, model: str | None) -> Call:
-    return client.build_call(request.model or model, request.messages, **request.options)
+    """The request's call; a mistake in it names the id (the whole batch is refused)."""
+    try:
+        return client.build_call(request.model or model, request.messages, **request.options)
+    except ConfigurationError as e:
+        e.args = (f"request {request.id!r}: {e}", *e.args[1:])
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError(f"request {request.id!r}: bad options: {e}") from None
 
 
 def _wire(call: Call) -> str:

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelwire import AsyncClient
-from modelwire.batch import prepare_output, read_requests, run_file
+from modelwire.batch import ResultWriter, prepare_output, read_requests, run_file
 from modelwire.cli.app import app
 from modelwire.errors import ConfigurationError, InvalidMessageError
 
@@ -123,3 +123,36 @@ def test_cli_reports_path_mistakes_in_one_line(tmp_path: Path) -> None:
         assert result.exit_code == 2, result.output
         assert "error: ConfigurationError: " in result.stderr and message in result.stderr
         assert "Traceback" not in result.output
+
+
+async def test_huge_concurrency_starts_no_more_workers_than_requests(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    workers = 0
+    real = asyncio.ensure_future
+
+    def counting(aw: Any, **kw: Any) -> Any:
+        nonlocal workers
+        workers += "worker" in getattr(aw, "__qualname__", "")
+        return real(aw, **kw)
+
+    monkeypatch.setattr(asyncio, "ensure_future", counting)
+    async with AsyncClient(middleware=[]) as client:
+        results = await client.batch([{"id": "a", "prompt": "x"}, {"id": "b", "prompt": "y"}],
+                                     model="mock/echo", concurrency=100_000)
+        assert [r.ok for r in results] == [True, True]
+        assert workers == 2
+        with pytest.raises(ConfigurationError, match="concurrency"):
+            await client.batch([], concurrency=True)
+
+
+def test_lone_surrogates_neither_crash_the_batch_nor_corrupt_the_output(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"id": "x", "prompt": "\\ud800 lone"}\n{"id": "y", "prompt": "fine"}\n')
+    counts = _run(inp, out)
+    assert counts["ok"] == 1 and counts["errors"] == 1
+    assert "cannot be sent" in _rows(out)[0]["error"]["message"]
+    writer = ResultWriter(out)  # a provider's text may carry one too: written as its escape
+    writer.write({"id": "z", "response": {"text": "a\udc80b"}})
+    writer.close()
+    assert _rows(out)[-1]["response"]["text"] == "a\udc80b"
+    assert prepare_output(out).done == {"x": False, "y": True, "z": True}

@@ -213,3 +213,18 @@ async def test_resuming_with_another_provider_or_a_corrupt_state_is_refused(
         with pytest.raises(ConfigurationError, match="not valid JSON"):
             await _go(url, inp, out, "openai/gpt-4o-mini")
     assert script.seen == []  # refused before any traffic
+
+
+async def test_a_bad_request_or_mixed_openai_models_refused_naming_why(tmp_path: Path) -> None:
+    inp, out = _input(tmp_path)
+    script = Script()
+    with serving(script) as url:
+        inp.write_text('{"id": "a", "prompt": "x"}\n'
+                       '{"id": "b", "prompt": "x", "options": {"bogus": 1}}\n')
+        with pytest.raises(ConfigurationError, match=r"request 'b': unknown argument"):
+            await _go(url, inp, out, "openai/gpt-4o-mini")
+        inp.write_text('{"id": "a", "prompt": "x"}\n'
+                       '{"id": "b", "prompt": "x", "model": "openai/gpt-4.1"}\n')
+        with pytest.raises(ConfigurationError, match="one model"):
+            await _go(url, inp, out, "openai/gpt-4o-mini")
+    assert script.seen == []
