@@ -54,6 +54,8 @@ INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
 DEFAULT_ENV: dict[str, str] = {
     "CLAUDE_CODE_MAX_RETRIES": "0",
     "CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK": "1",
+    # else a 400 is quietly re-sent (up to 3 times) with fewer beta headers
+    "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     "DISABLE_TELEMETRY": "1",
     "DISABLE_AUTOUPDATER": "1",
