@@ -9,6 +9,7 @@ prompt never read, a stderr flood, malformed event shapes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -161,3 +162,55 @@ async def test_a_stream_closed_early_kills_the_process_group(tmp_path: Path) -> 
     assert await wait_gone(int(pidfile.read_text()))
     assert await wait_gone(int(childfile.read_text()))
     assert os.getpgid(os.getpid()) != int(pidfile.read_text())  # it had a group of its own
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGHUP"])
+def test_killing_the_cli_kills_the_programs_it_started(tmp_path: Path, signame: str) -> None:
+    """``kill``/``timeout``/a closed terminal: the programs (in sessions of their own)
+    would otherwise run on, orphaned, spending tokens."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "pids"
+    prog = fake(tmp_path, "claude", f"echo $$ >> {pids}\necho '{ASSISTANT}'\nexec sleep 600")
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"r{i}", "prompt": "hi"}) + "\n" for i in range(3)))
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelwire.cli", "batch", str(inp), "-o", str(out),
+         "-m", "claude-cli/x", "-c", "3", "--no-progress"],
+        env={**os.environ, "PYTHONPATH": str(root), "CLAUDE_CLI_PATH": prog},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+                not pids.exists() or len(pids.read_text().split()) < 3):
+            time.sleep(0.05)
+        started = [int(x) for x in pids.read_text().split()]
+        assert len(started) == 3
+        proc.send_signal(getattr(signal, signame))
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    try:
+        assert proc.returncode == 128 + getattr(signal, signame), proc.stderr.read() \
+            if proc.stderr else b""
+        assert all(asyncio.run(wait_gone(pid)) for pid in started)
+    finally:  # a failing run must not leave its orphans behind either
+        for pid in started:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)
+
+
+async def test_claude_cli_path_is_the_program_that_runs(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """$CLAUDE_CLI_PATH did pick the provider in detection, then was ignored for the run."""
+    prog = fake(tmp_path, "my-claude", f"echo '{ASSISTANT}'\necho '{RESULT}'")
+    monkeypatch.setenv("CLAUDE_CLI_PATH", prog)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    async with AsyncClient(max_retries=0) as c:
+        assert (await c.complete("claude-cli/x", "hi")).text == "héllo ✓ 🎉"

@@ -2,12 +2,14 @@
 
 Error contract: a :class:`~modelwire.ModelwireError` becomes one line on
 stderr, ``error: <Type>: <message>``, exit 1 (2 for a ConfigurationError);
-Ctrl-C exits 130 without a traceback.
+Ctrl-C exits 130 without a traceback; SIGTERM and SIGHUP cancel the same way
+(exit 143 / 129), so cleanup runs and no subprocess outlives the command.
 """
 
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -49,13 +51,49 @@ def _fail(err: BaseException) -> NoReturn:
     raise typer.Exit(2 if isinstance(err, ConfigurationError) else 1)
 
 
+class _Terminated(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+async def _until_terminated(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """``main()``, cancelled like Ctrl-C on SIGTERM or SIGHUP (``kill``, ``timeout``, a
+    closed terminal): cleanup runs, so no program it started (claude-cli) outlives it."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    got: list[int] = []
+
+    def stop(signum: int) -> None:
+        got.append(signum)
+        if task is not None:
+            task.cancel()
+
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, stop, sig)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, ...
+            pass
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        if got:
+            raise _Terminated(got[0]) from None
+        raise
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
     """Run one command's coroutine under the CLI error contract."""
     from ..errors import ModelwireError
     try:
-        code = asyncio.run(main())
+        code = asyncio.run(_until_terminated(main))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except _Terminated as e:
+        raise typer.Exit(128 + e.signum) from None
     except ModelwireError as e:
         _fail(e)
     except BrokenPipeError:  # `modelwire chat ... | head`: the reader left; stay quiet

@@ -105,7 +105,7 @@ class ClaudeCLICodec:
         # transport adds it from its own options, so no repr or log can show it.
         env = {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(call.max_tokens)} \
             if call.max_tokens is not None else {}
-        body = {"program": opts.get("program") or "claude", "args": args, "stdin": prompt,
+        body = {"program": opts.get("program"), "args": args, "stdin": prompt,
                 "defaults": DEFAULT_ENV, "env": env, "cwd": opts.get("cwd"),
                 "final_type": "result"}
         return WireRequest("EXEC", f"claude-cli://{call.target.model}", {}, dumps(body),

@@ -83,11 +83,14 @@ class SubprocessTransport:
     async def send(self, request: WireRequest, timeouts: Timeouts) -> ProcessResponse:
         try:
             spec = json.loads(request.body or b"{}")
-            program, args = str(spec["program"]), [str(a) for a in spec["args"]]
+            args = [str(a) for a in spec["args"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(f"bad subprocess request ({e}): a codec bug") from None
         env = {**os.environ, **_strs(spec.get("defaults")), **self.env, **_strs(spec.get("env"))}
-        path = find_program({"program": program}, env)
+        # no program named: $CLAUDE_CLI_PATH (in the program's environment), then PATH
+        named = {"program": str(spec["program"])} if spec.get("program") else {}
+        program = named.get("program") or env.get(PROGRAM_ENV) or "claude"
+        path = find_program(named, env)
         if path is None:
             raise MissingProgramError(program, self.install_hint)
         started = time.monotonic()
