@@ -30,7 +30,8 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -237,6 +238,34 @@ def check_paths(input_path: str | os.PathLike[str],
                                  "file of their own")
 
 
+@contextmanager
+def output_lock(output_path: str | os.PathLike[str]) -> Iterator[None]:
+    """One run per output at a time (``OUTPUT.lock``, an advisory lock the OS drops
+    if the process dies): a second run would write every id twice, or submit and
+    pay for a second provider batch."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    lock = Path(output_path)
+    lock = lock.with_name(lock.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another run is writing {output_path} (it holds {lock}); wait for it to "
+                "finish or stop it") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+
+
 def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) -> OutputState:
     """Read what an earlier run finished; cut a half-written last line.
 
@@ -307,6 +336,15 @@ async def run_file(client: AsyncClient, input_path: str | os.PathLike[str],
                    on_start: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """JSONL in, JSONL out, resumable. Returns counts: total, skipped, ok, errors."""
     check_paths(input_path, output_path)
+    with output_lock(output_path):
+        return await _run_file(client, input_path, output_path, model, concurrency,
+                               retry_errors, on_result, on_start)
+
+
+async def _run_file(client: AsyncClient, input_path: str | os.PathLike[str],
+                    output_path: str | os.PathLike[str], model: str | None, concurrency: int,
+                    retry_errors: bool, on_result: OnResult | None,
+                    on_start: Callable[[int, int], None] | None) -> dict[str, int]:
     requests = read_requests(input_path)
     state = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in state.done]

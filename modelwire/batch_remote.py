@@ -28,6 +28,7 @@ from .batch import (
     BatchResult,
     ResultWriter,
     check_paths,
+    output_lock,
     prepare_output,
     read_requests,
 )
@@ -67,6 +68,14 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
                              retry_errors: bool = False,
                              log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
     check_paths(input_path, output_path)
+    with output_lock(output_path):
+        return await _run(client, input_path, output_path, model, poll_interval,
+                          retry_errors, log)
+
+
+async def _run(client: AsyncClient, input_path: str | os.PathLike[str],
+               output_path: str | os.PathLike[str], model: str | None, poll_interval: float,
+               retry_errors: bool, log: Callable[[str], None]) -> dict[str, int]:
     requests = read_requests(input_path)
     out = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in out.done]

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from modelwire import AsyncClient
-from modelwire.batch import ResultWriter, prepare_output, read_requests, run_file
+from modelwire.batch import ResultWriter, output_lock, prepare_output, read_requests, run_file
 from modelwire.cli.app import app
 from modelwire.errors import ConfigurationError, InvalidMessageError
 
@@ -156,3 +156,15 @@ def test_lone_surrogates_neither_crash_the_batch_nor_corrupt_the_output(tmp_path
     writer.close()
     assert _rows(out)[-1]["response"]["text"] == "a\udc80b"
     assert prepare_output(out).done == {"x": False, "y": True, "z": True}
+
+
+def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
+    """Two terminals, one output: every id would be written (and paid for) twice."""
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text('{"id": "a", "prompt": "hi"}\n')
+    with output_lock(out):
+        with pytest.raises(ConfigurationError, match="another run is writing"):
+            _run(inp, out)
+        assert not out.exists()
+    assert _run(inp, out)["ok"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]

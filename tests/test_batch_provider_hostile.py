@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from modelwire import AsyncClient
+from modelwire.batch import output_lock
 from modelwire.batch_remote import run_provider_batch, state_path
 from modelwire.errors import ConfigurationError, MalformedResponseError
 
@@ -227,4 +228,13 @@ async def test_a_bad_request_or_mixed_openai_models_refused_naming_why(tmp_path:
                        '{"id": "b", "prompt": "x", "model": "openai/gpt-4.1"}\n')
         with pytest.raises(ConfigurationError, match="one model"):
             await _go(url, inp, out, "openai/gpt-4o-mini")
+    assert script.seen == []
+
+
+async def test_a_second_provider_run_on_the_same_output_submits_nothing(tmp_path: Path) -> None:
+    inp, out = _input(tmp_path)
+    script = Script()
+    with serving(script) as url, output_lock(out), \
+            pytest.raises(ConfigurationError, match="another run is writing"):
+        await _go(url, inp, out, "openai/gpt-4o-mini")
     assert script.seen == []
