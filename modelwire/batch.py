@@ -279,6 +279,10 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
     except OSError as e:
         raise ConfigurationError(f"cannot read the output {p}: {e.strerror or e}") from None
     cut = len(data) - (data.rfind(b"\n") + 1)
+    if cut and _is_result(data[-cut:]):  # whole but for its newline (an editor's save, or
+        with open(p, "ab") as f:         # a write cut just before it): kept, not redone
+            f.write(b"\n")
+        data, cut = data + b"\n", 0
     if cut:
         with open(p, "r+b") as f:
             f.truncate(len(data) - cut)
@@ -306,6 +310,15 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
         tmp.write_bytes(b"".join(line + b"\n" for line in kept))
         os.replace(tmp, p)
     return OutputState(done, cut)
+
+
+def _is_result(line: bytes) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and isinstance(row.get("id"), (str, int)) and (
+        isinstance(row.get("response"), dict) or isinstance(row.get("error"), dict))
 
 
 class ResultWriter:

@@ -168,3 +168,17 @@ def test_a_second_run_on_the_same_output_is_refused(tmp_path: Path) -> None:
         assert not out.exists()
     assert _run(inp, out)["ok"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+def test_a_whole_last_line_missing_only_its_newline_is_kept(tmp_path: Path) -> None:
+    """Not a half-written line: redoing it would pay twice for an answer we have."""
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id":"a","response":{"text":"kept"}}\n{"id":"b","response":{"text":"also"}}')
+    state = prepare_output(out)
+    assert state.done == {"a": True, "b": True} and state.truncated == 0
+    assert out.read_text().endswith('"also"}}\n')
+    out.write_text('{"id":"a","response":{"text":"kept"}}\n{"id":"b","response":{"te')
+    assert prepare_output(out).done == {"a": True}  # really half-written: cut, redone
+    out.write_text('{"id":"a","response":{"text":"kept"}}\n{"id":"b"}')  # valid JSON, no result
+    assert prepare_output(out).done == {"a": True}
+    assert out.read_text() == '{"id":"a","response":{"text":"kept"}}\n'
