@@ -20,6 +20,7 @@ import pytest
 from modelwire import AsyncClient
 from modelwire.errors import (
     AuthenticationError,
+    ConfigurationError,
     MalformedResponseError,
     RequestTimeoutError,
 )
@@ -214,3 +215,16 @@ async def test_claude_cli_path_is_the_program_that_runs(tmp_path: Path,
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     async with AsyncClient(max_retries=0) as c:
         assert (await c.complete("claude-cli/x", "hi")).text == "héllo ✓ 🎉"
+
+
+@pytest.mark.parametrize(("option", "match"), [
+    ({"cwd": "/nonexistent/dir"}, "not a directory"),  # was: "the program was not found"
+    ({"args": "--debug"}, "list of strings"),  # was: split into characters
+])
+async def test_option_mistakes_say_what_is_wrong(tmp_path: Path, option: dict[str, str],
+                                                 match: str) -> None:
+    prog = fake(tmp_path, "claude", f"echo '{ASSISTANT}'\necho '{RESULT}'")
+    async with AsyncClient(provider_options={"claude-cli": {"program": prog, **option}},
+                           max_retries=0) as c:
+        with pytest.raises(ConfigurationError, match=match):
+            await c.complete("claude-cli/x", "hi")

@@ -100,7 +100,11 @@ class ClaudeCLICodec:
         system, prompt = _prompt(call)
         if system:
             args += ["--system-prompt", system]
-        args += [str(a) for a in opts.get("args", ())]
+        extra = opts.get("args") or []
+        if not isinstance(extra, (list, tuple)):
+            raise e.ConfigurationError(
+                f"the claude-cli 'args' option must be a list of strings, got {extra!r}")
+        args += [str(a) for a in extra]
         # The caller's ``env`` option (it may hold keys) never enters the request: the
         # transport adds it from its own options, so no repr or log can show it.
         env = {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(call.max_tokens)} \

@@ -93,11 +93,15 @@ class SubprocessTransport:
         path = find_program(named, env)
         if path is None:
             raise MissingProgramError(program, self.install_hint)
+        cwd = spec.get("cwd") or None
+        if cwd is not None and not os.path.isdir(cwd):
+            raise ConfigurationError(f"the working directory {cwd!r} (the cwd option) is not "
+                                     "a directory")
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
                 path, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=env, cwd=spec.get("cwd") or None,
+                stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
                 start_new_session=True, limit=_LINE_LIMIT)
         except FileNotFoundError:
             raise MissingProgramError(program, self.install_hint) from None
