@@ -124,6 +124,11 @@ async def _run(client: AsyncClient, input_path: str | os.PathLike[str],
                 return await send(request, timeouts)
             except ProviderError as e:
                 if not e.retryable or attempt == _READ_ATTEMPTS:
+                    if spath.exists():  # else every rerun resumes into the same wall
+                        e.message += (f" (the batch is recorded in {spath}; a rerun resumes "
+                                      "it; if it is gone for good, delete that file to "
+                                      "submit anew)")
+                        e.args = (e.message,)
                     raise
                 wait = e.retry_after if e.retry_after is not None else \
                     min(max(poll_interval, 1.0) * attempt, 300.0)

@@ -20,7 +20,7 @@ import pytest
 from modelwire import AsyncClient
 from modelwire.batch import output_lock
 from modelwire.batch_remote import run_provider_batch, state_path
-from modelwire.errors import ConfigurationError, MalformedResponseError
+from modelwire.errors import ConfigurationError, MalformedResponseError, ProviderError
 
 KEY = "sk-hostile-test-key"
 IDS = ["r0", "r1", "r2"]
@@ -238,3 +238,17 @@ async def test_a_second_provider_run_on_the_same_output_submits_nothing(tmp_path
             pytest.raises(ConfigurationError, match="another run is writing"):
         await _go(url, inp, out, "openai/gpt-4o-mini")
     assert script.seen == []
+
+
+async def test_a_vanished_batch_says_how_to_start_over(tmp_path: Path) -> None:
+    inp, out = _input(tmp_path)
+    script = Script()
+    with serving(script) as url:
+        state_path(out).write_text(json.dumps({"provider": "openai", "batch_id": "batch_old",
+                                               "custom_ids": {i: i for i in IDS}}))
+        script.final = (404, {"error": {"message": "No batch found", "type": "invalid_request"}},
+                        {})
+        with pytest.raises(ProviderError, match="delete that file to submit anew") as info:
+            await _go(url, inp, out, "openai/gpt-4o-mini")
+    assert info.value.status == 404 and str(state_path(out)) in str(info.value)
+    assert [(m, p) for m, p, _k in script.seen] == [("GET", "/v1/batches/batch_old")]
