@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
 from .accumulate import Delta, StreamAccumulator
-from .errors import ProviderError
+from .errors import InvalidMessageError, ProviderError
 from .pipeline import Call, Timeouts
 from .providers.base import Codec, event_decoder
 from .response import Response, StreamEvent
 from .streaming import AsyncStream
-from .transports.base import Transport, WireResponse
+from .transports.base import Transport, WireRequest, WireResponse
 from .wire.sse import SSEEvent, SSEParser
 
 E = TypeVar("E", bound=ProviderError)
@@ -45,6 +45,16 @@ def _timeouts(call: Call) -> Timeouts:
     return timeouts
 
 
+def _encode(codec: Codec, call: Call) -> WireRequest:
+    try:
+        return codec.encode(call)
+    except UnicodeEncodeError as e:  # a lone surrogate ("\\ud800" in JSON) in some text
+        raise InvalidMessageError(
+            f"the request holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, "
+            "a lone surrogate): clean it first, e.g. text.encode('utf-8', 'replace')"
+            ".decode()") from None
+
+
 async def _http_error(codec: Codec, resp: WireResponse) -> ProviderError:
     body = await resp.read()
     return codec.classify_error(resp.status, resp.headers, body)
@@ -56,7 +66,7 @@ async def _http_error(codec: Codec, resp: WireResponse) -> ProviderError:
 
 async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     started = time.perf_counter()
-    request = codec.encode(call)
+    request = _encode(codec, call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 400:
@@ -74,7 +84,7 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
 
 async def open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncStream:
     started = time.perf_counter()
-    request = codec.encode(call)
+    request = _encode(codec, call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 400:

@@ -150,7 +150,8 @@ def test_lone_surrogates_neither_crash_the_batch_nor_corrupt_the_output(tmp_path
     inp.write_text('{"id": "x", "prompt": "\\ud800 lone"}\n{"id": "y", "prompt": "fine"}\n')
     counts = _run(inp, out)
     assert counts["ok"] == 1 and counts["errors"] == 1
-    assert "cannot be sent" in _rows(out)[0]["error"]["message"]
+    err = _rows(out)[0]["error"]
+    assert err["type"] == "InvalidMessageError" and "not valid Unicode" in err["message"]
     writer = ResultWriter(out)  # a provider's text may carry one too: written as its escape
     writer.write({"id": "z", "response": {"text": "a\udc80b"}})
     writer.close()
@@ -182,3 +183,18 @@ def test_a_whole_last_line_missing_only_its_newline_is_kept(tmp_path: Path) -> N
     out.write_text('{"id":"a","response":{"text":"kept"}}\n{"id":"b"}')  # valid JSON, no result
     assert prepare_output(out).done == {"a": True}
     assert out.read_text() == '{"id":"a","response":{"text":"kept"}}\n'
+
+
+async def test_a_lone_surrogate_is_a_typed_error_for_every_wire() -> None:
+    """Not a raw UnicodeEncodeError from deep in the JSON encoder."""
+    async with AsyncClient(api_keys={"openai": "sk-x", "anthropic": "sk-x"},
+                           base_urls={"openai": "http://127.0.0.1:9/v1",
+                                      "anthropic": "http://127.0.0.1:9"},
+                           max_retries=0) as client:
+        for model in ("mock/echo", "openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5"):
+            with pytest.raises(InvalidMessageError, match="not valid Unicode"):
+                await client.complete(model, "half a pair: \ud800")
+            with pytest.raises(InvalidMessageError, match="not valid Unicode"):
+                async with client.stream(model, "\udc80") as s:
+                    async for _ in s:
+                        pass

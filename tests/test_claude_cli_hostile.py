@@ -21,6 +21,7 @@ from modelwire import AsyncClient
 from modelwire.errors import (
     AuthenticationError,
     ConfigurationError,
+    InvalidMessageError,
     MalformedResponseError,
     RequestTimeoutError,
 )
@@ -228,3 +229,11 @@ async def test_option_mistakes_say_what_is_wrong(tmp_path: Path, option: dict[st
                            max_retries=0) as c:
         with pytest.raises(ConfigurationError, match=match):
             await c.complete("claude-cli/x", "hi")
+
+
+async def test_a_nul_in_the_system_prompt_is_a_typed_error(tmp_path: Path) -> None:
+    prog = fake(tmp_path, "claude", f"echo '{ASSISTANT}'\necho '{RESULT}'")
+    async with client(prog) as c:
+        with pytest.raises(InvalidMessageError, match="NUL"):
+            await c.complete("claude-cli/x", [{"role": "system", "content": "a\x00b"},
+                                              {"role": "user", "content": "hi"}])

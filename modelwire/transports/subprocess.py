@@ -37,6 +37,7 @@ from typing import Any
 
 from ..errors import (
     ConfigurationError,
+    InvalidMessageError,
     MalformedResponseError,
     MissingDependencyError,
     ProviderConnectionError,
@@ -105,6 +106,9 @@ class SubprocessTransport:
                 start_new_session=True, limit=_LINE_LIMIT)
         except FileNotFoundError:
             raise MissingProgramError(program, self.install_hint) from None
+        except ValueError as e:  # a NUL byte: no argument or variable can carry one
+            raise InvalidMessageError(f"cannot run {program!r}: {e} (a NUL character in the "
+                                      "system prompt or an option)") from None
         except OSError as e:
             raise ProviderConnectionError(f"could not start {program!r}: {e}",
                                           retryable=False) from None
