@@ -149,6 +149,12 @@ async def _run(client: AsyncClient, input_path: str | os.PathLike[str],
             f"{spath} is a batch submitted to {state['provider']!r}, not to "
             f"{first.target.provider!r}: rerun with that provider's model, or delete the "
             "file to submit anew")
+    if state and isinstance(state.get("models"), list) and \
+            not set(models) <= set(map(str, state["models"])):
+        raise ConfigurationError(
+            f"{spath} is a batch for {', '.join(map(str, state['models']))}, not "
+            f"{', '.join(models)}: its answers come from the model it was submitted with; "
+            "rerun with that model, or delete the file to submit anew")
     if state:
         batch_id = str(state["batch_id"])
         log(f"resuming provider batch {batch_id}")
@@ -162,8 +168,8 @@ async def _run(client: AsyncClient, input_path: str | os.PathLike[str],
         else:
             created = await send(batch_anthropic.encode_create(items, codec))
             batch_id = batch_anthropic.decode_status(created).id
-        _save_state(spath, {"provider": first.target.provider, "batch_id": batch_id,
-                            "custom_ids": by_custom})
+        _save_state(spath, {"provider": first.target.provider, "models": models,
+                            "batch_id": batch_id, "custom_ids": by_custom})
         log(f"submitted provider batch {batch_id} ({len(items)} requests)")
 
     module: Any = batch_openai if wire == "openai" else batch_anthropic

@@ -7,6 +7,7 @@ results_url on another host. The key must never go anywhere but the API's host.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -252,3 +253,29 @@ async def test_a_vanished_batch_says_how_to_start_over(tmp_path: Path) -> None:
             await _go(url, inp, out, "openai/gpt-4o-mini")
     assert info.value.status == 404 and str(state_path(out)) in str(info.value)
     assert [(m, p) for m, p, _k in script.seen] == [("GET", "/v1/batches/batch_old")]
+
+
+async def test_resuming_with_another_model_is_refused(tmp_path: Path) -> None:
+    inp, out = _input(tmp_path)
+    script = Script()
+    with serving(script) as url:
+        script.create = {"id": "batch_1", "object": "batch", "status": "validating"}
+        script.final = (200, {"id": "batch_1", "status": "in_progress"}, {})
+
+        async def interrupted() -> None:
+            async with AsyncClient(api_keys={"openai": KEY},
+                                   base_urls={"openai": f"{url}/v1"}) as client:
+                await run_provider_batch(client, inp, out, model="openai/gpt-4o-mini",
+                                         poll_interval=0.01)
+
+        task = asyncio.ensure_future(interrupted())
+        while not state_path(out).exists():
+            await asyncio.sleep(0.01)
+        task.cancel()  # Ctrl-C while polling
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        seen = len(script.seen)
+        with pytest.raises(ConfigurationError, match=r"not gpt-4\.1"):
+            await _go(url, inp, out, "openai/gpt-4.1")
+    assert len(script.seen) == seen  # refused before any traffic
+    assert json.loads(state_path(out).read_text())["models"] == ["gpt-4o-mini"]
