@@ -184,7 +184,7 @@ def test_killing_the_cli_kills_the_programs_it_started(tmp_path: Path, signame: 
         [sys.executable, "-m", "modelwire.cli", "batch", str(inp), "-o", str(out),
          "-m", "claude-cli/x", "-c", "3", "--no-progress"],
         env={**os.environ, "PYTHONPATH": str(root), "CLAUDE_CLI_PATH": prog},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
@@ -193,19 +193,16 @@ def test_killing_the_cli_kills_the_programs_it_started(tmp_path: Path, signame: 
         started = [int(x) for x in pids.read_text().split()]
         assert len(started) == 3
         proc.send_signal(getattr(signal, signame))
-        proc.wait(timeout=60)
-    finally:
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + getattr(signal, signame), err
+        assert all(asyncio.run(wait_gone(pid)) for pid in started)
+    finally:  # a failing run must leave neither the CLI nor its programs behind
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-    try:
-        assert proc.returncode == 128 + getattr(signal, signame), proc.stderr.read() \
-            if proc.stderr else b""
-        assert all(asyncio.run(wait_gone(pid)) for pid in started)
-    finally:  # a failing run must not leave its orphans behind either
-        for pid in started:
+            proc.communicate()
+        for pid in (pids.read_text().split() if pids.exists() else []):
             with contextlib.suppress(OSError):
-                os.killpg(pid, signal.SIGKILL)
+                os.killpg(int(pid), signal.SIGKILL)
 
 
 async def test_claude_cli_path_is_the_program_that_runs(tmp_path: Path,
