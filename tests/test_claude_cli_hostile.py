@@ -234,3 +234,18 @@ async def test_a_nul_in_the_system_prompt_is_a_typed_error(tmp_path: Path) -> No
         with pytest.raises(InvalidMessageError, match="NUL"):
             await c.complete("claude-cli/x", [{"role": "system", "content": "a\x00b"},
                                               {"role": "user", "content": "hi"}])
+
+
+async def test_health_probe_neither_waits_on_nor_leaves_a_child(tmp_path: Path) -> None:
+    from modelwire.transports.subprocess import probe_program
+
+    child = tmp_path / "child"
+    prog = fake(tmp_path, "claude", f"sleep 600 & echo $! > {child}\necho '2.1.332 (Claude Code)'")
+    took, why = await probe_program({"program": prog}, dict(os.environ), timeout=30)
+    assert why is None and took is not None  # it answered: was "did not answer within 30s"
+    assert await wait_gone(int(child.read_text()))
+    pidfile = tmp_path / "pid"
+    hung = fake(tmp_path, "hung", f"echo $$ > {pidfile}\nexec sleep 600")
+    took, why = await probe_program({"program": hung}, dict(os.environ), timeout=0.5)
+    assert took is None and why is not None and "did not answer" in why
+    assert await wait_gone(int(pidfile.read_text()))

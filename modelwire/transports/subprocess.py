@@ -188,15 +188,7 @@ class ProcessResponse:
                     await read
 
     async def _exit(self) -> int | None:
-        """The program's exit. Not ``proc.wait()`` alone: that may also wait for the
-        pipes to close, which a child left behind can put off for ever."""
-        wait = asyncio.ensure_future(self.proc.wait())
-        try:
-            while self.proc.returncode is None and not wait.done():
-                await asyncio.wait([wait], timeout=0.05)
-        finally:
-            wait.cancel()
-        return self.proc.returncode
+        return await exit_of(self.proc)
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -280,6 +272,18 @@ class ProcessResponse:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
 
+async def exit_of(proc: asyncio.subprocess.Process) -> int | None:
+    """The program's exit status. Not ``proc.wait()`` alone: that may also wait for
+    the pipes to close, which a child left behind can put off for ever."""
+    wait = asyncio.ensure_future(proc.wait())
+    try:
+        while proc.returncode is None and not wait.done():
+            await asyncio.wait([wait], timeout=0.05)
+    finally:
+        wait.cancel()
+    return proc.returncode
+
+
 async def probe_program(options: Mapping[str, Any], env: Mapping[str, str],
                         timeout: float = 10.0) -> tuple[float | None, str | None]:
     """``program --version``: (seconds it took, None) or (None, why it is not usable)."""
@@ -296,14 +300,21 @@ async def probe_program(options: Mapping[str, Any], env: Mapping[str, str],
             start_new_session=True)
     except OSError as e:
         return None, f"could not start {path!r}: {e}"
+    answered = False
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+        await asyncio.wait_for(exit_of(proc), timeout)
+        answered = True
     except asyncio.TimeoutError:
+        pass
+    finally:  # the group, always: a child it left behind must not outlive the probe
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:  # the pipes close with the group: what it printed is there to read
+            _, err = await asyncio.wait_for(proc.communicate(), 5.0)
+        except asyncio.TimeoutError:
+            err = b""
+    if not answered:
         return None, f"{path} --version did not answer within {timeout:.0f}s"
-    finally:
-        if proc.returncode is None:  # timed out or cancelled
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace").strip()[-300:]
         return None, f"{path} --version exited with status {proc.returncode}: {tail}"
