@@ -249,3 +249,20 @@ async def test_health_probe_neither_waits_on_nor_leaves_a_child(tmp_path: Path) 
     took, why = await probe_program({"program": hung}, dict(os.environ), timeout=0.5)
     assert took is None and why is not None and "did not answer" in why
     assert await wait_gone(int(pidfile.read_text()))
+
+
+async def test_raw_line_separators_inside_json_strings(tmp_path: Path) -> None:
+    """JSON strings may hold U+2028, U+2029 and U+0085 raw; they end no line."""
+    text = "a\u2028b\u0085c\u2029d"
+    line = json.dumps({"type": "assistant", "message": {
+        "id": "m1", "model": "x", "content": [{"type": "text", "text": text}]}},
+        ensure_ascii=False)
+    script = tmp_path / "claude"
+    script.write_text(f"#!/bin/bash\ncat <<'END'\n{line}\n{RESULT}\nEND\n", encoding="utf-8")
+    script.chmod(0o755)
+    async with client(str(script)) as c:
+        assert (await c.complete("claude-cli/x", "hi")).text == text
+        async with c.stream("claude-cli/x", "hi") as s:
+            async for _ in s:
+                pass
+        assert s.response is not None and s.response.text == text

@@ -121,7 +121,9 @@ class ClaudeCLICodec:
         """The whole stdout (JSON lines; the transport's exit event last)."""
         decoder = _Decoder(self.provider)
         acc = StreamAccumulator(call.target.provider, call.target.model)
-        for line in body.decode("utf-8", "replace").splitlines():
+        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085, ...,
+        # which JSON strings may hold raw
+        for line in body.decode("utf-8", "replace").split("\n"):
             if not line.strip():
                 continue
             event = SSEEvent("exit", line[5:]) if line.startswith("exit:") else \
