@@ -230,6 +230,9 @@ def check_paths(input_path: str | os.PathLike[str],
     out = Path(output_path)
     if out.is_dir():
         raise ConfigurationError(f"the output {out} is a directory; name a file in it")
+    if out.exists() and not out.is_file():  # /dev/stdout, a FIFO: no resuming from those
+        raise ConfigurationError(f"the output {out} is not a regular file; results are "
+                                 "appended to, and resumed from, a file")
     if not out.parent.is_dir():
         raise ConfigurationError(f"the output's directory {out.parent} does not exist; "
                                  "create it first")

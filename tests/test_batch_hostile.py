@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -198,3 +203,34 @@ async def test_a_lone_surrogate_is_a_typed_error_for_every_wire() -> None:
                 async with client.stream(model, "\udc80") as s:
                     async for _ in s:
                         pass
+
+
+def test_an_output_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    """-o /dev/stdout read its own pipe (for ever) to find finished ids."""
+    inp, fifo = tmp_path / "in.jsonl", tmp_path / "fifo"
+    inp.write_text('{"id": "a", "prompt": "hi"}\n')
+    os.mkfifo(fifo)
+    for out in (fifo, Path("/dev/null")):
+        with pytest.raises(ConfigurationError, match="not a regular file"):
+            _run(inp, out)
+
+
+def test_sigterm_ends_the_cli_even_when_it_is_stuck_in_blocking_code(tmp_path: Path) -> None:
+    """Input from a FIFO nobody writes: opening it blocks. SIGTERM must still end the
+    command (cancelled when the loop can run, else after a short grace)."""
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modelwire.cli", "batch", str(fifo), "-o",
+         str(tmp_path / "out.jsonl"), "-m", "mock/echo", "--no-progress"],
+        env={**os.environ, "PYTHONPATH": str(root)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)  # let it reach the blocking open (a late signal ends it too)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

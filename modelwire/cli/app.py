@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -56,23 +57,34 @@ class _Terminated(Exception):
         self.signum = signum
 
 
+_STOP_GRACE = 3.0  # seconds a terminated command has to clean up before it just exits
+
+
 async def _until_terminated(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
     """``main()``, cancelled like Ctrl-C on SIGTERM or SIGHUP (``kill``, ``timeout``, a
-    closed terminal): cleanup runs, so no program it started (claude-cli) outlives it."""
+    closed terminal): cleanup runs, so no program it started (claude-cli) outlives it.
+
+    A Python-level handler, not the loop's: it runs even while the loop is stuck in
+    blocking code, and arms a watchdog so that the command ends regardless."""
     loop, task = asyncio.get_running_loop(), asyncio.current_task()
     got: list[int] = []
 
-    def stop(signum: int) -> None:
+    def on_signal(signum: int, _frame: Any) -> None:
+        if got:  # a second one: no more patience
+            os._exit(128 + signum)
         got.append(signum)
-        if task is not None:
+        if task is not None and not task.done():
             task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake the loop
+        watchdog = threading.Timer(_STOP_GRACE, os._exit, (128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
 
-    installed = []
+    previous: dict[int, Any] = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
         try:
-            loop.add_signal_handler(sig, stop, sig)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, ...
+            previous[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # not the main thread, or no such signal here
             pass
     try:
         return await main()
@@ -81,8 +93,8 @@ async def _until_terminated(main: Callable[[], Coroutine[Any, Any, int]]) -> int
             raise _Terminated(got[0]) from None
         raise
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
