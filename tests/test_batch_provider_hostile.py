@@ -279,3 +279,16 @@ async def test_resuming_with_another_model_is_refused(tmp_path: Path) -> None:
             await _go(url, inp, out, "openai/gpt-4.1")
     assert len(script.seen) == seen  # refused before any traffic
     assert json.loads(state_path(out).read_text())["models"] == ["gpt-4o-mini"]
+
+
+async def test_a_results_url_that_is_a_path_is_on_the_api(tmp_path: Path) -> None:
+    inp, out = _input(tmp_path)
+    script = Script()
+    with serving(script) as url:
+        script.create = {"id": "msgbatch_1", "processing_status": "in_progress"}
+        script.final = (200, {"id": "msgbatch_1", "processing_status": "ended",
+                              "results_url": "/v1/messages/batches/msgbatch_1/results"}, {})
+        script.results = _jsonl([_anthropic_line(i) for i in IDS])
+        counts = await _go(url, inp, out, "anthropic/claude-sonnet-4-5")
+    assert counts["ok"] == 3
+    assert ("GET", "/v1/messages/batches/msgbatch_1/results", KEY) in script.seen

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import MalformedResponseError, ProviderError, error_for
 from ..pipeline import Call
@@ -79,6 +79,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def encode_results(call: Call, codec: Codec, results_url: str) -> WireRequest:
     """GET the results, with the key, only where the batch API itself lives."""
+    results_url = urljoin(_base(call) + "/", results_url)  # a path alone is on the API
     if _origin(results_url) != _origin(_base(call)):
         raise MalformedResponseError(
             f"the batch's results_url {results_url[:200]!r} is not on the API's own host "
