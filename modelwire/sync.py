@@ -102,7 +102,7 @@ class Client:
         from .model_client import Model
         return Model(self, name)
 
-    def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+    def count_tokens(self, model: str | None, messages: Iterable[MessageLike] | str | None = None,
                      *, text: str | None = None,
                      tools: Iterable[ToolLike] | None = None) -> TokenCount:
         return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))

@@ -127,3 +127,13 @@ async def test_provider_counts_are_not_model_calls(server: CountServer) -> None:
         assert client.budgets is not None and client.metrics is not None
         assert (await client.budgets.status())["client"]["tokens"] == 0
         assert client.metrics.snapshot()["models"] == {}
+
+
+async def test_a_negative_provider_count_is_a_malformed_answer(server: CountServer) -> None:
+    from modelwire.errors import MalformedResponseError
+    server.answers = [(200, {"input_tokens": -5}), (200, {"totalTokens": -1})]
+    async with client_for(server) as client:
+        with pytest.raises(MalformedResponseError, match="negative count"):
+            await client.count_tokens("anthropic/claude-sonnet-4-5", MSGS)
+        with pytest.raises(MalformedResponseError, match="negative count"):
+            await client.count_tokens("gemini/gemini-2.5-flash", MSGS)

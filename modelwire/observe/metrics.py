@@ -6,7 +6,7 @@ Per ``provider/model`` (the target that served, or failed):
   ``fallbacks`` (taken away from this target), ``breaker_openings``,
   ``limiter_waits`` (+ ``limiter_wait_seconds``), ``input_tokens``,
   ``output_tokens``, ``cached_input_tokens``, ``usage_unreported`` (calls whose
-  provider reported no usage: their tokens are not in the sums),
+  provider reported no usage, or a negative count: their tokens are not in the sums),
   ``streams_abandoned`` (closed by the caller before their end: a call, no error);
 * distributions: ``latency`` (seconds), ``ttft`` (time to first token, streams),
   ``output_tps`` (output tokens per second of generation, after the first token
@@ -14,8 +14,13 @@ Per ``provider/model`` (the target that served, or failed):
 
 Memory is bounded whatever the call count: a distribution is a fixed-bucket
 histogram (log-spaced buckets, each 4% wider than the last, from 1e-6 to 1e6,
-~700 counters), so a quantile is exact to within 2% of its value (the bucket's
-geometric middle, clamped to the observed min/max).
+at most ~700 counters, allocated as values land in them), so a quantile is exact
+to within 2% of its value (the bucket's geometric middle, clamped to the
+observed min/max). Model ids come from callers, so the number of rows is bounded
+too: past ``max_models`` (default 1000) distinct ``provider/model`` keys, calls
+are recorded under ``"(other)/(other)"`` and counted in the snapshot's
+``over_max_models`` (nothing is dropped; Prometheus label cardinality stays
+bounded).
 
 Cost is priced at ``snapshot()`` time from the summed reported usage per model
 (``genai-prices``; nothing is priced on the hot path). Long-context tier prices
@@ -42,6 +47,8 @@ _LOW, _HIGH, _GROWTH = 1e-6, 1e6, 1.04
 _LOG_GROWTH = math.log(_GROWTH)
 _NBUCKETS = math.ceil(math.log(_HIGH / _LOW) / _LOG_GROWTH) + 2  # + under/overflow
 QUANTILES = (0.5, 0.95, 0.99)
+MAX_MODELS = 1000
+OTHER = "(other)/(other)"  # where targets past max_models are recorded
 
 
 class Histogram:
@@ -50,7 +57,7 @@ class Histogram:
     __slots__ = ("buckets", "count", "max", "min", "total")
 
     def __init__(self) -> None:
-        self.buckets = [0] * _NBUCKETS
+        self.buckets: dict[int, int] = {}  # bucket index -> count (only those used)
         self.count = 0
         self.total = 0.0
         self.min = math.inf
@@ -65,7 +72,8 @@ class Histogram:
             i = _NBUCKETS - 1
         else:
             i = 1 + int(math.log(value / _LOW) / _LOG_GROWTH)
-        self.buckets[i] += 1
+        buckets = self.buckets
+        buckets[i] = buckets.get(i, 0) + 1
         self.count += 1
         self.total += value
         if value < self.min:
@@ -78,7 +86,7 @@ class Histogram:
             return None
         rank = q * (self.count - 1) + 1  # the rank-th smallest (1-based), rounded up
         seen = 0
-        for i, n in enumerate(self.buckets):
+        for i, n in sorted(self.buckets.items()):
             seen += n
             if seen >= rank:
                 if i == 0:
@@ -123,9 +131,15 @@ class ModelStats:
 class MetricsCollector:
     """Counters and distributions per ``provider/model``; ``snapshot()``, ``reset()``."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, *,
+                 max_models: int = MAX_MODELS) -> None:
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            from ..errors import ConfigurationError
+            raise ConfigurationError(f"max_models must be an int >= 1, got {max_models!r}")
         self.clock = clock
+        self.max_models = max_models
         self._models: dict[str, ModelStats] = {}
+        self.over_limit = 0  # recordings of targets past max_models, kept under OTHER
         self.started = time.time()
 
     def __repr__(self) -> str:
@@ -134,7 +148,12 @@ class MetricsCollector:
     def stats(self, target: str) -> ModelStats:
         s = self._models.get(target)
         if s is None:
-            s = self._models[target] = ModelStats()
+            if len(self._models) >= self.max_models:
+                self.over_limit += 1
+                target = OTHER
+                s = self._models.get(target)
+            if s is None:
+                s = self._models[target] = ModelStats()
         return s
 
     # --- recording ---------------------------------------------------------
@@ -144,7 +163,9 @@ class MetricsCollector:
         s.successes += 1
         s.latency.add(elapsed)
         u = r.usage
-        if u.source == "reported":
+        if u.source == "reported" and min(  # a negative count is no count: not summed
+                u.input_tokens or 0, u.output_tokens or 0, u.cached_input_tokens or 0,
+                u.cache_write_tokens or 0, u.reasoning_tokens or 0) >= 0:
             s.input_tokens += u.input_tokens or 0
             s.output_tokens += u.output_tokens or 0
             s.cached_input_tokens += u.cached_input_tokens or 0
@@ -184,6 +205,7 @@ class MetricsCollector:
 
     def reset(self) -> None:
         self._models.clear()
+        self.over_limit = 0
         self.started = time.time()
 
     def snapshot(self, *, cost: bool = True) -> dict[str, Any]:
@@ -215,6 +237,8 @@ class MetricsCollector:
                 totals[k] += row[k]
             totals["errors"] += sum(s.errors.values())
         out: dict[str, Any] = {"since": self.started, "models": models, "totals": totals}
+        if self.over_limit:
+            out["over_max_models"] = self.over_limit
         if cost:
             out["cost_basis"] = ("summed reported usage per model, priced at snapshot time by "
                                  + (table or "genai-prices"))
@@ -222,18 +246,30 @@ class MetricsCollector:
 
 
 def _price(target: str, s: ModelStats) -> Any:
+    from dataclasses import replace
+
     from ..response import Usage
-    from .cost import Cost, cost_of
+    from .cost import FREE, Cost, cost_of
     provider, _, model = target.partition("/")
-    if not (s.input_tokens or s.output_tokens):
-        return Cost(0.0 if s.successes else None, usage_source="reported",
-                    reason=None if s.successes else "no successful calls")
+    if target == OTHER:
+        return Cost(None, reason="calls to models past max_models are summed across "
+                                 "models here, so they cannot be priced")
+    if not s.successes:
+        return Cost(None, reason="no successful calls")
+    reported = s.successes - s.usage_unreported
+    if reported <= 0 and provider not in FREE:  # no usage at all: unknown, never 0
+        return Cost(None, usage_source="none",
+                    reason="no call reported usage, so there is nothing to price")
     usage = Usage(s.input_tokens, s.output_tokens, s.input_tokens + s.output_tokens,
                   s.cached_input_tokens, s.cache_write_tokens, s.reasoning_tokens, "reported")
     try:
-        return cost_of(provider, model, usage)
+        priced = cost_of(provider, model, usage)
     except ModelwireError as e:  # the cost extra is not installed
         return Cost(None, reason=str(e))
+    if s.usage_unreported and priced.total is not None and provider not in FREE:
+        priced = replace(priced, reason=f"a lower bound: {s.usage_unreported} of "
+                                        f"{s.successes} calls reported no usage")
+    return priced
 
 
 class MetricsMiddleware:

@@ -166,7 +166,11 @@ def content_hash(messages: Sequence[Message] | None, text: str | None,
 
 
 def message_dict(m: Message) -> dict[str, Any]:
-    d: dict[str, Any] = {"role": m.role, "content": m.text}
+    # every part, not just the text: an image changes the count (and the provenance)
+    content: Any = m.content if isinstance(m.content, str) else [
+        ["i", p.url, p.detail] if isinstance(p, ImagePart) else ["t", getattr(p, "text", "")]
+        for p in m.content]
+    d: dict[str, Any] = {"role": m.role, "content": content}
     if m.name:
         d["name"] = m.name
     if m.tool_calls:
@@ -261,8 +265,8 @@ def count_tokens(model: str, messages: Iterable[MessageLike] | str | None = None
         family = f"local:{name}"
     elif encoding is not None:
         family = f"{encoding}:{'r' if _reasoning(name) else 'c'}"
-    else:
-        family = "estimate"
+    else:  # the estimate's method names whether the provider could count instead
+        family = "estimate:" + ("provider" if provider in ("anthropic", "gemini") else "none")
     key = (family, content_hash(msgs, text, tool_list)) if use_cache else None
     if key is not None:
         hit = cache.get(key)

@@ -1,0 +1,172 @@
+"""Regressions from attacking tokens, cost, metrics, budgets and OTel (issue 10).
+
+Each test pins one thing that broke: a cache key that ignored images, a budget
+counter charged twice, embeddings refused under any budget, a hostile usage
+report that handed a budget back or crashed ``Response.cost``, metrics rows that
+grew with every model name a caller invented, a cost of 0 with no usage.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from modelwire import AsyncClient
+from modelwire.errors import BudgetExceededError
+from modelwire.mock import MockReply
+from modelwire.observe.budget import Budget
+from modelwire.observe.metrics import OTHER, MetricsCollector
+from modelwire.observe.tokens import cache, count_tokens
+from modelwire.response import Response, Usage
+
+pytest.importorskip("bpe_openai", reason="bpe-openai (the tokens extra) is not installed")
+pytest.importorskip("genai_prices", reason="genai-prices (the cost extra) is not installed")
+
+IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+
+
+# --- token counts ------------------------------------------------------------------
+
+
+def test_the_count_cache_tells_an_image_apart_from_no_image() -> None:
+    cache.clear()
+    text_only = [{"role": "user", "content": [{"type": "text", "text": "look"}]}]
+    with_image = [{"role": "user", "content": [{"type": "text", "text": "look"}, IMAGE]}]
+    plain = count_tokens("openai/gpt-4o", text_only)
+    pictured = count_tokens("openai/gpt-4o", with_image)
+    assert not pictured.cached  # was a hit on the text-only entry: image lost, "exact"
+    assert pictured.provenance == "estimate" and pictured.tokens == plain.tokens + 765
+    # and the other way round, from a cold cache
+    cache.clear()
+    assert count_tokens("openai/gpt-4o", with_image).provenance == "estimate"
+    again = count_tokens("openai/gpt-4o", text_only)
+    assert not again.cached and (again.tokens, again.provenance) == (plain.tokens, "exact")
+
+
+def test_an_estimate_cached_for_one_provider_keeps_the_others_method() -> None:
+    cache.clear()
+    anthropic = count_tokens("anthropic/claude-sonnet-4-5", text="same words")
+    groq = count_tokens("groq/llama-3.1-8b-instant", text="same words")
+    assert "asks the provider" in anthropic.method
+    assert "asks the provider" not in groq.method  # groq has no count endpoint
+
+
+async def test_client_count_tokens_resolves_aliases_like_complete() -> None:
+    async with AsyncClient(aliases={"fast": ["openai/gpt-4o-mini"]},
+                           api_keys={"openai": "k"}, config=False) as client:
+        c = await client.count_tokens("fast", "hello there")
+    want = count_tokens("openai/gpt-4o-mini", "hello there", use_cache=False)
+    assert c.model == "openai/gpt-4o-mini" and (c.tokens, c.provenance) == (want.tokens, "exact")
+
+
+# --- cost from hostile usage ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(("usage", "why"), [
+    (Usage(-1_000, 10, source="reported"), "input_tokens=-1000"),
+    (Usage(1_000, -10, source="reported"), "output_tokens=-10"),
+    (Usage(100, 10, cached_input_tokens=1_000, source="reported"), "exceed the 100 input"),
+    (Usage(10_000, 1, cached_input_tokens=6_000, cache_write_tokens=8_000, source="reported"),
+     "exceed the 10000 input"),
+])
+def test_cost_of_impossible_usage_is_unknown_with_a_reason(usage: Usage, why: str) -> None:
+    c = Response(usage=usage, provider="anthropic", model="claude-sonnet-4-5").cost
+    assert c.total is None and c.reason is not None and why in c.reason  # was a ValueError
+
+
+def test_reasoning_above_output_leaves_the_reasoning_share_unknown() -> None:
+    c = Response(usage=Usage(100, 10, 110, reasoning_tokens=1_000, source="reported"),
+                 provider="openai", model="o3").cost
+    assert c.total == pytest.approx(100 * 2 / 1e6 + 10 * 8 / 1e6)  # o3: $2 in, $8 out
+    assert c.reasoning is None and c.reason is not None and "reasoning" in c.reason
+
+
+# --- budgets -------------------------------------------------------------------------
+
+
+async def test_a_negative_usage_report_does_not_hand_the_budget_back() -> None:
+    async with AsyncClient(budget=Budget(tokens=1_000, period=None)) as client:
+        client.mock.script(MockReply("ok", usage=Usage(-1_000_000, 5, -999_995,
+                                                       source="reported")),
+                           MockReply("ok", usage=(10, 5)))
+        await client.complete("mock/m", "hi", max_tokens=5)
+        spent = (await client.budget_status())["client"]["tokens"]
+        assert spent > 0  # the estimate is kept, not replaced by -999995
+        metrics = client.metrics
+        assert metrics is not None
+        row = metrics.snapshot(cost=False)["models"]["mock/m"]
+        assert row["input_tokens"] == 0 and row["usage_unreported"] == 1
+
+
+async def test_a_per_call_budget_sharing_the_client_counter_charges_once() -> None:
+    async with AsyncClient(budget=Budget(tokens=10_000)) as client:
+        client.mock.script(MockReply("ok", usage=(40, 5)),
+                           MockReply("ok", usage=(40, 5)))
+        await client.complete("mock/m", "hi", max_tokens=5, budget=Budget(tokens=500))
+        assert (await client.budget_status()) == {"client": {"tokens": 45}}  # was 90
+        # the tighter limit of the two still decides
+        with pytest.raises(BudgetExceededError) as info:
+            await client.complete("mock/m", "hi", max_tokens=5, budget=Budget(tokens=50))
+        assert info.value.limit == 50
+        assert (await client.budget_status()) == {"client": {"tokens": 45}}
+
+
+async def test_budgets_of_one_name_and_two_periods_are_two_counters() -> None:
+    budgets = [Budget(tokens=10_000, period="day"), Budget(tokens=10_000, period="hour")]
+    async with AsyncClient(budget=budgets) as client:
+        client.mock.script(MockReply("ok", usage=(40, 5)))
+        await client.complete("mock/m", "hi", max_tokens=5)
+        status = await client.budget_status()
+    assert status == {"client/day": {"tokens": 45}, "client/hour": {"tokens": 45}}
+
+
+async def test_embeddings_work_under_a_budget_and_are_charged() -> None:
+    async with AsyncClient(budget=Budget(tokens=10_000)) as client:
+        r = await client.embed("mock/m", ["hello", "world"])  # was InvalidMessageError
+        assert len(r.vectors) == 2
+        assert (await client.budget_status())["client"]["tokens"] == r.usage.input_tokens
+        # no output is estimated for an embedding: a 3-token budget admits 2 inputs
+        await client.embed("mock/m", "one", budget=Budget(tokens=3, name="tiny"))
+
+
+async def test_a_call_alone_over_the_limit_says_what_to_lower() -> None:
+    async with AsyncClient(budget=Budget(tokens=500)) as client:
+        with pytest.raises(BudgetExceededError) as info:
+            await client.complete("mock/m", "hi")  # output estimate: 1024 tokens
+        assert client.mock.requests == []
+    assert "max_tokens" in str(info.value) and "alone" in str(info.value)
+
+
+# --- metrics -------------------------------------------------------------------------
+
+
+def test_metrics_rows_are_bounded_whatever_model_names_callers_send() -> None:
+    m = MetricsCollector(max_models=3)
+    r = Response(usage=Usage(10, 5, 15, source="reported"))
+    for i in range(10):
+        s = m.stats(f"openai/user-model-{i}")
+        s.calls += 1
+        m.record_response(f"openai/user-model-{i}", r, 0.1)
+    snap = m.snapshot()
+    assert len(snap["models"]) == 4 and OTHER in snap["models"]
+    assert snap["totals"]["calls"] == 10 and snap["totals"]["input_tokens"] == 100
+    assert snap["over_max_models"] == 14  # every recording past the limit is counted
+    assert snap["models"][OTHER]["cost_usd"] is None and snap["models"][OTHER]["cost_note"]
+    m.reset()
+    assert "over_max_models" not in m.snapshot()
+
+
+def test_metrics_cost_without_any_reported_usage_is_unknown_not_zero() -> None:
+    m = MetricsCollector()
+    m.stats("openai/gpt-4o").calls += 1
+    m.record_response("openai/gpt-4o", Response(usage=Usage()), 0.1)
+    row = m.snapshot()["models"]["openai/gpt-4o"]
+    assert row["cost_usd"] is None and "no call reported usage" in row["cost_note"]
+    # some reported, some not: a figure, said to be a lower bound
+    m.record_response("openai/gpt-4o", Response(usage=Usage(1_000, 0, 1_000,
+                                                            source="reported")), 0.1)
+    row = m.snapshot()["models"]["openai/gpt-4o"]
+    assert row["cost_usd"] == pytest.approx(1_000 * 2.5 / 1e6)
+    assert "lower bound" in row["cost_note"]
+    # a free model stays 0 with its reason
+    m.record_response("mock/m", Response(usage=Usage()), 0.1)
+    assert m.snapshot()["models"]["mock/m"]["cost_usd"] == 0.0
