@@ -83,3 +83,12 @@ def test_bench_runs_against_the_local_model() -> None:
     (row,) = json.loads(result.stdout)
     assert row["ok"] == 2 and row["ttft_p50_s"] is not None
     assert row["cost_per_call_usd"] == 0.0 and "local" in row["cost_note"]
+
+
+def test_tokens_resolves_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_app, "new_client", lambda: AsyncClient(
+        aliases={"fast": ["openai/gpt-4o"]}, api_keys={"openai": "k"}, config=False))
+    result = invoke("tokens", "-m", "fast", "--json", "hello world")
+    assert result.exit_code == 0, result.output  # was InvalidModelError
+    out = json.loads(result.stdout)
+    assert (out["tokens"], out["provenance"], out["model"]) == (2, "exact", "openai/gpt-4o")

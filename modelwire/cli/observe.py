@@ -158,11 +158,14 @@ def tokens(
     body = _prompt(text)
 
     async def main() -> int:
+        from ..observe.tokens import count_tokens
         if chat:
             async with _app.new_client() as client:
                 count = await client.count_tokens(model, body)
+        elif "/" not in model:  # an alias: resolved as a call would resolve it
+            async with _app.new_client() as client:
+                count = count_tokens(client.resolve(model).name, text=body)
         else:
-            from ..observe.tokens import count_tokens
             count = count_tokens(model, text=body)
         if as_json:
             _print_json(count.to_dict())

@@ -17,6 +17,17 @@ fails before an answer is refunded; a stream cut mid-way or closed early by the
 caller keeps its estimate (tokens were spent, and no usage was reported). With
 the Redis store, every process shares the budget.
 
+What is guaranteed under concurrency: every reservation is one atomic ``incr``,
+so calls racing for the last of a budget never pass its limit on their
+estimates (with the Redis store, across processes too); the settled total can
+end above the limit only by what calls' reported usage exceeded their estimates
+(input counted by the chars/4 fallback, or a provider ignoring ``max_tokens``).
+Budgets that name one counter (same name, unit and period: a per-call
+``Budget`` without a ``name`` shares the client's ``"client"`` counter) are
+reserved once, and the tightest limit decides. A reported usage that makes no
+sense (a negative count) never replaces the estimate. Embeddings are estimated
+from their inputs, with no output.
+
 Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
 ``"week"``, ``"month"`` = 30 days, or seconds; ``None`` = forever).
 """
