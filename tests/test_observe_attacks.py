@@ -159,8 +159,10 @@ def test_metrics_cost_without_any_reported_usage_is_unknown_not_zero() -> None:
     m = MetricsCollector()
     m.stats("openai/gpt-4o").calls += 1
     m.record_response("openai/gpt-4o", Response(usage=Usage()), 0.1)
-    row = m.snapshot()["models"]["openai/gpt-4o"]
+    snap = m.snapshot()
+    row = snap["models"]["openai/gpt-4o"]
     assert row["cost_usd"] is None and "no call reported usage" in row["cost_note"]
+    assert snap["totals"]["cost_unpriced_models"] == ["openai/gpt-4o"]  # not a silent 0
     # some reported, some not: a figure, said to be a lower bound
     m.record_response("openai/gpt-4o", Response(usage=Usage(1_000, 0, 1_000,
                                                             source="reported")), 0.1)

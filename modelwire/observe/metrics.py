@@ -230,7 +230,7 @@ class MetricsCollector:
                 table = table or priced.price_table
                 if priced.total is not None and totals["cost_usd"] is not None:
                     totals["cost_usd"] += priced.total
-                elif s.input_tokens or s.output_tokens:
+                elif s.successes:  # answered, but not priced: the total leaves it out
                     totals.setdefault("cost_unpriced_models", []).append(target)
             models[target] = row
             for k in ("calls", "successes", "input_tokens", "output_tokens"):
