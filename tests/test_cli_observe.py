@@ -92,3 +92,25 @@ def test_tokens_resolves_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
     assert result.exit_code == 0, result.output  # was InvalidModelError
     out = json.loads(result.stdout)
     assert (out["tokens"], out["provenance"], out["model"]) == (2, "exact", "openai/gpt-4o")
+
+
+def test_bench_interrupted_prints_what_it_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    import modelwire.cli.observe as observe
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT has a non-default handler here, so asyncio.run cannot catch it")
+    real, finished = observe._one, []
+
+    async def one(*args: Any) -> None:
+        await real(*args)
+        finished.append(1)
+        if len(finished) == 7:  # Ctrl-C, as the terminal sends it
+            signal.raise_signal(signal.SIGINT)
+    monkeypatch.setattr(observe, "_one", one)
+    result = invoke("bench", "-m", "mock/a", "-m", "mock/b", "hi", "-n", "1000",
+                    "-c", "1", "--json")
+    assert result.exit_code == 130  # was 130 with nothing printed
+    (row,) = json.loads(result.stdout)  # mock/b never started
+    assert row["model"] == "mock/a" and row["calls"] == row["ok"] >= 7
+    assert "interrupted" in result.stderr

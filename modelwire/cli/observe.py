@@ -97,6 +97,7 @@ def bench(
         from rich.progress import Progress
 
         results = []
+        interrupted = False
         console = Console(file=sys.stderr)
         async with _app.new_client() as client:
             with Progress(console=console, transient=True,
@@ -112,7 +113,13 @@ def bench(
                         async with sem:
                             await _one(client, model, text, max_tokens, row)
                         progress.advance(task)
-                    await asyncio.gather(*(one() for _ in range(n)))
+                    try:
+                        await asyncio.gather(*(one() for _ in range(n)))
+                    except asyncio.CancelledError:  # Ctrl-C: report what was measured
+                        done = len(row["latency"]) + sum(row["errors"].values())
+                        results.append(_summary(model, done, row))
+                        interrupted = True
+                        break
                     results.append(_summary(model, n, row))
         if as_json:
             _print_json(results)
@@ -132,6 +139,10 @@ def bench(
             for r in results:
                 if r["cost_note"] and not r["cost_per_call_usd"]:
                     print(f"cost of {r['model']}: {r['cost_note']}")
+        if interrupted:  # the runner turns this into exit status 130
+            print("bench interrupted: the figures above cover the calls that finished",
+                  file=sys.stderr)
+            return 130
         return 1 if any(r["ok"] == 0 for r in results) else 0
 
     _run(main)
