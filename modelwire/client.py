@@ -343,6 +343,9 @@ class AsyncClient:
         call = self.build_call(model, messages if messages is not None else text,
                                tools=tools, fallbacks=[])
         call.options["verb"] = "count_tokens"
+        # a separate, free endpoint: its failures must not open the model's breaker
+        # (nor its success close it); retries and limits still apply
+        call.options["breaker"] = False
         outcome = await self._run(call)
         assert isinstance(outcome, Response)
         how = "one user message" if messages is None else "the chat request"
