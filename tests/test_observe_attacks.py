@@ -42,6 +42,15 @@ def test_the_count_cache_tells_an_image_apart_from_no_image() -> None:
     assert not again.cached and (again.tokens, again.provenance) == (plain.tokens, "exact")
 
 
+def test_a_low_detail_image_is_85_tokens() -> None:
+    low = {"type": "image_url", "image_url": {"url": IMAGE["image_url"]["url"],  # type: ignore[index]
+                                              "detail": "low"}}
+    base = count_tokens("openai/gpt-4o", [{"role": "user", "content": "look"}]).tokens
+    n = count_tokens("openai/gpt-4o", [{"role": "user", "content": [
+        {"type": "text", "text": "look"}, low, IMAGE]}])
+    assert n.tokens == base + 85 + 765 and n.provenance == "estimate"  # was base + 2 * 765
+
+
 def test_an_estimate_cached_for_one_provider_keeps_the_others_method() -> None:
     cache.clear()
     anthropic = count_tokens("anthropic/claude-sonnet-4-5", text="same words")

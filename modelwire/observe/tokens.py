@@ -41,6 +41,7 @@ TokenProvenance = Literal["exact", "provider", "estimate"]
 
 CACHE_SIZE = 4096
 IMAGE_TOKENS = 765  # OpenAI: a 1024x1024 image at detail "high" (85 + 4 tiles x 170)
+LOW_DETAIL_TOKENS = 85  # OpenAI: any image at detail "low"
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4",
                    "gpt-oss", "codex")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
@@ -291,10 +292,12 @@ def _count(provider: str, name: str, encoding: str | None, msgs: list[Message] |
         if msgs is not None:
             n += _openai_messages(bpe, name, msgs)
             method += " + OpenAI chat format overhead"
-            images = sum(isinstance(p, ImagePart) for m in msgs for p in m.parts)
-            if images:
-                n += images * IMAGE_TOKENS
-                guessed.append(f"{IMAGE_TOKENS} tokens per image")
+            images = [p for m in msgs for p in m.parts if isinstance(p, ImagePart)]
+            if images:  # detail "low" is a flat 85 whatever the size (OpenAI's docs)
+                n += sum(LOW_DETAIL_TOKENS if p.detail == "low" else IMAGE_TOKENS
+                         for p in images)
+                guessed.append(f"{IMAGE_TOKENS} tokens per image ({LOW_DETAIL_TOKENS} at "
+                               "detail low)")
             if any(m.tool_calls for m in msgs):
                 guessed.append("assistant tool-call formatting")
         if tools:
