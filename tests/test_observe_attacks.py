@@ -181,3 +181,23 @@ def test_metrics_cost_without_any_reported_usage_is_unknown_not_zero() -> None:
     # a free model stays 0 with its reason
     m.record_response("mock/m", Response(usage=Usage()), 0.1)
     assert m.snapshot()["models"]["mock/m"]["cost_usd"] == 0.0
+
+
+async def test_a_paid_fallback_of_a_free_model_is_held_to_the_budget() -> None:
+    from modelwire.testing.fault_server import Fault, FaultServer
+    async with FaultServer() as server:
+        server.script(Fault.ok("paid", usage=(1_000, 100)))
+        async with AsyncClient(api_keys={"openai": "k"},
+                               base_urls={"openai": server.url_for("openai")},
+                               max_retries=0, budget=Budget(usd=0.001, period=None)) as client:
+            await client.complete("openai/gpt-4o", "hi", max_tokens=10)  # $0.0035: spent
+            sent = len(server.requests)
+            client.mock.script(MockReply("free"))
+            r = await client.complete("mock/m", "hi", max_tokens=10,
+                                      fallbacks=["openai/gpt-4o"])
+            assert r.text == "free"  # a free model still serves past the USD limit
+            client.mock.script(MockReply(status=500))
+            with pytest.raises(BudgetExceededError):  # was: sent to gpt-4o, past the limit
+                await client.complete("mock/m", "hi", max_tokens=10,
+                                      fallbacks=["openai/gpt-4o"])
+            assert len(server.requests) == sent

@@ -1,8 +1,10 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
 The default chain, outermost first:
-``Metrics > Budget > Fallback > Breaker > Retry > RateLimiter``
-(Budget passes calls straight through until a budget applies; the rate limiter is
+``Metrics > Fallback > Budget > Breaker > Retry > RateLimiter``
+(Budget passes calls straight through until a budget applies, and prices each
+target as fallback tries it: a free local model first and a paid fallback after
+is refused only if the fallback would pass the budget; the rate limiter is
 there only with ``rate_limits=``). So
 the breaker counts calls, not attempts (a call that failed after its retries is
 one failure; an open breaker rejects the call before any attempt and fallback
@@ -102,7 +104,8 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     budget = options.get("budget")
     budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
     client.budgets = budgets
-    chain.insert(0, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
+    # inside Fallback: each target tried is reserved at its own price
+    chain.insert(1, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
     metrics = options.get("metrics", True)
     if metrics is not None and metrics is not False:
         from ..observe.metrics import MetricsCollector, MetricsMiddleware

@@ -24,8 +24,11 @@ end above the limit only by what calls' reported usage exceeded their estimates
 (input counted by the chars/4 fallback, or a provider ignoring ``max_tokens``).
 Budgets that name one counter (same name, unit and period: a per-call
 ``Budget`` without a ``name`` shares the client's ``"client"`` counter) are
-reserved once, and the tightest limit decides. A reported usage that makes no
-sense (a negative count) never replaces the estimate. Embeddings are estimated
+reserved once, and the tightest limit decides. The middleware sits inside
+Fallback, so each target tried is reserved at its own price (a paid fallback
+of a free local model is held to the budget; a failed attempt is refunded).
+A reported usage that makes no sense (a negative count) never replaces the
+estimate. Embeddings are estimated
 from their inputs, with no output.
 
 Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
