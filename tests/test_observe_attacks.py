@@ -201,3 +201,21 @@ async def test_a_paid_fallback_of_a_free_model_is_held_to_the_budget() -> None:
                 await client.complete("mock/m", "hi", max_tokens=10,
                                       fallbacks=["openai/gpt-4o"])
             assert len(server.requests) == sent
+
+
+async def test_concurrent_calls_never_pass_a_limit_on_their_estimates() -> None:
+    import asyncio
+    async with AsyncClient(budget=Budget(tokens=1_000, period=None)) as client:
+        client.mock.script(*[MockReply("ok", usage=(40, 60)) for _ in range(50)])
+
+        async def one() -> bool:
+            try:
+                await client.complete("mock/m", "hi", max_tokens=60)
+            except BudgetExceededError:
+                return False
+            return True
+        served = sum(await asyncio.gather(*(one() for _ in range(50))))
+        spent = (await client.budget_status())["client"]["tokens"]
+        assert 0 < served < 50 and len(client.mock.requests) == served  # refused: unsent
+        # each reserved >= its actual 100 tokens, so the settled total stays in the limit
+        assert spent == 100 * served <= 1_000
