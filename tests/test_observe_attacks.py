@@ -51,6 +51,15 @@ def test_a_low_detail_image_is_85_tokens() -> None:
     assert n.tokens == base + 85 + 765 and n.provenance == "estimate"  # was base + 2 * 765
 
 
+@pytest.mark.parametrize("model", ["openai/gpt-4o", "anthropic/claude-sonnet-4-5"])
+def test_a_lone_surrogate_is_a_typed_error_not_a_unicode_crash(model: str) -> None:
+    from modelwire.errors import InvalidMessageError
+    with pytest.raises(InvalidMessageError, match="lone surrogate"):  # was UnicodeEncodeError
+        count_tokens(model, text="a\ud800b")
+    with pytest.raises(InvalidMessageError, match="lone surrogate"):
+        count_tokens(model, [{"role": "user", "content": "a\udfffb"}])
+
+
 def test_an_estimate_cached_for_one_provider_keeps_the_others_method() -> None:
     cache.clear()
     anthropic = count_tokens("anthropic/claude-sonnet-4-5", text="same words")

@@ -268,12 +268,18 @@ def count_tokens(model: str, messages: Iterable[MessageLike] | str | None = None
         family = f"{encoding}:{'r' if _reasoning(name) else 'c'}"
     else:  # the estimate's method names whether the provider could count instead
         family = "estimate:" + ("provider" if provider in ("anthropic", "gemini") else "none")
-    key = (family, content_hash(msgs, text, tool_list)) if use_cache else None
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return TokenCount(hit[0], hit[1], hit[2], model, cached=True)
-    tokens, provenance, method = _count(provider, name, encoding, msgs, text, tool_list)
+    try:
+        key = (family, content_hash(msgs, text, tool_list)) if use_cache else None
+        if key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return TokenCount(hit[0], hit[1], hit[2], model, cached=True)
+        tokens, provenance, method = _count(provider, name, encoding, msgs, text, tool_list)
+    except UnicodeEncodeError as e:  # a lone surrogate: no tokenizer (nor provider) takes it
+        raise InvalidMessageError(
+            f"the text to count is not valid Unicode: {e.object[e.start:e.end]!r} at "
+            f"position {e.start} is a lone surrogate (decode your input with "
+            "errors='replace' or fix its source)") from None
     if key is not None:
         cache.put(key, (tokens, provenance, method))
     return TokenCount(tokens, provenance, method, model)
