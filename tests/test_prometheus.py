@@ -61,3 +61,15 @@ async def test_scrape_over_http() -> None:
 def test_register_needs_a_collector() -> None:
     with pytest.raises(ConfigurationError, match="metrics=False"):
         register(None, CollectorRegistry())  # type: ignore[arg-type]
+
+
+def test_serve_on_a_taken_port_is_a_configuration_error() -> None:
+    registry = CollectorRegistry()
+    first = serve(0, registry=registry)
+    assert first.server_address[0] == "127.0.0.1"  # loopback unless asked otherwise
+    try:
+        with pytest.raises(ConfigurationError, match="port="):  # was a raw OSError
+            serve(first.server_port, registry=registry)
+    finally:
+        first.shutdown()
+        first.server_close()

@@ -121,9 +121,15 @@ def serve(port: int = 0, addr: str = "127.0.0.1", registry: Any = None) -> Any:
     Returns the server: ``server.server_port`` is the port (useful with ``port=0``),
     ``server.shutdown()`` stops it."""
     pc = _client()
-    server, _thread = pc.start_http_server(port, addr=addr,
-                                           registry=registry if registry is not None
-                                           else pc.REGISTRY)
+    try:
+        server, _thread = pc.start_http_server(port, addr=addr,
+                                               registry=registry if registry is not None
+                                               else pc.REGISTRY)
+    except OSError as e:  # the port is taken, the address is not ours, ...
+        from ..errors import ConfigurationError
+        raise ConfigurationError(
+            f"cannot serve /metrics on {addr}:{port}: {e.strerror or e}; pick another "
+            "port= (0 picks a free one)") from None
     return server
 
 
