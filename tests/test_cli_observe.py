@@ -114,3 +114,14 @@ def test_bench_interrupted_prints_what_it_measured(monkeypatch: pytest.MonkeyPat
     (row,) = json.loads(result.stdout)  # mock/b never started
     assert row["model"] == "mock/a" and row["calls"] == row["ok"] >= 7
     assert "interrupted" in result.stderr
+
+
+def test_cost_resolves_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("genai_prices", reason="genai-prices is not installed")
+    monkeypatch.setattr(cli_app, "new_client", lambda: AsyncClient(
+        aliases={"big": ["openai/gpt-4o"]}, api_keys={"openai": "k"}, config=False))
+    result = invoke("cost", "-m", "big", "--input", "1000000", "--json")
+    assert result.exit_code == 0, result.output  # was InvalidModelError
+    assert json.loads(result.stdout)["total"] == pytest.approx(2.5)
+    result = invoke("cost", "-m", "nosuchalias", "--input", "1")
+    assert result.exit_code == 2 and "InvalidModelError" in result.stderr

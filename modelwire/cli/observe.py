@@ -205,6 +205,8 @@ def cost(
     if cached > input_tokens:
         _usage("--cached cannot exceed --input (cached tokens are part of the input)")
     try:
+        if "/" not in model:  # an alias: resolved as a call would resolve it (no traffic)
+            model = _app.new_client().resolve(model).name
         provider, name = split_model(model)
         c = cost_of(provider, name, Usage(input_tokens, output_tokens,
                                           input_tokens + output_tokens,
