@@ -18,9 +18,9 @@ at most ~700 counters, allocated as values land in them), so a quantile is exact
 to within 2% of its value (the bucket's geometric middle, clamped to the
 observed min/max). Model ids come from callers, so the number of rows is bounded
 too: past ``max_models`` (default 1000) distinct ``provider/model`` keys, calls
-are recorded under ``"(other)/(other)"`` and counted in the snapshot's
-``over_max_models`` (nothing is dropped; Prometheus label cardinality stays
-bounded).
+are recorded under ``"(other)/(other)"``, and the snapshot's ``over_max_models``
+counts the recordings (calls, errors, events) folded there: nothing is dropped,
+and Prometheus label cardinality stays bounded.
 
 Cost is priced at ``snapshot()`` time from the summed reported usage per model
 (``genai-prices``; nothing is priced on the hot path). Long-context tier prices
