@@ -60,6 +60,24 @@ def test_a_lone_surrogate_is_a_typed_error_not_a_unicode_crash(model: str) -> No
         count_tokens(model, [{"role": "user", "content": "a\udfffb"}])
 
 
+def test_nested_tool_schemas_are_counted_like_flat_ones() -> None:
+    props = {f"field_{i}": {"type": "string", "description": f"The field number {i}"}
+             for i in range(20)}
+
+    def tool(parameters: dict[str, object]) -> dict[str, object]:
+        return {"name": "save", "description": "Save it", "parameters": parameters}
+    flat = tool({"type": "object", "properties": props})
+    nested = tool({"type": "object", "properties": {
+        "record": {"type": "object", "properties": props}}})
+    listed = tool({"type": "object", "properties": {
+        "records": {"type": "array", "items": {"type": "object", "properties": props}}}})
+    base = count_tokens("openai/gpt-4o", "hi").tokens
+    f, n, a = (count_tokens("openai/gpt-4o", "hi", tools=[t]).tokens - base
+               for t in (flat, nested, listed))
+    assert f > 200 and n >= f and a >= f  # nested was ~30 tokens: 20 fields unseen
+    assert n - f < 20 and a - f < 20  # the one wrapping property, not a second copy
+
+
 def test_an_estimate_cached_for_one_provider_keeps_the_others_method() -> None:
     cache.clear()
     anthropic = count_tokens("anthropic/claude-sonnet-4-5", text="same words")

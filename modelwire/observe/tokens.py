@@ -205,26 +205,36 @@ def _reasoning(model_name: str) -> bool:
 
 
 def _openai_tools(bpe: _Bpe, tools: Sequence[Tool]) -> int:
-    """OpenAI cookbook's function-definition overhead (gpt-4o family constants)."""
+    """OpenAI cookbook's function-definition overhead (gpt-4o family constants), with
+    nested objects (and arrays of them) counted like top-level properties: the
+    cookbook's formula stops at the top level, which priced a nested schema at a
+    few tokens."""
     n = 0
     for t in tools:
         desc = t.description[:-1] if t.description.endswith(".") else t.description
-        n += 7 + bpe.count(f"{t.name}:{desc}")
-        props = t.parameters.get("properties") or {}
-        if isinstance(props, dict) and props:
-            n += 3
-            for key, p in props.items():
-                p = p if isinstance(p, dict) else {}
-                n += 3
-                enum = p.get("enum")
-                if isinstance(enum, list):
-                    n -= 3
-                    for item in enum:
-                        n += 3 + bpe.count(str(item))
-                pdesc = str(p.get("description", ""))
-                pdesc = pdesc[:-1] if pdesc.endswith(".") else pdesc
-                n += bpe.count(f"{key}:{p.get('type', '')}:{pdesc}")
+        n += 7 + bpe.count(f"{t.name}:{desc}") + _properties(bpe, t.parameters, 0)
     return n + 12
+
+
+def _properties(bpe: _Bpe, schema: Any, depth: int) -> int:
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict) or not props or depth > 32:
+        return 0
+    n = 3
+    for key, p in props.items():
+        p = p if isinstance(p, dict) else {}
+        n += 3
+        enum = p.get("enum")
+        if isinstance(enum, list):
+            n -= 3
+            for item in enum:
+                n += 3 + bpe.count(str(item))
+        pdesc = str(p.get("description", ""))
+        pdesc = pdesc[:-1] if pdesc.endswith(".") else pdesc
+        n += bpe.count(f"{key}:{p.get('type', '')}:{pdesc}")
+        n += _properties(bpe, p, depth + 1)  # a nested object
+        n += _properties(bpe, p.get("items"), depth + 1)  # an array of objects
+    return n
 
 
 def estimate_tokens(messages: Sequence[Message] | None, text: str | None,
