@@ -246,3 +246,19 @@ async def test_concurrent_calls_never_pass_a_limit_on_their_estimates() -> None:
         assert 0 < served < 50 and len(client.mock.requests) == served  # refused: unsent
         # each reserved >= its actual 100 tokens, so the settled total stays in the limit
         assert spent == 100 * served <= 1_000
+
+
+def test_a_snapshot_stays_json_whatever_was_recorded() -> None:
+    import json
+    import math
+
+    from modelwire.observe.metrics import Histogram
+    h = Histogram()
+    for v in (math.inf, -1.0, math.nan, 0.0, 0.0):
+        h.add(v)
+    assert h.summary() == {"count": 2, "mean": 0.0, "min": 0.0, "max": 0.0,
+                           "p50": 0.0, "p95": 0.0, "p99": 0.0}  # inf made the mean inf
+    m = MetricsCollector()
+    m.stats("a/b").calls += 1
+    m.record_response("a/b", Response(usage=Usage(1, 1, 2, source="reported")), math.inf)
+    json.loads(json.dumps(m.snapshot(cost=False), allow_nan=False))

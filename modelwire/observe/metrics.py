@@ -64,8 +64,8 @@ class Histogram:
         self.max = -math.inf
 
     def add(self, value: float) -> None:
-        if value != value or value < 0:  # NaN or negative: not a duration or rate
-            return
+        if not 0.0 <= value < math.inf:  # NaN, negative or infinite: not a duration or
+            return  # rate (and the snapshot must stay JSON: no Infinity)
         if value < _LOW:
             i = 0
         elif value >= _HIGH:
