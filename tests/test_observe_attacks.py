@@ -262,3 +262,14 @@ def test_a_snapshot_stays_json_whatever_was_recorded() -> None:
     m.stats("a/b").calls += 1
     m.record_response("a/b", Response(usage=Usage(1, 1, 2, source="reported")), math.inf)
     json.loads(json.dumps(m.snapshot(cost=False), allow_nan=False))
+
+
+async def test_a_budgeted_local_call_with_tools_is_estimated_not_refused_as_unsupported() -> None:
+    tools = [{"name": "f", "description": "d", "parameters": {"type": "object",
+                                                              "properties": {}}}]
+    async with AsyncClient() as client:
+        # the local tokenizer cannot count tools, so the reservation is the chars/4
+        # estimate (was UnsupportedFeatureError before any budget arithmetic)
+        with pytest.raises(BudgetExceededError):
+            await client.complete("local/smollm2-135m-instruct", "hi", tools=tools,
+                                  max_tokens=50, budget=Budget(tokens=10))
