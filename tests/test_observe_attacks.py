@@ -273,3 +273,20 @@ async def test_a_budgeted_local_call_with_tools_is_estimated_not_refused_as_unsu
         with pytest.raises(BudgetExceededError):
             await client.complete("local/smollm2-135m-instruct", "hi", tools=tools,
                                   max_tokens=50, budget=Budget(tokens=10))
+
+
+def test_counting_a_large_text_does_not_copy_it_into_a_json_document() -> None:
+    import tracemalloc
+    text = "ab 🌍 汉 " * 200_000  # ~1.4M chars, stored 4 bytes each (the emoji)
+    utf8 = len(text.encode())
+    cache.clear()
+    tracemalloc.start()
+    try:
+        n = count_tokens("openai/gpt-4o", text=text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert n.tokens > 0 and not n.cached
+    # its bytes for the hash + the UTF-8 copy the tokenizer binding reads: ~2.3x;
+    # was ~4.7x (a JSON copy of the text first, then that copy's bytes)
+    assert peak < 3 * utf8

@@ -157,13 +157,37 @@ cache = TokenCache()
 
 def content_hash(messages: Sequence[Message] | None, text: str | None,
                  tools: Sequence[Tool] | None) -> str:
-    payload = {
-        "t": text,
-        "m": None if messages is None else [message_dict(m) for m in messages],
-        "f": None if not tools else [tool_dict(t) for t in tools],
-    }
-    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    """Fed piece by piece, each length-prefixed: a 10 MB text is encoded once, never
+    copied into one JSON document first."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def put(tag: bytes, piece: str) -> None:
+        data = piece.encode()
+        h.update(tag + len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    def put_json(tag: bytes, value: Any) -> None:
+        put(tag, json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
+
+    if text is None:
+        h.update(b"T")
+    else:
+        put(b"t", text)
+    if messages is None:
+        h.update(b"M")
+    else:
+        h.update(b"m" + len(messages).to_bytes(8, "little"))
+        for m in messages:
+            d = message_dict(m)
+            content = d.pop("content")
+            put_json(b"d", d)
+            if isinstance(content, str):
+                put(b"c", content)
+            else:
+                put_json(b"p", content)
+    if tools:
+        put_json(b"f", [tool_dict(t) for t in tools])
+    return h.hexdigest()
 
 
 def message_dict(m: Message) -> dict[str, Any]:
