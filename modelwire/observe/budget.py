@@ -28,8 +28,7 @@ reserved once, and the tightest limit decides. The middleware sits inside
 Fallback, so each target tried is reserved at its own price (a paid fallback
 of a free local model is held to the budget; a failed attempt is refunded).
 A reported usage that makes no sense (a negative count) never replaces the
-estimate. Embeddings are estimated
-from their inputs, with no output.
+estimate. Embeddings are estimated from their inputs, with no output.
 
 Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
 ``"week"``, ``"month"`` = 30 days, or seconds; ``None`` = forever).
@@ -150,7 +149,7 @@ class BudgetMiddleware:
         window = math.floor(now / seconds)
         # the period is part of the key: two budgets of one name and different periods
         # are two counters, never one counter read against two windows
-        return (f"budget:{b.key_name}:{unit}:{seconds:g}s:{window}", seconds * 2,
+        return (f"budget:{b.key_name}:{unit}:{float(seconds)!r}s:{window}", seconds * 2,
                 (window + 1) * seconds - now)
 
     async def status(self) -> dict[str, dict[str, float]]:
