@@ -151,6 +151,7 @@ async def test_embeddings_are_an_embeddings_operation_with_input_tokens_only() -
     assert span.attributes["gen_ai.operation.name"] == "embeddings"
     assert "gen_ai.usage.input_tokens" in span.attributes
     assert "gen_ai.usage.output_tokens" not in span.attributes
+    assert "gen_ai.response.finish_reasons" not in span.attributes
     kinds = {p.attributes["gen_ai.token.type"]
              for p in metric_points(reader)["gen_ai.client.token.usage"]}
     assert kinds == {"input"}

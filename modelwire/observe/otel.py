@@ -148,7 +148,8 @@ class OpenTelemetry:
         span.set_attribute("gen_ai.response.model", r.model)
         if r.request_id:
             span.set_attribute("gen_ai.response.id", r.request_id)
-        span.set_attribute("gen_ai.response.finish_reasons", [r.finish_reason])
+        if not isinstance(r, Embeddings):  # an embedding does not stop generating
+            span.set_attribute("gen_ai.response.finish_reasons", [r.finish_reason])
         attrs = dict(metric_attrs, **{"gen_ai.response.model": r.model})
         if r.usage.source == "reported":  # each count only when reported and a count
             for kind, n in (("input", r.usage.input_tokens), ("output", r.usage.output_tokens)):
