@@ -78,6 +78,12 @@ def test_nested_tool_schemas_are_counted_like_flat_ones() -> None:
     assert n - f < 20 and a - f < 20  # the one wrapping property, not a second copy
 
 
+def test_an_unknown_provider_is_an_error_not_a_silent_estimate() -> None:
+    from modelwire.errors import UnknownProviderError
+    with pytest.raises(UnknownProviderError, match="opneai"):  # was a chars/4 estimate
+        count_tokens("opneai/gpt-4o", text="hello")
+
+
 def test_an_estimate_cached_for_one_provider_keeps_the_others_method() -> None:
     cache.clear()
     anthropic = count_tokens("anthropic/claude-sonnet-4-5", text="same words")

@@ -294,6 +294,8 @@ def count_tokens(model: str, messages: Iterable[MessageLike] | str | None = None
     a ``provider`` count; here they get a flagged ``estimate``.
     """
     provider, name = split_model(model)
+    from ..registry import get_spec
+    get_spec(provider)  # a typo ("opneai/...") is an UnknownProviderError, not an estimate
     msgs, tool_list = _normalize(messages, text, tools)
     encoding = openai_encoding_name(name) if provider in OPENAI_PROVIDERS else None
     if provider == "local":
