@@ -296,3 +296,23 @@ def test_counting_a_large_text_does_not_copy_it_into_a_json_document() -> None:
     # its bytes for the hash + the UTF-8 copy the tokenizer binding reads: ~2.3x;
     # was ~4.7x (a JSON copy of the text first, then that copy's bytes)
     assert peak < 3 * utf8
+
+
+def test_a_sync_stream_left_by_break_is_counted_as_abandoned() -> None:
+    import gc
+
+    from modelwire import Client
+    with Client() as client:
+        client.mock.script(MockReply("a b c d e f"), MockReply("x y"))
+        for _ in client.stream("mock/m", "hi"):
+            break  # the Stream is dropped unclosed
+        gc.collect()
+        assert client.metrics is not None
+        row = client.metrics.snapshot(cost=False)["models"]["mock/m"]
+        assert (row["calls"], row["streams_abandoned"]) == (1, 1)  # was: no row at all
+        held = client.stream("mock/m", "hi")
+        for _ in held:
+            break
+        for _ in held:  # a Stream still held is not closed: it reads on where it stopped
+            pass
+        assert held.response.text == "x y"
