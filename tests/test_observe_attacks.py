@@ -316,3 +316,37 @@ def test_a_sync_stream_left_by_break_is_counted_as_abandoned() -> None:
         for _ in held:  # a Stream still held is not closed: it reads on where it stopped
             pass
         assert held.response.text == "x y"
+
+
+def test_snapshots_taken_while_threads_call_are_consistent() -> None:
+    import threading
+
+    from modelwire import Client
+    collector = MetricsCollector()
+    clients = [Client(metrics=collector) for _ in range(3)]
+    stop, problems = threading.Event(), []
+
+    def call(client: Client) -> None:
+        for _ in range(200):
+            client.complete("mock/m", "hi")
+
+    def snap() -> None:
+        while not stop.is_set():
+            for row in collector.snapshot(cost=False)["models"].values():
+                if not row["successes"] <= row["calls"] or row["latency"].get(
+                        "count", 0) > row["successes"]:
+                    problems.append(row)
+    workers = [threading.Thread(target=call, args=(c,)) for c in clients]
+    watcher = threading.Thread(target=snap)
+    watcher.start()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    stop.set()
+    watcher.join()
+    for c in clients:
+        c.close()
+    row = collector.snapshot(cost=False)["models"]["mock/m"]
+    assert problems == [] and row["calls"] == row["successes"] == 600
+    assert row["latency"]["count"] == 600
