@@ -22,6 +22,11 @@ are recorded under ``"(other)/(other)"``, and the snapshot's ``over_max_models``
 counts the recordings (calls, errors, events) folded there: nothing is dropped,
 and Prometheus label cardinality stays bounded.
 
+Recording happens on the client's event loop; ``snapshot()`` may be called from
+any thread while calls run. Every counter is exact, but a snapshot is not an
+atomic cut: with calls finishing meanwhile, one row's fields (``successes``,
+``latency.count``) can differ by the calls that ended while it was read.
+
 Cost is priced at ``snapshot()`` time from the summed reported usage per model
 (``genai-prices``; nothing is priced on the hot path). Long-context tier prices
 apply per call, so for models with tiers the summed figure is a lower bound;
