@@ -73,3 +73,13 @@ def test_serve_on_a_taken_port_is_a_configuration_error() -> None:
     finally:
         first.shutdown()
         first.server_close()
+
+
+def test_registering_twice_is_refused_not_a_doubled_exposition() -> None:
+    registry = CollectorRegistry()
+    client = AsyncClient()
+    assert client.metrics is not None
+    register(client.metrics, registry)
+    with pytest.raises(ConfigurationError, match="already registered"):  # was accepted:
+        register(client.metrics, registry)  # every series twice, a failed scrape
+    assert sum(1 for _ in registry.collect()) > 0
