@@ -109,6 +109,7 @@ async def test_client_count_tokens_resolves_aliases_like_complete() -> None:
     (Usage(100, 10, cached_input_tokens=1_000, source="reported"), "exceed the 100 input"),
     (Usage(10_000, 1, cached_input_tokens=6_000, cache_write_tokens=8_000, source="reported"),
      "exceed the 10000 input"),
+    (Usage(10**15, 1, source="reported"), "implausible"),  # was $2.5e9, charged as is
 ])
 def test_cost_of_impossible_usage_is_unknown_with_a_reason(usage: Usage, why: str) -> None:
     c = Response(usage=usage, provider="anthropic", model="claude-sonnet-4-5").cost
@@ -123,6 +124,20 @@ def test_reasoning_above_output_leaves_the_reasoning_share_unknown() -> None:
 
 
 # --- budgets -------------------------------------------------------------------------
+
+
+async def test_an_implausible_usage_report_does_not_exhaust_the_budget() -> None:
+    async with AsyncClient(budget=Budget(tokens=1_000, period=None)) as client:
+        client.mock.script(MockReply("ok", usage=Usage(10**15, 5, source="reported")),
+                           MockReply("ok", usage=(10, 5)))
+        await client.complete("mock/m", "hi", max_tokens=5)
+        await client.complete("mock/m", "hi", max_tokens=5)  # was BudgetExceededError
+        assert (await client.budget_status())["client"]["tokens"] < 1_000
+        assert client.metrics is not None
+        row = client.metrics.snapshot(cost=False)["models"]["mock/m"]
+        assert row["input_tokens"] == 10 and row["usage_unreported"] == 1
+    from modelwire.observe import cost, metrics
+    assert metrics.PLAUSIBLE_TOKENS == cost.PLAUSIBLE_TOKENS
 
 
 async def test_a_negative_usage_report_does_not_hand_the_budget_back() -> None:

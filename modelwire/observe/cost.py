@@ -37,6 +37,11 @@ FREE = {"mock": "mock model: no charge", "local": "local model: runs on this mac
         "lmstudio": "local server: no per-token price"}
 
 
+# More tokens than any one call can take (the largest context windows are ~10M):
+# a report above it is a broken or hostile server, not a bill to charge a budget.
+PLAUSIBLE_TOKENS = 10**9
+
+
 @dataclass(frozen=True, slots=True)
 class Cost:
     """USD for one call. ``total is None`` means unknown; ``reason`` says why."""
@@ -94,6 +99,9 @@ def usage_problem(usage: Usage) -> str | None:
         v = getattr(usage, name)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             return f"the reported usage is invalid: {name}={v!r} is not a token count"
+        if v is not None and v > PLAUSIBLE_TOKENS:  # no context window is this large
+            return (f"the reported usage is implausible: {name}={v} is more than "
+                    f"{PLAUSIBLE_TOKENS:,} tokens for one call")
     parts = (usage.cached_input_tokens or 0) + (usage.cache_write_tokens or 0)
     if parts > (usage.input_tokens or 0):
         return (f"the reported usage is inconsistent: cached ({usage.cached_input_tokens}) + "

@@ -6,7 +6,8 @@ Per ``provider/model`` (the target that served, or failed):
   ``fallbacks`` (taken away from this target), ``breaker_openings``,
   ``limiter_waits`` (+ ``limiter_wait_seconds``), ``input_tokens``,
   ``output_tokens``, ``cached_input_tokens``, ``usage_unreported`` (calls whose
-  provider reported no usage, or a negative count: their tokens are not in the sums),
+  provider reported no usage, or a negative or implausible count: their tokens are
+  not in the sums),
   ``streams_abandoned`` (closed by the caller before their end: a call, no error);
 * distributions: ``latency`` (seconds), ``ttft`` (time to first token, streams),
   ``output_tps`` (output tokens per second of generation, after the first token
@@ -54,6 +55,7 @@ _NBUCKETS = math.ceil(math.log(_HIGH / _LOW) / _LOG_GROWTH) + 2  # + under/overf
 QUANTILES = (0.5, 0.95, 0.99)
 MAX_MODELS = 1000
 OTHER = "(other)/(other)"  # where targets past max_models are recorded
+PLAUSIBLE_TOKENS = 10**9  # cost.PLAUSIBLE_TOKENS, without importing the cost module here
 
 
 class Histogram:
@@ -168,9 +170,10 @@ class MetricsCollector:
         s.successes += 1
         s.latency.add(elapsed)
         u = r.usage
-        if u.source == "reported" and min(  # a negative count is no count: not summed
-                u.input_tokens or 0, u.output_tokens or 0, u.cached_input_tokens or 0,
-                u.cache_write_tokens or 0, u.reasoning_tokens or 0) >= 0:
+        counts = (u.input_tokens or 0, u.output_tokens or 0, u.cached_input_tokens or 0,
+                  u.cache_write_tokens or 0, u.reasoning_tokens or 0)
+        # a negative or implausible count is no count: not summed (as cost.usage_problem)
+        if u.source == "reported" and min(counts) >= 0 and max(counts) <= PLAUSIBLE_TOKENS:
             s.input_tokens += u.input_tokens or 0
             s.output_tokens += u.output_tokens or 0
             s.cached_input_tokens += u.cached_input_tokens or 0
