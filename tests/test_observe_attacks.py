@@ -212,6 +212,22 @@ def test_metrics_rows_are_bounded_whatever_model_names_callers_send() -> None:
     assert "over_max_models" not in m.snapshot()
 
 
+def test_made_up_model_names_do_not_push_answering_models_out() -> None:
+    from modelwire.errors import NotFoundError
+    m = MetricsCollector(max_models=3)
+    for i in range(5):  # a gateway's callers invent model names: each one a 404
+        m.stats(f"openai/made-up-{i}").calls += 1
+        m.record_error(f"openai/made-up-{i}", NotFoundError("no such model"))
+    m.stats("openai/gpt-4o").calls += 1
+    m.record_response("openai/gpt-4o", Response(usage=Usage(10, 5, 15, source="reported")),
+                      0.1)
+    snap = m.snapshot()
+    assert "openai/gpt-4o" in snap["models"]  # was folded into (other) with the 404s
+    assert snap["models"]["openai/gpt-4o"]["cost_usd"] is not None
+    assert len(snap["models"]) <= 4 and snap["totals"]["errors"] == 5  # nothing lost
+    assert snap["totals"]["calls"] == 6
+
+
 def test_metrics_cost_without_any_reported_usage_is_unknown_not_zero() -> None:
     m = MetricsCollector()
     m.stats("openai/gpt-4o").calls += 1

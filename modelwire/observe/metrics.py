@@ -19,9 +19,10 @@ at most ~700 counters, allocated as values land in them), so a quantile is exact
 to within 2% of its value (the bucket's geometric middle, clamped to the
 observed min/max). Model ids come from callers, so the number of rows is bounded
 too: past ``max_models`` (default 1000) distinct ``provider/model`` keys, calls
-are recorded under ``"(other)/(other)"``, and the snapshot's ``over_max_models``
-counts the recordings (calls, errors, events) folded there: nothing is dropped,
-and Prometheus label cardinality stays bounded.
+are recorded under ``"(other)/(other)"`` (a row that never answered gives its
+place up first, folded there), and the snapshot's ``over_max_models`` counts how
+often that happened: nothing is dropped, and Prometheus label cardinality stays
+bounded.
 
 Recording happens on the client's event loop; ``snapshot()`` may be called from
 any thread while calls run. Every counter is exact, but a snapshot is not an
@@ -105,6 +106,14 @@ class Histogram:
                 return min(max(mid, self.min), self.max)
         return self.max
 
+    def merge(self, other: Histogram) -> None:
+        for i, n in other.buckets.items():
+            self.buckets[i] = self.buckets.get(i, 0) + n
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
     def summary(self) -> dict[str, float | int | None]:
         if not self.count:
             return {"count": 0}
@@ -134,6 +143,18 @@ class ModelStats:
         self.ttft = Histogram()
         self.output_tps = Histogram()
 
+    def merge_into(self, other: ModelStats) -> None:
+        """Add every count and distribution of this row to ``other``."""
+        for name in self.__slots__:
+            mine = getattr(self, name)
+            if isinstance(mine, Histogram):
+                getattr(other, name).merge(mine)
+            elif isinstance(mine, dict):
+                for kind, n in mine.items():
+                    other.errors[kind] = other.errors.get(kind, 0) + n
+            else:
+                setattr(other, name, getattr(other, name) + mine)
+
 
 class MetricsCollector:
     """Counters and distributions per ``provider/model``; ``snapshot()``, ``reset()``."""
@@ -157,10 +178,25 @@ class MetricsCollector:
         if s is None:
             if len(self._models) >= self.max_models:
                 self.over_limit += 1
-                target = OTHER
-                s = self._models.get(target)
+                # a row that never answered (a caller's made-up model names, each a
+                # 404) gives its place up, folded into OTHER, so models that do answer
+                # keep rows of their own
+                models = self._models
+                victim = next((k for k, v in models.items()
+                               if not v.successes and k != OTHER), None)
+                if victim is None:
+                    target = OTHER
+                else:
+                    models.pop(victim).merge_into(self.stats_other())
+                s = models.get(target)
             if s is None:
                 s = self._models[target] = ModelStats()
+        return s
+
+    def stats_other(self) -> ModelStats:
+        s = self._models.get(OTHER)
+        if s is None:
+            s = self._models[OTHER] = ModelStats()
         return s
 
     # --- recording ---------------------------------------------------------
