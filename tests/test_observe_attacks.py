@@ -383,3 +383,13 @@ def test_snapshots_while_threads_call_never_fail_and_nothing_is_lost() -> None:
     row = collector.snapshot(cost=False)["models"]["mock/m"]
     assert problems == [] and row["calls"] == row["successes"] == 600
     assert row["latency"]["count"] == 600
+
+
+async def test_a_usd_budget_on_an_azure_deployment_says_why_it_cannot_price_it() -> None:
+    from modelwire.errors import ConfigurationError
+    async with AsyncClient(api_keys={"azure": "k"},
+                           base_urls={"azure": "https://example.openai.azure.com"},
+                           budget=Budget(usd=1.0)) as client:
+        with pytest.raises(ConfigurationError, match="deployment name") as info:
+            await client.complete("azure/prod-chat", "hi", max_tokens=5)
+    assert "token budget" in str(info.value)

@@ -212,9 +212,12 @@ class BudgetMiddleware:
                 else:
                     price = estimate_cost(model, est_in, est_out)
                     if price.total is None:
+                        hint = (" (an Azure deployment name is not a model name: the price "
+                                "is known only once the answer names its model)"
+                                if call.target.provider == "azure" else "")
                         raise ConfigurationError(
                             f"budget {b.key_name!r} has a USD limit but {model} cannot be "
-                            f"priced ({price.reason}); use a token budget for it")
+                            f"priced ({price.reason}){hint}; use a token budget for it")
                     est = price.total
                 key, ttl, resets = self._key(b, unit, now)
                 row = plan.get(key)
