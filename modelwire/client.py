@@ -324,7 +324,8 @@ class AsyncClient:
         return await run_batch(self, requests, model=model, concurrency=concurrency,
                                on_result=on_result)
 
-    async def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+    async def count_tokens(self, model: str | None,
+                           messages: Iterable[MessageLike] | str | None = None,
                            *, text: str | None = None,
                            tools: Iterable[ToolLike] | None = None) -> TokenCount:
         """Input tokens of a prompt. Anthropic and Gemini count on their servers
@@ -332,7 +333,9 @@ class AsyncClient:
         breaker and limits, never billed); every other model is counted offline by
         :func:`modelwire.count_tokens` (``exact`` or a flagged ``estimate``)."""
         from .observe.tokens import TokenCount, count_tokens, split_model
-        provider, _ = split_model(model)
+        if not isinstance(model, str) or "/" not in model:
+            model = self.plan(model)[0].name  # an alias or the default, as complete() has it
+        provider, _ = split_model(model)  # an offline count needs no key: no resolve()
         if not hasattr(get_codec(get_spec(provider)), "encode_count_tokens"):
             return count_tokens(model, messages, text=text, tools=tools)
         if messages is None and text is None:
@@ -340,6 +343,9 @@ class AsyncClient:
         call = self.build_call(model, messages if messages is not None else text,
                                tools=tools, fallbacks=[])
         call.options["verb"] = "count_tokens"
+        # a separate, free endpoint: its failures must not open the model's breaker
+        # (nor its success close it); retries and limits still apply
+        call.options["breaker"] = False
         outcome = await self._run(call)
         assert isinstance(outcome, Response)
         how = "one user message" if messages is None else "the chat request"

@@ -168,6 +168,10 @@ def count_tokens(call: Call, codec: Any, transport: Transport) -> Awaitable[Resp
     provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
     def decode(body: bytes, headers: Mapping[str, str], call: Call) -> Response:
         n = codec.decode_count_tokens(body, headers, call)
+        if n < 0:  # a count below zero is no count (one check for every codec)
+            raise MalformedResponseError(
+                f"the count-tokens answer has a negative count ({n})",
+                provider=call.target.provider, model=call.target.model, body=body[:500])
         return Response(usage=Usage(n, 0, n, source="reported"))
     return verb(call, codec, transport, codec.encode_count_tokens, decode)
 

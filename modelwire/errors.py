@@ -120,8 +120,13 @@ class BudgetExceededError(ConfigurationError):
             return f"${v:.6f}" if unit == "usd" else f"{v:.0f} tokens"
         when = (f"; it resets in {retry_after:.0f}s" if retry_after is not None
                 else "; it has no period, so raise its limit")
+        if estimate > limit:  # waiting will not help: the call alone is over
+            when = ("; this call alone is estimated above the limit (input tokens + "
+                    "max_tokens, or Budget.output_tokens without it): lower max_tokens= "
+                    "or raise the limit")
         super().__init__(
-            f"budget {budget!r} would be exceeded: {fmt(spent)} spent + {fmt(estimate)} "
+            f"budget {budget!r} would be exceeded: {fmt(spent)} spent or reserved + "
+            f"{fmt(estimate)} "
             f"estimated for this call > limit {fmt(limit)}{when}")
 
 

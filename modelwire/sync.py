@@ -102,7 +102,7 @@ class Client:
         from .model_client import Model
         return Model(self, name)
 
-    def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+    def count_tokens(self, model: str | None, messages: Iterable[MessageLike] | str | None = None,
                      *, text: str | None = None,
                      tools: Iterable[ToolLike] | None = None) -> TokenCount:
         return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))
@@ -190,6 +190,10 @@ class Stream:
         self._stream: AsyncStream | None = None
         self._batch: list[StreamEvent] = []
         self._pos = 0
+        # `for ev in client.stream(...): break` drops this object unclosed: close the
+        # stream then, so metrics, OTel and the breaker see it end (abandoned) and its
+        # connection is freed
+        weakref.finalize(self, _close_dropped, loop, request).atexit = False
 
     def _open(self) -> AsyncStream:
         if self._stream is None:
@@ -232,6 +236,20 @@ class Stream:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def _close_dropped(loop: _LoopThread, request: StreamRequest) -> None:
+    """Close a stream whose sync wrapper was dropped before it ended (never raises)."""
+    stream = request._stream
+    if stream is None or stream.ended or loop.loop.is_closed():
+        return
+    try:
+        if threading.current_thread() is loop.thread:  # collected on the loop itself
+            loop.loop.create_task(stream.aclose())
+        else:
+            loop.run(stream.aclose(), timeout=5.0)
+    except Exception:  # a finalizer has no caller to tell; the loop may be stopping
+        pass
 
 
 class SyncToolStream:

@@ -1,14 +1,16 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
 The default chain, outermost first:
-``Metrics > ResponseCache > Budget > Fallback > Breaker > Retry > RateLimiter``
+``Metrics > ResponseCache > Fallback > Budget > Breaker > Retry > RateLimiter``
 (the cache only with ``cache=``; Budget passes calls straight through until a
-budget applies; the rate limiter only with ``rate_limits=``). So a cache hit is
-seen by metrics but charges no budget and sends nothing; the breaker counts
-calls, not attempts (a call that failed after its retries is one failure; an
-open breaker rejects the call before any attempt and fallback moves on);
-retries happen per target; and the limiter sits next to the wire so a refused
-call never spends quota. Client keywords:
+budget applies, and prices each target as fallback tries it: a free local model
+first and a paid fallback after is refused only if the fallback would pass the
+budget; the rate limiter only with ``rate_limits=``). So a cache hit is seen by
+metrics but charges no budget and sends nothing; the breaker counts calls, not
+attempts (a call that failed after its retries is one failure; an open breaker
+rejects the call before any attempt and fallback moves on); retries happen per
+target; and the limiter sits next to the wire so a refused call never spends
+quota. Client keywords:
 
 * ``max_retries=2`` (a client argument; per call too). 0 disables retries.
 * ``retry=RetryPolicy(...)``: backoff and the longest Retry-After honoured.
@@ -113,7 +115,8 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
     budget = options.get("budget")
     budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
     client.budgets = budgets
-    chain.insert(0, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
+    # inside Fallback: each target tried is reserved at its own price
+    chain.insert(1, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
     cache = options.get("cache")
     if cache is not None and cache is not False:
         from .cache import ResponseCache
