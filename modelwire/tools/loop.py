@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import inspect
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,6 +67,7 @@ class ToolStep:
     exception: BaseException | None = field(default=None, repr=False)
     duration: float = 0.0
     kind: Literal["tool"] = "tool"
+    fatal: bool = field(default=False, repr=False)
 
 
 Step = Union[ModelStep, ToolStep]
@@ -125,6 +127,8 @@ class ToolLoop:
         self.by_name: dict[str, Tool] = {t.name: t for t in self.tools}
         self.max_turns, self.tool_timeout = max_turns, tool_timeout
         self.parallel, self.max_workers, self.stream = parallel, max_workers, stream
+        if isinstance(approved, str):  # one id, not its characters
+            approved = [approved]
         self.approved: set[str] | bool = (approved if isinstance(approved, bool)
                                           else set(approved or ()))
         self.steps: list[Step] = []
@@ -138,6 +142,14 @@ class ToolLoop:
         try:
             last: Response | None = None
             unanswered = _unanswered(self.messages)
+            if isinstance(self.approved, set) and self.approved:
+                unknown = self.approved - {c.id for c in unanswered}
+                if unknown:
+                    waiting = ", ".join(repr(c.id) for c in unanswered) or "none"
+                    raise ConfigurationError(
+                        f"approved= names calls that are not waiting for approval: "
+                        f"{', '.join(map(repr, sorted(unknown)))}; the calls waiting are: "
+                        f"{waiting} (pass result.messages and ids from result.pending)")
             if unanswered:  # resuming after an approval stop
                 async for ev in self._run_calls(unanswered, resuming=True):
                     yield ev
@@ -203,14 +215,18 @@ class ToolLoop:
             try:
                 for fut in asyncio.as_completed(tasks):
                     step = await fut
+                    _reraise_fatal(step)
                     done[id(step.call)] = step
                     yield ToolResultEvent(step)
             finally:
                 for task in tasks:
                     task.cancel()
+                # the cancelled runs end here, not as "Task was destroyed" noise later
+                await asyncio.gather(*tasks, return_exceptions=True)
         else:
             for c in runnable:
                 step = await self._execute(c)
+                _reraise_fatal(step)
                 done[id(c)] = step
                 yield ToolResultEvent(step)
         for step in [*(done[id(c)] for c in runnable), *declined]:
@@ -241,27 +257,50 @@ class ToolLoop:
                 raise _Refused(f"invalid arguments for {call.name}: {e}") from None
             timeout = t.timeout if t.timeout is not None else self.tool_timeout
             try:
-                if t.is_async:
-                    step.result = await asyncio.wait_for(t.fn(*pos, **kw), timeout)
-                else:
-                    ctx = contextvars.copy_context()
-                    fn = functools.partial(ctx.run, t.fn, *pos, **kw)
-                    loop = asyncio.get_running_loop()
-                    step.result = await asyncio.wait_for(
-                        loop.run_in_executor(self._executor(), fn), timeout)
+                step.result = await asyncio.wait_for(self._invoke(t, pos, kw), timeout)
+                if isinstance(step.result, _Fatal):
+                    raise step.result.exception
             except asyncio.TimeoutError as e:
                 step.exception = e
                 raise _Refused(f"tool {call.name} timed out after {timeout:g}s") from None
+            except asyncio.CancelledError as e:
+                if _cancelling():  # the loop itself is being cancelled: let it go
+                    raise
+                step.exception = e  # the tool cancelled itself: a failure like another
+                raise _Refused(f"tool {call.name} was cancelled") from None
             except Exception as e:  # the tool's own failure: information for the model
                 step.exception = e
                 text = f"tool {call.name} raised {type(e).__name__}: {e}"
                 raise _Refused(text[:_MAX_ERROR_CHARS]) from None
+            except BaseException as e:  # KeyboardInterrupt, SystemExit: not the model's
+                step.exception, step.fatal, step.result = e, True, None  # re-raised by
+                step.error = f"tool {call.name} raised {type(e).__name__}"  # the caller
+                return step
             step.content = _render(step.result)
         except _Refused as r:
             step.error = str(r)
             step.content = f"error: {r}"
         step.duration = time.perf_counter() - started
         return step
+
+    async def _invoke(self, t: FunctionTool, pos: list[Any], kw: dict[str, Any]) -> Any:
+        """The tool's result. A KeyboardInterrupt/SystemExit comes back as a _Fatal
+        value: raised inside wait_for's task, asyncio would let it escape the event
+        loop itself instead of reaching run_tools' caller."""
+        assert t.fn is not None
+        try:
+            if t.is_async:
+                result = await t.fn(*pos, **kw)
+            else:
+                ctx = contextvars.copy_context()
+                fn = functools.partial(ctx.run, t.fn, *pos, **kw)
+                loop = asyncio.get_running_loop()
+                result = await loop.run_in_executor(self._executor(), fn)
+            if inspect.isawaitable(result):  # a partial or wrapper around an async function
+                result = await result
+        except (KeyboardInterrupt, SystemExit) as e:
+            return _Fatal(e)
+        return result
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -274,15 +313,35 @@ class _Refused(Exception):
     """Internal: a tool run that ends as an error result for the model."""
 
 
+@dataclass(slots=True, frozen=True)
+class _Fatal:
+    exception: BaseException
+
+
+def _cancelling() -> bool:
+    """Whether the current task was asked to cancel (as opposed to a tool raising
+    CancelledError on its own). Python 3.10 cannot tell: treat it as a real cancel."""
+    task = asyncio.current_task()
+    counter = getattr(task, "cancelling", None)
+    return counter is None or bool(counter())
+
+
+def _reraise_fatal(step: ToolStep) -> None:
+    if step.fatal and step.exception is not None:
+        raise step.exception
+
+
 def _render(value: Any) -> str:
     """A tool's return value as the text the model reads."""
     if isinstance(value, str):
         return value
     from pydantic_core import to_json  # pydantic is present: FunctionTool needs it
-    try:
-        return to_json(value).decode()
-    except Exception:  # not JSON-able: say what it is
-        return str(value)
+    for bytes_mode in ("utf8", "base64"):  # odd objects inside become their str()
+        try:
+            return to_json(value, fallback=str, bytes_mode=bytes_mode).decode()
+        except Exception:
+            continue
+    return str(value)  # not JSON-able at all: say what it is
 
 
 def _unanswered(messages: list[Message]) -> list[ToolCall]:

@@ -10,6 +10,7 @@ parameter's description. Both are imported here only, on first use.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 import weakref
@@ -99,10 +100,16 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
         import pydantic
     except ImportError:
         raise MissingDependencyError("Tool.from_function", "tools", "pydantic") from None
-    plain = inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)
-    target: Any = fn if plain or isinstance(fn, type) else type(fn).__call__  # callable object
-    tool_name = name or getattr(fn, "__name__", None) or type(fn).__name__
-    summary, param_docs = _docstring(fn)
+    inner: Any = fn
+    while isinstance(inner, functools.partial):  # the partial's function names and documents it
+        inner = inner.func
+    plain = inspect.isfunction(inner) or inspect.ismethod(inner) or inspect.isbuiltin(inner)
+    target: Any = inner if plain or isinstance(inner, type) else type(inner).__call__
+    tool_name = name or getattr(inner, "__name__", None) or type(inner).__name__
+    if tool_name == "<lambda>":
+        raise ConfigurationError("a lambda has no name the model can call: pass "
+                                 "Tool.from_function(fn, name=...) or use a def")
+    summary, param_docs = _docstring(inner)
     try:
         sig = inspect.signature(fn)
         hints = typing.get_type_hints(target, include_extras=True)
@@ -141,7 +148,7 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
     return FunctionTool(
         tool_name, summary if description is None else description, schema, strict,
         fn=fn, requires_approval=requires_approval, timeout=timeout,
-        is_async=inspect.iscoroutinefunction(target),
+        is_async=inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn),
         _model=model, _positional=tuple(positional),
         _nullable_defaults=tuple(nullable_defaults) if strict else (),
     )

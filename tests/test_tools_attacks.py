@@ -1,0 +1,177 @@
+"""Regression tests from attacking the tool features as a careless caller / hostile model."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import functools
+from typing import Any
+
+import pytest
+
+import modelwire
+from modelwire import AsyncClient, Tool
+from modelwire.errors import ConfigurationError, InvalidParameterError
+from modelwire.mock import MockReply
+
+
+def client() -> AsyncClient:
+    return AsyncClient(middleware=[])
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+class Counter:
+    async def bump(self, by: int) -> int:
+        """Bump the counter.
+
+        Args:
+            by: How much.
+        """
+        await asyncio.sleep(0)
+        return by + 1
+
+
+async def test_a_partial_of_an_async_method_is_awaited_and_named_after_it() -> None:
+    t = Tool.from_function(functools.partial(Counter().bump))
+    assert t.name == "bump" and t.is_async and t.description == "Bump the counter."
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("bump", {"by": 2})]), MockReply("ok"))
+    result = await c.run_tools("mock/m", "go", tools=[t])
+    assert result.tool_steps[0].content == "3" and result.tool_steps[0].error is None
+
+
+async def test_a_sync_wrapper_returning_a_coroutine_is_awaited() -> None:
+    async def inner(x: int) -> int:
+        return x * 2
+
+    def wrapper(x: int) -> Any:  # e.g. a decorator that hides the coroutine function
+        return inner(x)
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("wrapper", {"x": 4})]), MockReply("ok"))
+    result = await c.run_tools("mock/m", "go", tools=[wrapper])
+    assert result.tool_steps[0].content == "8"
+
+
+def test_a_lambda_needs_a_name() -> None:
+    with pytest.raises(ConfigurationError, match="name="):
+        Tool.from_function(lambda a: a)
+    assert Tool.from_function(lambda a: a, name="echo").name == "echo"
+
+
+@pytest.mark.parametrize("name", ["my tool", "x" * 65, "ok.v1", "naïve", ""])
+async def test_tool_names_providers_reject_are_refused_before_traffic(name: str) -> None:
+    c = client()
+    with pytest.raises(InvalidParameterError):
+        await c.complete("mock/m", "hi", tools=[Tool(name)])
+    assert c.mock.requests == []
+
+
+async def test_two_tools_with_one_name_are_refused() -> None:
+    c = client()
+    with pytest.raises(InvalidParameterError, match="two tools are named 'add'"):
+        await c.run_tools("mock/m", "hi", tools=[add, Tool.from_function(str.upper,
+                                                                       name="add")])
+    assert c.mock.requests == []
+
+
+async def test_results_json_cannot_carry_still_reach_the_model_as_json() -> None:
+    class Custom:
+        def __str__(self) -> str:
+            return "custom!"
+
+    def weird() -> object:
+        return {"when": datetime.date(2020, 1, 2), "s": {1}, "c": Custom(), "b": b"\xff"}
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("weird", {})]), MockReply("ok"))
+    result = await c.run_tools("mock/m", "go", tools=[weird])
+    import json
+    sent = json.loads(result.tool_steps[0].content)
+    assert sent["when"] == "2020-01-02" and sent["s"] == [1] and sent["c"] == "custom!"
+    assert isinstance(sent["b"], str)
+
+
+def _kbi() -> None:
+    raise KeyboardInterrupt
+
+
+async def _akbi() -> None:
+    raise KeyboardInterrupt
+
+
+def _exit() -> None:
+    raise SystemExit(3)
+
+
+@pytest.mark.parametrize("fatal", [_kbi, _akbi, _exit])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("timeout", [None, 30.0])
+async def test_keyboard_interrupt_and_system_exit_reach_the_caller(
+        fatal: Any, parallel: bool, timeout: float | None) -> None:
+    """Not swallowed as an error result, and not escaping the event loop from a child
+    task (asyncio re-raises them out of run_forever): the caller's await raises it."""
+    started = asyncio.Event()
+
+    async def other() -> str:
+        started.set()
+        await asyncio.sleep(3600)
+        return "never"
+
+    tool = Tool.from_function(fatal, name="fatal")
+    c = client()
+    calls = [("other", {}), ("fatal", {})] if parallel else [("fatal", {})]
+    c.mock.script(MockReply(tool_calls=calls), MockReply("unreachable"))
+    expected = SystemExit if fatal is _exit else KeyboardInterrupt
+    with pytest.raises(expected):
+        await c.run_tools("mock/m", "go", tools=[tool, other], tool_timeout=timeout)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+async def test_a_tool_raising_cancelled_error_is_an_error_result() -> None:
+    async def gives_up() -> None:
+        raise asyncio.CancelledError
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("gives_up", {}), ("add", {"a": 1, "b": 1})]),
+                  MockReply("ok"))
+    result = await c.run_tools("mock/m", "go", tools=[gives_up, add])
+    assert result.text == "ok"
+    assert [s.content for s in result.tool_steps] == ["error: tool gives_up was cancelled", "2"]
+
+
+async def test_cancelling_the_loop_still_cancels_it_and_its_tools() -> None:
+    started, stopped = asyncio.Event(), asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("forever", {}), ("forever", {})]))
+    task = asyncio.ensure_future(c.run_tools("mock/m", "go", tools=[forever]))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert stopped.is_set()
+
+
+async def test_approved_as_a_single_id_string_or_unknown_ids() -> None:
+    gated = modelwire.tool(requires_approval=True)(add)
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})]))
+    first = await c.run_tools("mock/m", "go", tools=[gated])
+    ids = [p.id for p in first.pending]
+    with pytest.raises(ConfigurationError, match="not waiting for approval"):
+        await c.run_tools("mock/m", first.messages, tools=[gated], approved=["bogus"])
+    c.mock.script(MockReply("done"))
+    resumed = await c.run_tools("mock/m", first.messages, tools=[gated], approved=ids[0])
+    assert [s.content for s in resumed.tool_steps] == [
+        "3", "error: not approved by the user; do not retry this call"]
