@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .tools.loop import ToolResultEvent
 
 FORMAT_VERSION = 1
+_OWN_ARGUMENTS = frozenset({"client", "model", "system", "tools", "max_context_tokens",
+                           "summarize_with", "keep_recent", "messages"})
 _SUMMARY_PROMPT = (
     "Summarize the conversation below for your own later use: keep facts, names, "
     "numbers, decisions, open questions and what the user wants. Be concise; write "
@@ -80,17 +82,21 @@ class AsyncConversation:
 
     async def send(self, content: str | MessageLike, **kwargs: Any) -> Response:
         """Append the user's turn, get the answer (running tools if any), append it."""
+        before = self.messages, self.summary
         self._append_user(content)
-        await self.compact()
-        options = {**self.settings, **kwargs}
-        if self.tools:
-            result = await self.client.run_tools(self.model, self.context(), tools=self.tools,
-                                                 **options)
-            added = result.messages[len(self.context()):]
-            self.messages += added
-            self.last_response = result.response
-            return result.response
-        response = await self.client.complete(self.model, self.context(), **options)
+        try:
+            await self.compact()
+            options = {**self.settings, **kwargs}
+            if self.tools:
+                result = await self.client.run_tools(self.model, self.context(),
+                                                     tools=self.tools, **options)
+                self.messages += result.messages[len(self.context()):]
+                self.last_response = result.response
+                return result.response
+            response = await self.client.complete(self.model, self.context(), **options)
+        except BaseException:  # both turns or neither: a retry must not send the
+            self.messages, self.summary = before  # question twice in a row
+            raise
         self.messages.append(response.to_message())
         self.last_response = response
         return response
@@ -99,27 +105,35 @@ class AsyncConversation:
                      **kwargs: Any) -> AsyncIterator[StreamEvent | ToolResultEvent]:
         """Stream the answer (with tools: every turn, and a ToolResultEvent per tool run);
         the messages are appended once it has ended."""
+        before = self.messages, self.summary
         self._append_user(content)
-        await self.compact()
-        options = {**self.settings, **kwargs}
-        if self.tools:
-            ts = self.client.stream_tools(self.model, self.context(), tools=self.tools,
-                                          **options)
-            async for item in ts:
-                yield item
-            self.messages += ts.result.messages[len(self.context()):]
-            self.last_response = ts.result.response
-            return
-        async with self.client.stream(self.model, self.context(), **options) as s:
-            async for event in s:
-                yield event
-            response = s.response
+        try:
+            await self.compact()
+            options = {**self.settings, **kwargs}
+            if self.tools:
+                ts = self.client.stream_tools(self.model, self.context(), tools=self.tools,
+                                              **options)
+                try:
+                    async for item in ts:
+                        yield item
+                finally:
+                    await ts.aclose()
+                self.messages += ts.result.messages[len(self.context()):]
+                self.last_response = ts.result.response
+                return
+            async with self.client.stream(self.model, self.context(), **options) as s:
+                async for event in s:
+                    yield event
+                response = s.response
+        except BaseException:  # failed or abandoned (the consumer stopped reading):
+            self.messages, self.summary = before  # neither turn is history
+            raise
         self.messages.append(response.to_message())
         self.last_response = response
 
     def _append_user(self, content: str | MessageLike) -> None:
-        self.messages += to_messages([{"role": "user", "content": content}]
-                                     if isinstance(content, str) else [content])
+        self.messages = self.messages + to_messages(  # a new list: send() can roll back
+            [{"role": "user", "content": content}] if isinstance(content, str) else [content])
 
     # --- the budget ------------------------------------------------------------------
 
@@ -131,9 +145,13 @@ class AsyncConversation:
         """Summarize older turns if the history is past its budget; True if it did."""
         if self.max_context_tokens is None or self.tokens()[0] <= self.max_context_tokens:
             return False
-        cut = len(self.messages) - self.keep_recent
-        while 0 < cut < len(self.messages) and self.messages[cut].role == "tool":
-            cut -= 1  # never separate a tool result from its call
+        # The kept part starts at a user turn: a tool result never loses its call, the
+        # latest question is never summarized away (even with keep_recent=0), and the
+        # history after the system message opens with a user turn as Anthropic and
+        # Gemini require.
+        cut = min(len(self.messages) - self.keep_recent, len(self.messages) - 1)
+        while cut > 0 and self.messages[cut].role != "user":
+            cut -= 1
         if cut <= 0:
             return False
         older, recent = self.messages[:cut], self.messages[cut:]
@@ -177,15 +195,33 @@ class AsyncConversation:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], client: AsyncClient,
                   tools: Sequence[ToolLike] | None = None) -> AsyncConversation:
-        if data.get("format") != "modelwire.conversation" or data.get("version") != 1:
+        """A saved conversation; a tampered or corrupt one is a ConfigurationError
+        naming what is wrong (never a KeyError from deep inside)."""
+        if not isinstance(data, Mapping) or data.get("format") != "modelwire.conversation" \
+                or data.get("version") != 1:
             raise ConfigurationError("not a saved modelwire conversation (format/version)")
+        for key in ("model", "system", "summary", "summarize_with"):
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise _corrupt(f"{key} is a {type(data[key]).__name__}, not a string")
+        for key in ("settings", "summary_cache"):
+            if data.get(key) is not None and not isinstance(data[key], Mapping):
+                raise _corrupt(f"{key} is a {type(data[key]).__name__}, not an object")
+        clash = set(data.get("settings") or {}) & _OWN_ARGUMENTS
+        if clash:
+            raise _corrupt(f"settings holds {', '.join(sorted(clash))}, which are not settings")
+        cache = dict(data.get("summary_cache") or {})
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in cache.items()):
+            raise _corrupt("summary_cache must map strings to strings")
+        raw = data.get("messages") or []
+        if not isinstance(raw, list):
+            raise _corrupt(f"messages is a {type(raw).__name__}, not a list")
         conv = cls(client, data.get("model"), system=data.get("system"), tools=tools,
                    max_context_tokens=data.get("max_context_tokens"),
                    summarize_with=data.get("summarize_with"),
                    keep_recent=data.get("keep_recent", 6), **dict(data.get("settings") or {}))
-        conv.messages = [message_from_dict(m) for m in data.get("messages") or ()]
+        conv.messages = [message_from_dict(m, i) for i, m in enumerate(raw)]
         conv.summary = data.get("summary")
-        conv.summary_cache = dict(data.get("summary_cache") or {})
+        conv.summary_cache = cache
         return conv
 
 
@@ -213,16 +249,59 @@ def message_to_dict(m: Message) -> dict[str, Any]:
     return out
 
 
-def message_from_dict(d: Mapping[str, Any]) -> Message:
+def message_from_dict(d: Mapping[str, Any], i: int = 0) -> Message:
+    """A message written by :func:`message_to_dict` (ConfigurationError if it is not one)."""
+    if not isinstance(d, Mapping):
+        raise _corrupt(f"messages[{i}] is a {type(d).__name__}, not an object")
+    role = d.get("role")
+    if role not in ("system", "user", "assistant", "tool"):
+        raise _corrupt(f"messages[{i}] has role {role!r}")
     content = d.get("content", "")
     if isinstance(content, list):
-        content = [TextPart(p.get("text", "")) if p.get("type") == "text"
-                   else ImagePart(p["image_url"]["url"], p["image_url"].get("detail"))
-                   for p in content]
-    calls = [ToolCall(c["id"], c["name"], c.get("arguments"), c.get("raw_arguments", "{}"),
-                      c.get("arguments_error"), c.get("provider_data"))
-             for c in d.get("tool_calls") or ()]
-    return Message(d["role"], content, calls, d.get("tool_call_id"), d.get("name"))
+        content = [_part(p, i) for p in content]
+    elif not isinstance(content, str):
+        raise _corrupt(f"messages[{i}].content is a {type(content).__name__}")
+    raw_calls = d.get("tool_calls") or []
+    if not isinstance(raw_calls, list) or (raw_calls and role != "assistant"):
+        raise _corrupt(f"messages[{i}].tool_calls must be a list on an assistant message")
+    calls = [_call(c, i) for c in raw_calls]
+    call_id, name = d.get("tool_call_id"), d.get("name")
+    if role == "tool" and not isinstance(call_id, str):
+        raise _corrupt(f"messages[{i}] is a tool result without a tool_call_id")
+    if not isinstance(call_id, (str, type(None))) or not isinstance(name, (str, type(None))):
+        raise _corrupt(f"messages[{i}]: tool_call_id and name must be strings")
+    return Message(role, content, calls, call_id, name)
+
+
+def _part(p: Any, i: int) -> TextPart | ImagePart:
+    if isinstance(p, Mapping) and p.get("type") == "text" and isinstance(p.get("text"), str):
+        return TextPart(p["text"])
+    image = p.get("image_url") if isinstance(p, Mapping) else None
+    if isinstance(p, Mapping) and p.get("type") == "image_url" and isinstance(image, Mapping) \
+            and isinstance(image.get("url"), str) \
+            and isinstance(image.get("detail"), (str, type(None))):
+        return ImagePart(image["url"], image.get("detail"))
+    raise _corrupt(f"messages[{i}].content has a part that is neither text nor an image: "
+                   f"{str(p)[:80]}")
+
+
+def _call(c: Any, i: int) -> ToolCall:
+    if not isinstance(c, Mapping) or not isinstance(c.get("id"), str) \
+            or not isinstance(c.get("name"), str) or not c["name"]:
+        raise _corrupt(f"messages[{i}] has a tool call without a string id and name")
+    args, raw = c.get("arguments"), c.get("raw_arguments", "{}")
+    error, data = c.get("arguments_error"), c.get("provider_data")
+    if not isinstance(args, (dict, type(None))) or not isinstance(raw, str) \
+            or not isinstance(error, (str, type(None))) \
+            or not isinstance(data, (dict, type(None))):
+        raise _corrupt(f"messages[{i}] tool call {c['id']!r} has fields of the wrong type")
+    if args is None and error is None:
+        error = "arguments missing from the saved conversation"
+    return ToolCall(c["id"], c["name"], args, raw, error, data)
+
+
+def _corrupt(what: str) -> ConfigurationError:
+    return ConfigurationError(f"the saved conversation is corrupt: {what}")
 
 
 def _read(path: str | Path) -> dict[str, Any]:
@@ -287,8 +366,11 @@ class Conversation:
         async def step() -> Any:
             return await anext(events, end)
 
-        while (event := self._client._loop.run(step())) is not end:
-            yield event
+        try:
+            while (event := self._client._loop.run(step())) is not end:
+                yield event
+        finally:  # the caller stopped early: close the stream (and its connection) now
+            self._client._loop.run(events.aclose())
 
     def compact(self) -> bool:
         return self._client._loop.run(self._conv.compact())

@@ -1,0 +1,145 @@
+"""Regression tests from attacking conversations: corrupt files, budgets, failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import modelwire
+from modelwire import AsyncClient, Client, Message, ToolCall
+from modelwire.conversation import AsyncConversation
+from modelwire.errors import ConfigurationError, ModelwireError
+from modelwire.mock import MockReply
+
+_BASE = {"format": "modelwire.conversation", "version": 1, "model": "mock/m"}
+
+
+@pytest.mark.parametrize("data", [
+    {**_BASE, "messages": [{"content": "no role"}]},
+    {**_BASE, "messages": [{"role": "wizard", "content": "x"}]},
+    {**_BASE, "messages": ["hello"]},
+    {**_BASE, "messages": {"a": 1}},
+    {**_BASE, "messages": [{"role": "user", "content": 5}]},
+    {**_BASE, "messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+    {**_BASE, "messages": [{"role": "user", "content": ["bare string part"]}]},
+    {**_BASE, "messages": [{"role": "assistant", "tool_calls": [{"name": "x"}]}]},
+    {**_BASE, "messages": [{"role": "assistant", "tool_calls": [
+        {"id": "c", "name": "x", "arguments": [1]}]}]},
+    {**_BASE, "messages": [{"role": "user", "tool_calls": [{"id": "c", "name": "x"}]}]},
+    {**_BASE, "messages": [{"role": "tool", "content": "result without its call id"}]},
+    {**_BASE, "settings": [1, 2]},
+    {**_BASE, "settings": {"system": "clashes with an argument"}},
+    {**_BASE, "summary": 5},
+    {**_BASE, "model": 5},
+    {**_BASE, "summary_cache": [1]},
+    {**_BASE, "summary_cache": {"k": 1}},
+    {**_BASE, "version": 2},
+])
+def test_a_tampered_file_is_a_typed_error(tmp_path: Path, data: dict[str, Any]) -> None:
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigurationError):
+        AsyncConversation.load(path, AsyncClient(middleware=[]))
+
+
+async def test_keep_recent_zero_never_summarizes_the_question_away() -> None:
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m", max_context_tokens=5, keep_recent=0)
+    conv.messages = [Message("user", "first " * 30), Message("assistant", "answer " * 30)]
+    c.mock.script(MockReply("SUMMARY"), MockReply("two"))
+    await conv.send("second question")
+    sent = c.mock.requests[-1]["messages"]
+    assert sent[-1] == {"role": "user", "content": "second question"}
+    assert "SUMMARY" in sent[0]["content"]
+
+
+async def test_a_failed_send_leaves_no_unanswered_question_behind() -> None:
+    c = AsyncClient(middleware=[], max_retries=0)
+    conv = c.conversation("mock/m")
+    c.mock.script(MockReply("hello"))
+    await conv.send("hi")
+    c.mock.script(MockReply(status=400, error="bad"))
+    with pytest.raises(ModelwireError):
+        await conv.send("again")
+    assert [m.role for m in conv.messages] == ["user", "assistant"]
+    c.mock.script(MockReply("ok"))
+    await conv.send("again")  # the retry does not send the question twice in a row
+    assert [m["role"] for m in c.mock.requests[-1]["messages"]] == ["user", "assistant", "user"]
+
+
+def test_a_sync_stream_abandoned_early_is_closed_and_not_history() -> None:
+    with Client(middleware=[]) as c:
+        conv = c.conversation("mock/m")
+        c.mock.script(MockReply("one two three four five"))
+        for _event in conv.stream("hi"):
+            break
+        assert conv.messages == []
+        c.mock.script(MockReply("fine"))
+        assert conv.send("hi").text == "fine"
+        assert [m.role for m in conv.messages] == ["user", "assistant"]
+
+
+# --- the property: compaction never splits a tool call from its result --------------
+
+
+@st.composite
+def histories(draw: Any) -> list[Message]:
+    """Random, well-formed histories: user turns, each with 0-3 tool rounds."""
+    out: list[Message] = []
+    n = 0
+    for _ in range(draw(st.integers(1, 6))):
+        out.append(Message("user", "u" * draw(st.integers(0, 80))))
+        for _ in range(draw(st.integers(0, 3))):
+            calls = []
+            for _ in range(draw(st.integers(1, 3))):
+                n += 1
+                calls.append(ToolCall(f"call_{n}", "f", {}, "{}"))
+            out.append(Message("assistant", "", calls))
+            out += [Message("tool", "r" * draw(st.integers(0, 80)), tool_call_id=c.id,
+                            name="f") for c in calls]
+        if draw(st.booleans()):
+            out.append(Message("assistant", "a" * draw(st.integers(0, 80))))
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(histories(), st.integers(0, 8), st.integers(1, 200))
+def test_compaction_keeps_calls_with_results_and_opens_with_a_user_turn(
+        history: list[Message], keep_recent: int, budget: int) -> None:
+    import asyncio
+
+    async def run() -> None:
+        c = AsyncClient(middleware=[])
+        c.mock.script(*[MockReply("summary")] * 3)
+        conv = c.conversation("mock/m", max_context_tokens=budget, keep_recent=keep_recent)
+        conv.messages = list(history)
+        did = await conv.compact()
+        kept = conv.messages
+        assert kept == history[len(history) - len(kept):]  # a suffix, verbatim
+        if did:
+            assert kept and kept[0].role == "user"
+            last_user = max(i for i, m in enumerate(history) if m.role == "user")
+            assert len(history) - len(kept) <= last_user  # the latest question is kept
+        ids = {tc.id for m in kept for tc in m.tool_calls}
+        answered = {m.tool_call_id for m in kept if m.role == "tool"}
+        assert ids == answered
+
+    asyncio.run(run())
+
+
+def test_tool_calls_round_trip_through_save_and_load(tmp_path: Path) -> None:
+    bad = ToolCall("c1", "f", None, "{oops", arguments_error="not JSON",
+                   provider_data={"gemini": {"thoughtSignature": "c2ln"}})
+    conv = AsyncClient(middleware=[]).conversation("mock/m")
+    conv.messages = [Message("user", [modelwire.TextPart("see"),
+                                      modelwire.ImagePart("data:image/png;base64,AAAA", "low")]),
+                     Message("assistant", "", [bad]),
+                     Message("tool", "error", tool_call_id="c1", name="f")]
+    conv.save(tmp_path / "c.json")
+    loaded = AsyncConversation.load(tmp_path / "c.json", AsyncClient(middleware=[]))
+    assert loaded.messages == conv.messages
