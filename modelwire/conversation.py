@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -102,7 +102,7 @@ class AsyncConversation:
         return response
 
     async def stream(self, content: str | MessageLike,
-                     **kwargs: Any) -> AsyncIterator[StreamEvent | ToolResultEvent]:
+                     **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
         """Stream the answer (with tools: every turn, and a ToolResultEvent per tool run);
         the messages are appended once it has ended."""
         before = self.messages, self.summary
