@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .types import MessageLike
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*$", re.S)
+_FENCED = re.compile(r"```(?:json)?[ \t]*\n(.*?)\n?[ \t]*```", re.S)
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -77,7 +78,7 @@ class OutputSpec:
 
     def parse(self, text: str) -> Any:
         """The validated value of ``text``; raises StructuredOutputError."""
-        m = _FENCE.match(text)
+        m = _FENCE.match(text) or _FENCED.search(text)  # a fenced block, maybe after prose
         body = m.group(1) if m else text
         try:
             value = json.loads(body)
@@ -88,10 +89,12 @@ class OutputSpec:
 
     def validate(self, value: Any, text: str) -> Any:
         if self.wrapped:
-            if not isinstance(value, dict) or "value" not in value:
+            if isinstance(value, dict) and "value" in value:
+                value = value["value"]
+            elif self.adapter is None:
                 raise StructuredOutputError("the answer lacks its 'value' key", raw_text=text,
                                             errors=["expected an object with a 'value' key"])
-            value = value["value"]
+            # else: a model that ignored the wrapper and sent the bare value: validate it
         if self.adapter is None:
             problems = _check_plain(value, self.schema)
             if problems:
@@ -174,6 +177,8 @@ def finish(response: Response, spec: OutputSpec) -> Response:
         response.text = calls[0].raw_arguments
         if response.finish_reason == "tool_calls" and not response.tool_calls:
             response.finish_reason = "stop"
+    elif response.tool_calls:  # the model asked for tools: not its answer yet (run_tools
+        return response       # sends the results back; the final turn is parsed)
     try:
         response.parsed = spec.parse(response.text)
     except StructuredOutputError as e:

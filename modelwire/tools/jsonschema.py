@@ -63,7 +63,22 @@ def strict_schema(schema: Mapping[str, Any]) -> JSON:
             node["additionalProperties"] = False
         return node
     out: JSON = walk(schema, fix)
-    return out
+    defs = {**(out.get("definitions") or {}), **(out.get("$defs") or {})}
+
+    def inline(node: JSON) -> JSON:
+        # strict mode refuses keywords beside $ref ("$ref cannot have keywords
+        # {'description'}"), which pydantic writes for a described nested model:
+        # the definition is inlined there, its own keywords under the caller's
+        ref = node.get("$ref")
+        if isinstance(ref, str) and len(node) > 1:
+            name = ref.rsplit("/", 1)[-1]
+            if ref.startswith(("#/$defs/", "#/definitions/")) and isinstance(
+                    defs.get(name), Mapping):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**defs[name], **rest}
+        return node
+    inlined: JSON = walk(out, inline)
+    return inlined
 
 
 def _nullable(schema: Any) -> bool:

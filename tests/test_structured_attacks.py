@@ -1,0 +1,88 @@
+"""Regression tests from attacking structured output as a hostile model / careless caller."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pydantic
+
+from modelwire import AsyncClient
+from modelwire.mock import MockReply
+from modelwire.structured import output_spec
+from modelwire.tools.jsonschema import strict_schema, walk
+
+
+class Person(pydantic.BaseModel):
+    name: str
+    age: int
+
+
+@dataclasses.dataclass
+class Pt:
+    x: int
+    y: int = 3
+
+
+def client() -> AsyncClient:
+    return AsyncClient(middleware=[])
+
+
+def add(a: int) -> int:
+    return a + 1
+
+
+async def test_a_tool_call_turn_is_not_parsed_as_the_answer() -> None:
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("add", {"a": 1})]))
+    r = await c.complete("mock/m", "q", tools=[add], response_format=Person)
+    assert r.parsed is None and r.tool_calls[0].name == "add"
+
+
+async def test_run_tools_with_response_format_parses_the_final_answer() -> None:
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("add", {"a": 1})]), MockReply('{"name":"x","age":2}'))
+    result = await c.run_tools("mock/m", "q", tools=[add], response_format=Person)
+    assert result.response.parsed == Person(name="x", age=2)
+    assert [s.kind for s in result.steps] == ["model", "tool", "model"]
+    c.mock.script(MockReply(tool_calls=[("add", {"a": 1})]), MockReply('{"name":"y","age":3}'))
+    ts = c.stream_tools("mock/m", "q", tools=[add], response_format=Person)
+    async for _ in ts:
+        pass
+    assert ts.result.response.parsed == Person(name="y", age=3)
+
+
+async def test_a_fenced_answer_after_prose_parses() -> None:
+    c = client()
+    c.mock.script(MockReply('Here you go:\n```json\n{"name": "Bob", "age": 4}\n```\nBye'))
+    r = await c.complete("mock/m", "q", response_format=Person)
+    assert r.parsed == Person(name="Bob", age=4)
+
+
+async def test_a_bare_value_for_a_wrapped_root_is_accepted() -> None:
+    c = client()
+    c.mock.script(MockReply('[{"x": 1}]'))  # the model ignored the {"value": ...} wrapper
+    r = await c.complete("mock/m", "q", response_format=list[Pt])
+    assert r.parsed == [Pt(1)]
+
+
+def test_strict_schemas_have_no_keywords_beside_ref() -> None:
+    class Hero(pydantic.BaseModel):
+        title: str
+        friend: Hero | None = pydantic.Field(None, description="a friend")
+
+    class Story(pydantic.BaseModel):
+        hero: Hero = pydantic.Field(description="The hero")
+
+    schema = output_spec(Story).openai("openai")["json_schema"]["schema"]
+    bad: list[dict[str, object]] = []
+
+    def check(node: dict[str, object]) -> dict[str, object]:
+        if "$ref" in node and len(node) > 1:
+            bad.append(node)
+        return node
+
+    walk(schema, check)
+    assert bad == []
+    assert schema["properties"]["hero"]["description"] == "The hero"
+    assert schema["properties"]["hero"]["required"] == ["title", "friend"]
+    assert strict_schema(schema) == schema  # still idempotent
