@@ -26,8 +26,7 @@ _IN_FLIGHT = 4
 
 async def embed(client: AsyncClient, model: str | None, inputs: str | Sequence[str], *,
                 batch_size: int | None = None, **kwargs: Any) -> Embeddings:
-    if isinstance(inputs, (bytes, bytearray, Mapping)) or not (
-            isinstance(inputs, str) or isinstance(inputs, Iterable)):
+    if isinstance(inputs, (bytes, bytearray, Mapping)) or not isinstance(inputs, Iterable):
         raise InvalidMessageError(
             f"inputs is a {type(inputs).__name__}; embed() takes a string or a list of "
             "strings (decode bytes first)")
