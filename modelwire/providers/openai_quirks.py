@@ -52,6 +52,28 @@ _AZURE_MCT_SINCE = "2024-12-01"
 
 _MAX_COMPLETION_TOKENS = frozenset({"openai", "groq", "xai"})
 _STRICT_MISTRAL = frozenset({"mistral"})
+# Mistral refuses any tool call id but 9 letters/digits ("Tool call id was call_...
+# but must be a-z, A-Z, 0-9, with a length of 9"): ids from other providers (a
+# conversation that started elsewhere) are mapped, the same way every time.
+NINE_CHAR_CALL_IDS = _STRICT_MISTRAL
+_NINE = re.compile(r"[a-zA-Z0-9]{9}")
+
+
+def nine_char_call_ids(messages: list[dict[str, Any]]) -> None:
+    """Rewrite the call ids of encoded chat ``messages`` in place (calls and results)."""
+    import hashlib
+    latest: dict[str, str] = {}
+    for m in messages:
+        for c in m.get("tool_calls") or ():
+            cid = c.get("id") or ""
+            if not _NINE.fullmatch(cid):
+                latest[cid] = hashlib.sha256(cid.encode()).hexdigest()[:9]
+                c["id"] = latest[cid]
+            else:
+                latest.pop(cid, None)
+        cid = m.get("tool_call_id")
+        if isinstance(cid, str) and cid in latest:
+            m["tool_call_id"] = latest[cid]
 
 
 def endpoint_url(target: Target, mode: str) -> str:
