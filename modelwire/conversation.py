@@ -80,10 +80,24 @@ class AsyncConversation:
         ) if p)
         return ([Message("system", system)] if system else []) + list(self.messages)
 
-    async def send(self, content: str | MessageLike, **kwargs: Any) -> Response:
-        """Append the user's turn, get the answer (running tools if any), append it."""
+    @property
+    def pending(self) -> list[ToolCall]:
+        """Tool calls waiting for approval (the last answer stopped for them)."""
+        from .tools.loop import _unanswered
+        return _unanswered(self.messages)
+
+    async def send(self, content: str | MessageLike | None, **kwargs: Any) -> Response:
+        """Append the user's turn, get the answer (running tools if any), append it.
+
+        Calls waiting for approval (``conv.pending``): ``send(None, approved=[ids])``
+        runs the approved ones and goes on; a new message instead declines them."""
         before = self.messages, self.summary
-        self._append_user(content)
+        if content is None:
+            if not self.pending or not self.tools:
+                raise ConfigurationError("send(None) resumes tool calls waiting for "
+                                         "approval, and none are: pass a message")
+        else:
+            self._append_user(content)
         try:
             await self.compact()
             options = {**self.settings, **kwargs}
@@ -132,8 +146,13 @@ class AsyncConversation:
         self.last_response = response
 
     def _append_user(self, content: str | MessageLike) -> None:
-        self.messages = self.messages + to_messages(  # a new list: send() can roll back
-            [{"role": "user", "content": content}] if isinstance(content, str) else [content])
+        # calls left waiting for approval are declined by moving on: every provider
+        # refuses a tool call without its result before the next user turn
+        declined = [Message("tool", "error: not approved by the user; do not retry this "
+                            "call", tool_call_id=c.id, name=c.name) for c in self.pending]
+        self.messages = self.messages + declined + to_messages(  # a new list: send() can
+            [{"role": "user", "content": content}] if isinstance(content, str)  # roll back
+            else [content])
 
     # --- the budget ------------------------------------------------------------------
 
@@ -355,7 +374,7 @@ class Conversation:
         else:
             setattr(self._conv, name, value)
 
-    def send(self, content: str | MessageLike, **kwargs: Any) -> Response:
+    def send(self, content: str | MessageLike | None, **kwargs: Any) -> Response:
         return self._client._loop.run(self._conv.send(content, **kwargs))
 
     def stream(self, content: str | MessageLike,

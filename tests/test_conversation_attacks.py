@@ -143,3 +143,32 @@ def test_tool_calls_round_trip_through_save_and_load(tmp_path: Path) -> None:
     conv.save(tmp_path / "c.json")
     loaded = AsyncConversation.load(tmp_path / "c.json", AsyncClient(middleware=[]))
     assert loaded.messages == conv.messages
+
+
+def test_calls_waiting_for_approval_are_resumed_or_declined() -> None:
+    calls: list[str] = []
+
+    @modelwire.tool(requires_approval=True)
+    def delete(path: str) -> str:
+        """Delete a file."""
+        calls.append(path)
+        return "deleted " + path
+
+    with Client(middleware=[]) as c:
+        conv = c.conversation("mock/m", tools=[delete])
+        c.mock.script(MockReply(tool_calls=[("delete", {"path": "/a"})]))
+        conv.send("delete /a")
+        assert [p.name for p in conv.pending] == ["delete"]
+        c.mock.script(MockReply("deleted it"))
+        assert conv.send(None, approved=[conv.pending[0].id]).text == "deleted it"
+        assert calls == ["/a"] and conv.pending == []
+        assert [m.role for m in conv.messages] == ["user", "assistant", "tool", "assistant"]
+
+        c.mock.script(MockReply(tool_calls=[("delete", {"path": "/b"})]), MockReply("fine"))
+        conv.send("delete /b")
+        conv.send("never mind")  # moving on declines the waiting call
+        sent = c.mock.requests[-1]["messages"]
+        assert [m["role"] for m in sent[-3:]] == ["assistant", "tool", "user"]
+        assert "not approved" in sent[-2]["content"] and calls == ["/a"]
+        with pytest.raises(ConfigurationError, match="none are"):
+            conv.send(None)
