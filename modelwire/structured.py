@@ -56,12 +56,23 @@ class OutputSpec:
     def openai(self, provider: str) -> dict[str, Any]:
         if provider == "llamacpp":  # llama.cpp's server: grammar from the schema
             return {"type": "json_object", "schema": self.schema}
+        schema, strict = self._strict()
         return {"type": "json_schema", "json_schema": {
-            "name": self.name, "schema": strict_schema(self.schema), "strict": True}}
+            "name": self.name, "schema": schema, "strict": strict}}
 
     def responses(self) -> dict[str, Any]:
-        return {"format": {"type": "json_schema", "name": self.name,
-                           "schema": strict_schema(self.schema), "strict": True}}
+        schema, strict = self._strict()
+        return {"format": {"type": "json_schema", "name": self.name, "schema": schema,
+                           "strict": strict}}
+
+    def _strict(self) -> tuple[dict[str, Any], bool]:
+        """Strict mode's schema, or the schema as is when strict mode cannot express it
+        (a dict field): then the answer is only validated here (and ``retries=`` repairs)."""
+        from .errors import UnsupportedFeatureError
+        try:
+            return strict_schema(self.schema), True
+        except UnsupportedFeatureError:
+            return self.schema, False
 
     def anthropic_tool(self) -> dict[str, Any]:
         return {"name": self.name, "description": "Give the final answer with this tool.",

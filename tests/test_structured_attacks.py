@@ -86,3 +86,39 @@ def test_strict_schemas_have_no_keywords_beside_ref() -> None:
     assert schema["properties"]["hero"]["description"] == "The hero"
     assert schema["properties"]["hero"]["required"] == ["title", "friend"]
     assert strict_schema(schema) == schema  # still idempotent
+
+
+def test_a_dict_field_is_never_closed_to_empty_by_strict_mode() -> None:
+    class Tagged(pydantic.BaseModel):
+        tags: dict[str, int]
+
+    fmt = output_spec(Tagged).openai("openai")["json_schema"]
+    assert fmt["strict"] is False  # strict mode would only allow {} for tags
+    assert fmt["schema"]["properties"]["tags"]["additionalProperties"] == {"type": "integer"}
+    assert output_spec(Tagged).responses()["format"]["strict"] is False
+    assert output_spec(Person).openai("openai")["json_schema"]["strict"] is True
+
+
+async def test_a_strict_tool_with_a_dict_parameter_is_refused() -> None:
+    from modelwire import Tool
+    from modelwire.errors import UnsupportedFeatureError
+
+    def count(words: dict[str, int]) -> int:
+        return sum(words.values())
+
+    import pytest
+    with pytest.raises(UnsupportedFeatureError, match="free keys"):
+        Tool.from_function(count, strict=True)
+    assert Tool.from_function(count).parameters["properties"]["words"][
+        "additionalProperties"] == {"type": "integer"}
+
+
+async def test_a_dict_field_round_trips_on_the_openai_wire() -> None:
+    class Tagged(pydantic.BaseModel):
+        tags: dict[str, int]
+
+    c = client()
+    c.mock.script(MockReply('{"tags": {"a": 1}}'))
+    r = await c.complete("mock/m", "q", response_format=Tagged)
+    assert r.parsed == Tagged(tags={"a": 1})
+    assert c.mock.requests[-1]["response_format"]["json_schema"]["strict"] is False

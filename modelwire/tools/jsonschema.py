@@ -52,6 +52,15 @@ def strict_schema(schema: Mapping[str, Any]) -> JSON:
     def fix(node: JSON) -> JSON:
         node.pop("default", None)
         props = node.get("properties")
+        extra = node.get("additionalProperties")
+        if extra is True or (isinstance(extra, Mapping) and extra) or (
+                node.get("type") == "object" and props is None and extra is None):
+            # closing it would leave the model only {} to send, silently
+            from ..errors import UnsupportedFeatureError
+            raise UnsupportedFeatureError(
+                "strict mode cannot express an object with free keys (a dict parameter or "
+                "field): use a model/dataclass with named fields or a list of key/value "
+                "pairs, or leave strict off")
         if node.get("type") == "object" or isinstance(props, Mapping):
             props = dict(props or {})
             required = set(node.get("required") or ())
