@@ -175,3 +175,54 @@ async def test_approved_as_a_single_id_string_or_unknown_ids() -> None:
     resumed = await c.run_tools("mock/m", first.messages, tools=[gated], approved=ids[0])
     assert [s.content for s in resumed.tool_steps] == [
         "3", "error: not approved by the user; do not retry this call"]
+
+
+def test_a_sync_tool_stuck_forever_does_not_hold_the_process_at_exit() -> None:
+    import subprocess
+    import sys
+    script = (
+        "import threading, modelwire\n"
+        "from modelwire.mock import MockReply\n"
+        "never = threading.Event()\n"
+        "def stuck() -> str:\n"
+        "    never.wait()\n"
+        "    return 'never'\n"
+        "c = modelwire.Client()\n"
+        "c.mock.script(MockReply(tool_calls=[('stuck', {})]), MockReply('gave up'))\n"
+        "r = c.run_tools('mock/m', 'q', tools=[stuck], tool_timeout=0.05)\n"
+        "print(r.text, r.tool_steps[0].error)\n"
+        "c.close()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)  # a pool's worker thread would hang here forever
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "gave up tool stuck timed out after 0.05s"
+
+
+async def test_sync_tools_stay_within_max_workers() -> None:
+    import threading
+    lock = threading.Lock()
+    running, peak = [0], [0]
+    release = threading.Event()
+    arrived = threading.Semaphore(0)
+
+    def work(n: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        arrived.release()
+        release.wait(30)
+        with lock:
+            running[0] -= 1
+        return n
+
+    async def let_go() -> None:
+        await asyncio.to_thread(arrived.acquire)  # two are running...
+        await asyncio.to_thread(arrived.acquire)
+        release.set()  # ...then all may finish
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("work", {"n": i}) for i in range(5)]), MockReply("ok"))
+    result, _ = await asyncio.gather(
+        c.run_tools("mock/m", "go", tools=[work], max_workers=2), let_go())
+    assert [s.content for s in result.tool_steps] == ["0", "1", "2", "3", "4"]
+    assert peak[0] == 2

@@ -17,7 +17,8 @@ only, with no function) is not run: the loop stops and hands the calls back
 as ``result.pending``. To go on, call the loop again with ``result.messages``
 and ``approved=[call ids]`` (or ``approved=True``); calls not approved are
 answered "not approved by the user". A timed-out sync function keeps running
-in its thread (Python cannot stop a thread); its result is discarded.
+in its thread (Python cannot stop a thread; the thread is a daemon, so it does not
+hold the process at exit); its result is discarded.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -133,55 +134,51 @@ class ToolLoop:
                                           else set(approved or ()))
         self.steps: list[Step] = []
         self.result: ToolRunResult | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None  # sync tools running in threads
         self._last: Response | None = None
 
     # --- driving -------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[StreamEvent | ToolResultEvent]:
-        try:
-            last: Response | None = None
-            unanswered = _unanswered(self.messages)
-            if isinstance(self.approved, set) and self.approved:
-                unknown = self.approved - {c.id for c in unanswered}
-                if unknown:
-                    waiting = ", ".join(repr(c.id) for c in unanswered) or "none"
-                    raise ConfigurationError(
-                        f"approved= names calls that are not waiting for approval: "
-                        f"{', '.join(map(repr, sorted(unknown)))}; the calls waiting are: "
-                        f"{waiting} (pass result.messages and ids from result.pending)")
-            if unanswered:  # resuming after an approval stop
-                async for ev in self._run_calls(unanswered, resuming=True):
-                    yield ev
-                if self.result is not None:
-                    return
-            for _ in range(self.max_turns):
-                if self.stream:
-                    async with self.client.stream(self.model, self.messages, tools=self.tools,
-                                                  **self.kwargs) as s:
-                        async for event in s:
-                            yield event
-                        last = s.response
-                else:
-                    last = await self.client.complete(self.model, self.messages,
-                                                      tools=self.tools, **self.kwargs)
-                self.steps.append(ModelStep(last))
-                self.messages.append(last.to_message())
-                if not last.tool_calls:
-                    self.result = ToolRunResult(last, self.messages, self.steps)
-                    return
-                self._last = last
-                async for ev in self._run_calls(last.tool_calls, resuming=False):
-                    yield ev
-                if self.result is not None:
-                    return
-            raise MaxTurnsExceededError(
-                f"the model still asked for tools after max_turns={self.max_turns} calls; "
-                "the transcript so far is in .transcript (raise max_turns to allow more)",
-                transcript=self.messages, steps=self.steps)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
+        last: Response | None = None
+        unanswered = _unanswered(self.messages)
+        if isinstance(self.approved, set) and self.approved:
+            unknown = self.approved - {c.id for c in unanswered}
+            if unknown:
+                waiting = ", ".join(repr(c.id) for c in unanswered) or "none"
+                raise ConfigurationError(
+                    f"approved= names calls that are not waiting for approval: "
+                    f"{', '.join(map(repr, sorted(unknown)))}; the calls waiting are: "
+                    f"{waiting} (pass result.messages and ids from result.pending)")
+        if unanswered:  # resuming after an approval stop
+            async for ev in self._run_calls(unanswered, resuming=True):
+                yield ev
+            if self.result is not None:
+                return
+        for _ in range(self.max_turns):
+            if self.stream:
+                async with self.client.stream(self.model, self.messages, tools=self.tools,
+                                              **self.kwargs) as s:
+                    async for event in s:
+                        yield event
+                    last = s.response
+            else:
+                last = await self.client.complete(self.model, self.messages,
+                                                  tools=self.tools, **self.kwargs)
+            self.steps.append(ModelStep(last))
+            self.messages.append(last.to_message())
+            if not last.tool_calls:
+                self.result = ToolRunResult(last, self.messages, self.steps)
+                return
+            self._last = last
+            async for ev in self._run_calls(last.tool_calls, resuming=False):
+                yield ev
+            if self.result is not None:
+                return
+        raise MaxTurnsExceededError(
+            f"the model still asked for tools after max_turns={self.max_turns} calls; "
+            "the transcript so far is in .transcript (raise max_turns to allow more)",
+            transcript=self.messages, steps=self.steps)
 
     async def run(self) -> ToolRunResult:
         async for _ in self.events():
@@ -293,20 +290,53 @@ class ToolLoop:
                 result = await t.fn(*pos, **kw)
             else:
                 ctx = contextvars.copy_context()
-                fn = functools.partial(ctx.run, t.fn, *pos, **kw)
-                loop = asyncio.get_running_loop()
-                result = await loop.run_in_executor(self._executor(), fn)
+                result = await self._in_thread(functools.partial(ctx.run, t.fn, *pos, **kw))
             if inspect.isawaitable(result):  # a partial or wrapper around an async function
                 result = await result
         except (KeyboardInterrupt, SystemExit) as e:
             return _Fatal(e)
         return result
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            workers = self.max_workers if self.parallel else 1
-            self._pool = ThreadPoolExecutor(workers, thread_name_prefix="modelwire-tool")
-        return self._pool
+    async def _in_thread(self, fn: Any) -> Any:
+        """``fn()`` in a daemon thread, at most ``max_workers`` at once (1 when not
+        parallel). Daemon, not a ThreadPoolExecutor's worker: a timed-out tool keeps
+        running (Python cannot stop a thread) but must not hold the process at exit,
+        which a pool's worker does until the function returns."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_workers if self.parallel else 1)
+        slots = self._slots
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def run() -> None:
+            try:
+                outcome: tuple[bool, Any] = (True, fn())
+            except BaseException as e:  # handed to the awaiting task, which decides
+                outcome = (False, e)
+            try:
+                loop.call_soon_threadsafe(_settle, done, outcome, slots)
+            except RuntimeError:  # the loop has closed: nobody is waiting any more
+                pass
+
+        try:
+            threading.Thread(target=run, name="modelwire-tool", daemon=True).start()
+        except BaseException:
+            slots.release()
+            raise
+        return await done
+
+
+def _settle(done: asyncio.Future[Any], outcome: tuple[bool, Any],
+            slots: asyncio.Semaphore) -> None:
+    slots.release()  # the thread has ended: its slot is free (even after a timeout)
+    if done.done():  # the wait timed out or was cancelled: the result is discarded
+        return
+    ok, value = outcome
+    if ok:
+        done.set_result(value)
+    else:
+        done.set_exception(value)
 
 
 class _Refused(Exception):
