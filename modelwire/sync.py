@@ -243,11 +243,20 @@ class SyncToolStream:
 
     def __iter__(self) -> Iterator[StreamEvent | ToolResultEvent]:
         events = aiter(self._stream)
-        while True:
-            event = self._loop.run(_next(events))
-            if event is _END:
-                return
-            yield event
+        try:
+            while True:
+                event = self._loop.run(_next(events))
+                if event is _END:
+                    return
+                yield event
+        finally:  # the caller stopped early: stop the tools still running, end the stream
+            self.close()
+
+    def __enter__(self) -> SyncToolStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def result(self) -> ToolRunResult:

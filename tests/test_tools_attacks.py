@@ -226,3 +226,54 @@ async def test_sync_tools_stay_within_max_workers() -> None:
         c.run_tools("mock/m", "go", tools=[work], max_workers=2), let_go())
     assert [s.content for s in result.tool_steps] == ["0", "1", "2", "3", "4"]
     assert peak[0] == 2
+
+
+def test_breaking_out_of_a_sync_tool_stream_stops_the_running_tools() -> None:
+    import threading
+
+    from modelwire import Client
+    from modelwire.tools import ToolResultEvent
+    stopped = threading.Event()
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+        return "never"
+
+    async def quick() -> str:
+        return "quick"
+
+    with Client(middleware=[]) as c:
+        c.mock.script(MockReply(tool_calls=[("slow", {}), ("quick", {})]), MockReply("x"))
+        ts = c.stream_tools("mock/m", "go", tools=[slow, quick])
+        for event in ts:
+            if isinstance(event, ToolResultEvent):
+                assert event.step.content == "quick"
+                break
+        assert stopped.is_set()  # not left running in the client's loop thread
+
+
+async def test_breaking_out_of_an_async_tool_stream_and_closing_stops_the_tools() -> None:
+    stopped = asyncio.Event()
+
+    async def slow() -> str:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            stopped.set()
+        return "never"
+
+    async def quick() -> str:
+        return "quick"
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("slow", {}), ("quick", {})]), MockReply("x"))
+    ts = c.stream_tools("mock/m", "go", tools=[slow, quick])
+    async for event in ts:
+        if type(event).__name__ == "ToolResultEvent":
+            break
+    await ts.aclose()
+    assert stopped.is_set()
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

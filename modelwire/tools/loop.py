@@ -24,12 +24,13 @@ hold the process at exit); its result is discarded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union
 
@@ -151,8 +152,9 @@ class ToolLoop:
                     f"{', '.join(map(repr, sorted(unknown)))}; the calls waiting are: "
                     f"{waiting} (pass result.messages and ids from result.pending)")
         if unanswered:  # resuming after an approval stop
-            async for ev in self._run_calls(unanswered, resuming=True):
-                yield ev
+            async with contextlib.aclosing(self._run_calls(unanswered, resuming=True)) as run:
+                async for ev in run:  # closed here, not by the GC, if the caller stops
+                    yield ev
             if self.result is not None:
                 return
         for _ in range(self.max_turns):
@@ -171,8 +173,10 @@ class ToolLoop:
                 self.result = ToolRunResult(last, self.messages, self.steps)
                 return
             self._last = last
-            async for ev in self._run_calls(last.tool_calls, resuming=False):
-                yield ev
+            async with contextlib.aclosing(self._run_calls(last.tool_calls,
+                                                           resuming=False)) as run:
+                async for ev in run:
+                    yield ev
             if self.result is not None:
                 return
         raise MaxTurnsExceededError(
@@ -189,7 +193,7 @@ class ToolLoop:
     # --- one turn's calls ------------------------------------------------------
 
     async def _run_calls(self, calls: Sequence[ToolCall],
-                         resuming: bool) -> AsyncIterator[ToolResultEvent]:
+                         resuming: bool) -> AsyncGenerator[ToolResultEvent, None]:
         runnable: list[ToolCall] = []
         pending: list[ToolCall] = []
         declined: list[ToolStep] = []
