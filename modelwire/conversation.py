@@ -21,6 +21,8 @@ they are not the conversation's). ``load(path, client, tools=...)`` restores it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 from collections.abc import AsyncGenerator, Iterable, Iterator, Mapping, Sequence
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
     from .tools.loop import ToolResultEvent
 
 FORMAT_VERSION = 1
+_SUMMARY_CACHE_SIZE = 32
 _OWN_ARGUMENTS = frozenset({"client", "model", "system", "tools", "max_context_tokens",
                            "summarize_with", "keep_recent", "messages"})
 _SUMMARY_PROMPT = (
@@ -65,6 +68,7 @@ class AsyncConversation:
         self.summary: str | None = None
         self.summary_cache: dict[str, str] = {}
         self.last_response: Response | None = None
+        self._turn = asyncio.Lock()
 
     def __repr__(self) -> str:
         return (f"<Conversation model={self.model!r} messages={len(self.messages)} "
@@ -90,7 +94,13 @@ class AsyncConversation:
         """Append the user's turn, get the answer (running tools if any), append it.
 
         Calls waiting for approval (``conv.pending``): ``send(None, approved=[ids])``
-        runs the approved ones and goes on; a new message instead declines them."""
+        runs the approved ones and goes on; a new message instead declines them.
+        Turns of one conversation run one at a time (two concurrent sends would
+        interleave their messages)."""
+        async with self._turn:
+            return await self._send(content, **kwargs)
+
+    async def _send(self, content: str | MessageLike | None, **kwargs: Any) -> Response:
         before = self.messages, self.summary
         if content is None:
             if not self.pending or not self.tools:
@@ -119,6 +129,13 @@ class AsyncConversation:
                      **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
         """Stream the answer (with tools: every turn, and a ToolResultEvent per tool run);
         the messages are appended once it has ended."""
+        async with self._turn:
+            async with contextlib.aclosing(self._stream(content, **kwargs)) as events:
+                async for event in events:
+                    yield event
+
+    async def _stream(self, content: str | MessageLike,
+                      **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
         before = self.messages, self.summary
         self._append_user(content)
         try:
@@ -183,7 +200,12 @@ class AsyncConversation:
                 self.summarize_with or self.model,
                 [Message("system", _SUMMARY_PROMPT),
                  Message("user", f"{earlier}Conversation:\n{transcript}")])
-            summary = self.summary_cache[key] = response.text.strip()
+            summary = response.text.strip()
+            if not summary:  # nothing to replace the turns with: keep them verbatim
+                return False
+            self.summary_cache[key] = summary
+            while len(self.summary_cache) > _SUMMARY_CACHE_SIZE:  # saved with the rest:
+                del self.summary_cache[next(iter(self.summary_cache))]  # oldest go first
         self.summary, self.messages = summary, recent
         return True
 

@@ -172,3 +172,37 @@ def test_calls_waiting_for_approval_are_resumed_or_declined() -> None:
         assert "not approved" in sent[-2]["content"] and calls == ["/a"]
         with pytest.raises(ConfigurationError, match="none are"):
             conv.send(None)
+
+
+async def test_concurrent_sends_take_turns() -> None:
+    import asyncio
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m")
+    c.mock.script(MockReply("one"), MockReply("two"))
+    await asyncio.gather(conv.send("first"), conv.send("second"))
+    roles = [m.role for m in conv.messages]
+    assert roles == ["user", "assistant", "user", "assistant"]
+    assert [m.text for m in conv.messages] == ["first", "one", "second", "two"]
+
+
+async def test_an_empty_summary_does_not_drop_the_turns_it_would_replace() -> None:
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m", max_context_tokens=5, keep_recent=0)
+    conv.messages = [Message("user", "first " * 30), Message("assistant", "answer " * 30),
+                     Message("user", "again")]
+    c.mock.script(MockReply(""))
+    assert not await conv.compact()
+    assert len(conv.messages) == 3 and conv.summary is None and conv.summary_cache == {}
+
+
+async def test_the_summary_cache_saved_with_the_conversation_stays_bounded() -> None:
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m", max_context_tokens=5, keep_recent=0)
+    for n in range(40):
+        conv.messages = [Message("user", f"q{n} " * 30), Message("assistant", "a " * 30),
+                         Message("user", "next")]
+        c.mock.script(MockReply(f"summary {n}"))
+        assert await conv.compact()
+    assert len(conv.summary_cache) == 32
+    assert "summary 39" in conv.summary_cache.values()
+    assert "summary 0" not in conv.summary_cache.values()
