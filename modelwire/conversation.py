@@ -129,10 +129,9 @@ class AsyncConversation:
                      **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
         """Stream the answer (with tools: every turn, and a ToolResultEvent per tool run);
         the messages are appended once it has ended."""
-        async with self._turn:
-            async with contextlib.aclosing(self._stream(content, **kwargs)) as events:
-                async for event in events:
-                    yield event
+        async with self._turn, contextlib.aclosing(self._stream(content, **kwargs)) as events:
+            async for event in events:
+                yield event
 
     async def _stream(self, content: str | MessageLike,
                       **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
