@@ -277,3 +277,22 @@ async def test_breaking_out_of_an_async_tool_stream_and_closing_stops_the_tools(
     await ts.aclose()
     assert stopped.is_set()
     assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []
+
+
+@pytest.mark.parametrize("pname", ["json", "schema", "model_config", "validate", "copy",
+                                   "model_dump", "model_fields", "_private"])
+def test_parameters_may_share_names_with_pydantic_internals(pname: str) -> None:
+    import warnings
+    namespace: dict[str, Any] = {}
+    exec(f"def echo({pname}: int, /, other: str = 'x') -> str:\n"
+         f"    return f'{{{pname}}}-{{other}}'\n", namespace)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "shadows an attribute" warning either
+        t = Tool.from_function(namespace["echo"])
+    assert list(t.parameters["properties"]) == [pname, "other"]
+    assert t.parameters["required"] == [pname]
+    pos, kw = t.validate({pname: "7"})
+    assert t(*pos, **kw) == "7-x"
+    from modelwire.tools import ArgumentsError
+    with pytest.raises(ArgumentsError, match=f"{pname}: Input should be a valid integer"):
+        t.validate({pname: "seven"})

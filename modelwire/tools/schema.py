@@ -63,9 +63,9 @@ class FunctionTool(Tool):
             value = self._model.model_validate(args)
         except ValidationError as e:
             raise ArgumentsError(_summary(e)) from e
-        names = type(value).model_fields
-        pos = [getattr(value, n) for n in self._positional]
-        kw = {n: getattr(value, n) for n in names if n not in self._positional}
+        given = [(f.alias or n, getattr(value, n)) for n, f in type(value).model_fields.items()]
+        pos = [v for n, v in given if n in self._positional]
+        kw = {n: v for n, v in given if n not in self._positional}
         return pos, kw
 
 
@@ -130,13 +130,17 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
         default = ... if p.default is p.empty else p.default
         if default is not ... and default is not None:
             nullable_defaults.append(p.name)
-        fields[p.name] = (annotation, pydantic.Field(default, description=param_docs.get(p.name)))
+        # fields are named p0, p1... with the parameter's name as alias: a parameter may
+        # be called anything (json, schema, model_config, _private) without clashing
+        # with pydantic's own names
+        fields[f"p{len(fields)}"] = (annotation, pydantic.Field(
+            default, alias=p.name, description=param_docs.get(p.name)))
     try:
         model = pydantic.create_model(  # type: ignore[call-overload]
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
         schema = strip_titles(model.model_json_schema())
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError,
-            TypeError) as e:
+            TypeError, ValueError) as e:
         raise ConfigurationError(
             f"tool {tool_name!r}: a parameter's type has no JSON Schema ({e}); use JSON-like "
             "types (str, int, float, bool, list, dict, Literal, dataclasses, TypedDicts, "
