@@ -122,3 +122,14 @@ async def test_a_dict_field_round_trips_on_the_openai_wire() -> None:
     r = await c.complete("mock/m", "q", response_format=Tagged)
     assert r.parsed == Tagged(tags={"a": 1})
     assert c.mock.requests[-1]["response_format"]["json_schema"]["strict"] is False
+
+
+async def test_retries_on_a_stream_says_why_not() -> None:
+    import pytest
+
+    from modelwire.errors import InvalidParameterError
+    c = client()
+    with pytest.raises(InvalidParameterError, match="not with a stream"):
+        async with c.stream("mock/m", "q", response_format=Person, retries=1) as s:
+            async for _ in s:
+                pass
