@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .response import Response, StreamEvent, ToolCall
-from .types import ImagePart, Message, MessageLike, TextPart, ToolLike, to_messages
+from .types import ImagePart, Message, MessageLike, TextPart, ToolLike, to_messages, to_tools
 
 if TYPE_CHECKING:
     from .client import AsyncClient
@@ -217,6 +217,9 @@ class AsyncConversation:
             "max_context_tokens": self.max_context_tokens,
             "summarize_with": self.summarize_with, "keep_recent": self.keep_recent,
             "settings": _jsonable(self.settings), "summary": self.summary,
+            # what JSON cannot hold, by name, so load() can say what to pass again
+            "tools": [t.name for t in to_tools(self.tools)],
+            "unsaved_settings": sorted(set(self.settings) - set(_jsonable(self.settings))),
             "summary_cache": self.summary_cache,
             "messages": [message_to_dict(m) for m in self.messages],
         }
@@ -229,12 +232,15 @@ class AsyncConversation:
 
     @classmethod
     def load(cls, path: str | Path, client: AsyncClient,
-             tools: Sequence[ToolLike] | None = None) -> AsyncConversation:
-        return cls.from_dict(_read(path), client, tools)
+             tools: Sequence[ToolLike] | None = None, **settings: Any) -> AsyncConversation:
+        """The conversation saved at ``path``. Tools and settings JSON cannot hold (a
+        ``response_format`` class) are passed again here; a warning names any missing."""
+        return cls.from_dict(_read(path), client, tools, **settings)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], client: AsyncClient,
-                  tools: Sequence[ToolLike] | None = None) -> AsyncConversation:
+                  tools: Sequence[ToolLike] | None = None,
+                  **settings: Any) -> AsyncConversation:
         """A saved conversation; a tampered or corrupt one is a ConfigurationError
         naming what is wrong (never a KeyError from deep inside)."""
         if not isinstance(data, Mapping) or data.get("format") != "modelwire.conversation" \
@@ -255,10 +261,26 @@ class AsyncConversation:
         raw = data.get("messages") or []
         if not isinstance(raw, list):
             raise _corrupt(f"messages is a {type(raw).__name__}, not a list")
+        names = {}
+        for key in ("tools", "unsaved_settings"):
+            names[key] = data.get(key) or []
+            if not isinstance(names[key], list) or not all(isinstance(n, str)
+                                                           for n in names[key]):
+                raise _corrupt(f"{key} must be a list of names")
         conv = cls(client, data.get("model"), system=data.get("system"), tools=tools,
                    max_context_tokens=data.get("max_context_tokens"),
                    summarize_with=data.get("summarize_with"),
-                   keep_recent=data.get("keep_recent", 6), **dict(data.get("settings") or {}))
+                   keep_recent=data.get("keep_recent", 6),
+                   **{**dict(data.get("settings") or {}), **settings})
+        missing_tools = set(names["tools"]) - {t.name for t in to_tools(conv.tools)}
+        missing = sorted(set(names["unsaved_settings"]) - set(settings))
+        if missing_tools or missing:
+            from .hooks import logger
+            logger.warning(
+                "the saved conversation was using %s, which a file cannot hold; pass "
+                "them to load(path, client, tools=[...], name=value) to keep them",
+                ", ".join([*(f"tool {n!r}" for n in sorted(missing_tools)),
+                           *(f"setting {n}=" for n in missing)]))
         conv.messages = [message_from_dict(m, i) for i, m in enumerate(raw)]
         conv.summary = data.get("summary")
         conv.summary_cache = cache
@@ -417,5 +439,6 @@ class Conversation:
 
     @classmethod
     def load(cls, path: str | Path, client: Client,
-             tools: Sequence[ToolLike] | None = None) -> Conversation:
-        return cls(client, AsyncConversation.from_dict(_read(path), client.aio, tools))
+             tools: Sequence[ToolLike] | None = None, **settings: Any) -> Conversation:
+        return cls(client, AsyncConversation.from_dict(_read(path), client.aio, tools,
+                                                       **settings))

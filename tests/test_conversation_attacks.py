@@ -206,3 +206,32 @@ async def test_the_summary_cache_saved_with_the_conversation_stays_bounded() -> 
     assert len(conv.summary_cache) == 32
     assert "summary 39" in conv.summary_cache.values()
     assert "summary 0" not in conv.summary_cache.values()
+
+
+def test_what_a_file_cannot_hold_is_named_on_load(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    import pydantic
+
+    class City(pydantic.BaseModel):
+        name: str
+
+    def lookup(key: str) -> str:
+        return key
+
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m", tools=[lookup], response_format=City, temperature=0.5)
+    conv.save(tmp_path / "c.json")
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["tools"] == ["lookup"] and saved["unsaved_settings"] == ["response_format"]
+    with caplog.at_level(logging.WARNING, logger="modelwire"):
+        bare = AsyncConversation.load(tmp_path / "c.json", c)
+    assert "tool 'lookup'" in caplog.text and "setting response_format=" in caplog.text
+    assert bare.settings == {"temperature": 0.5}
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="modelwire"):
+        full = AsyncConversation.load(tmp_path / "c.json", c, tools=[lookup],
+                                      response_format=City)
+    assert caplog.text == ""
+    assert full.settings == {"temperature": 0.5, "response_format": City}
