@@ -296,3 +296,25 @@ def test_parameters_may_share_names_with_pydantic_internals(pname: str) -> None:
     from modelwire.tools import ArgumentsError
     with pytest.raises(ArgumentsError, match=f"{pname}: Input should be a valid integer"):
         t.validate({pname: "seven"})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1, 0, "5"])
+async def test_a_timeout_that_is_not_a_finite_positive_number_is_refused(bad: Any) -> None:
+    async def f() -> int:
+        return 1
+
+    with pytest.raises(ConfigurationError, match="timeout"):
+        await client().run_tools("mock/m", "q", tools=[f], tool_timeout=bad)
+    with pytest.raises(ConfigurationError, match="timeout"):
+        Tool.from_function(f, timeout=bad)
+
+
+async def test_an_async_generator_tool_sends_what_it_yields() -> None:
+    async def numbers(n: int) -> Any:
+        for i in range(n):
+            yield i
+
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("numbers", {"n": 3})]), MockReply("ok"))
+    result = await c.run_tools("mock/m", "q", tools=[numbers])
+    assert result.tool_steps[0].content == "[0,1,2]"

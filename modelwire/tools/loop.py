@@ -28,6 +28,7 @@ import contextlib
 import contextvars
 import functools
 import inspect
+import math
 import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
@@ -115,8 +116,10 @@ class ToolLoop:
             raise ConfigurationError(f"max_turns must be an int >= 1, got {max_turns!r}")
         if tool_timeout is not None and (isinstance(tool_timeout, bool)
                                          or not isinstance(tool_timeout, (int, float))
-                                         or tool_timeout <= 0):
-            raise ConfigurationError(f"tool_timeout must be seconds > 0, got {tool_timeout!r}")
+                                         or not 0 < tool_timeout < math.inf):
+            raise ConfigurationError(
+                f"tool_timeout must be a finite number of seconds > 0 (None: no limit), "
+                f"got {tool_timeout!r}")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigurationError(f"max_workers must be an int >= 1, got {max_workers!r}")
         if "tools" in kwargs or "stream" in kwargs:
@@ -297,6 +300,8 @@ class ToolLoop:
                 result = await self._in_thread(functools.partial(ctx.run, t.fn, *pos, **kw))
             if inspect.isawaitable(result):  # a partial or wrapper around an async function
                 result = await result
+            if inspect.isasyncgen(result):  # an async generator tool: all it yields
+                result = [item async for item in result]
         except (KeyboardInterrupt, SystemExit) as e:
             return _Fatal(e)
         return result

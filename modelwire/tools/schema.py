@@ -94,7 +94,8 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
                   requires_approval: bool = False, timeout: float | None = None) -> FunctionTool:
     if not callable(fn):
         raise ConfigurationError(f"Tool.from_function needs a function, got {fn!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or not 0 < timeout < float("inf")):
         raise ConfigurationError(f"tool timeout must be seconds > 0, got {timeout!r}")
     try:
         import pydantic
