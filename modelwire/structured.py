@@ -194,6 +194,11 @@ def finish(response: Response, spec: OutputSpec) -> Response:
         response.parsed = spec.parse(response.text)
     except StructuredOutputError as e:
         e.response = response
+        if response.finish_reason == "length":  # not the model's mistake: the limit's
+            raise StructuredOutputError(
+                f"the answer was cut off at max_tokens (finish_reason 'length') before its "
+                f"JSON was complete; raise max_tokens ({e})", raw_text=e.raw_text,
+                errors=e.errors, response=response) from None
         raise
     return response
 

@@ -133,3 +133,14 @@ async def test_retries_on_a_stream_says_why_not() -> None:
         async with c.stream("mock/m", "q", response_format=Person, retries=1) as s:
             async for _ in s:
                 pass
+
+
+async def test_an_answer_cut_at_max_tokens_says_so() -> None:
+    import pytest
+
+    from modelwire.errors import StructuredOutputError
+    c = client()
+    c.mock.script(MockReply('{"name": "Bo', finish_reason="length"))
+    with pytest.raises(StructuredOutputError, match="cut off at max_tokens") as info:
+        await c.complete("mock/m", "q", response_format=Person, max_tokens=5)
+    assert info.value.raw_text == '{"name": "Bo' and info.value.response is not None
