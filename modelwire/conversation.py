@@ -36,7 +36,7 @@ from .types import ImagePart, Message, MessageLike, TextPart, ToolLike, to_messa
 if TYPE_CHECKING:
     from .client import AsyncClient
     from .sync import Client
-    from .tools.loop import ToolResultEvent
+    from .tools.loop import ToolLoop, ToolResultEvent
 
 FORMAT_VERSION = 1
 _SUMMARY_CACHE_SIZE = 32
@@ -108,22 +108,37 @@ class AsyncConversation:
                                          "approval, and none are: pass a message")
         else:
             self._append_user(content)
+        loop: ToolLoop | None = None
         try:
             await self.compact()
             options = {**self.settings, **kwargs}
+            ctx = self.context()
             if self.tools:
-                result = await self.client.run_tools(self.model, self.context(),
-                                                     tools=self.tools, **options)
-                self.messages += result.messages[len(self.context()):]
+                from .tools.loop import ToolLoop
+                loop = ToolLoop(self.client, self.model, ctx, self.tools, **options)
+                result = await loop.run()
+                self.messages += result.messages[len(ctx):]
                 self.last_response = result.response
                 return result.response
-            response = await self.client.complete(self.model, self.context(), **options)
-        except BaseException:  # both turns or neither: a retry must not send the
-            self.messages, self.summary = before  # question twice in a row
+            response = await self.client.complete(self.model, ctx, **options)
+        except BaseException:  # both turns or neither (a retry must not send the question
+            self._undo(before, loop)  # twice in a row), but tools that ran stay history
             raise
         self.messages.append(response.to_message())
         self.last_response = response
         return response
+
+    def _undo(self, before: tuple[list[Message], str | None], loop: ToolLoop | None) -> None:
+        """After a failed turn: back to ``before``, unless tools already ran. Then their
+        calls and results stay (minus an unanswered last call), so the model is not
+        asked to run them again; the failed question stays before them."""
+        kept = [] if loop is None else loop.messages[loop.start:]
+        if kept and kept[-1].role == "assistant" and kept[-1].tool_calls:
+            kept.pop()  # the turn whose tools did not all finish
+        if any(m.role == "tool" for m in kept):
+            self.messages = self.messages + kept
+        else:
+            self.messages, self.summary = before
 
     async def stream(self, content: str | MessageLike,
                      **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
@@ -137,26 +152,30 @@ class AsyncConversation:
                       **kwargs: Any) -> AsyncGenerator[StreamEvent | ToolResultEvent, None]:
         before = self.messages, self.summary
         self._append_user(content)
+        loop: ToolLoop | None = None
         try:
             await self.compact()
             options = {**self.settings, **kwargs}
+            ctx = self.context()
             if self.tools:
-                ts = self.client.stream_tools(self.model, self.context(), tools=self.tools,
-                                              **options)
+                from .tools.loop import ToolLoop, ToolStream
+                loop = ToolLoop(self.client, self.model, ctx, self.tools, stream=True,
+                                **options)
+                ts = ToolStream(loop)
                 try:
                     async for item in ts:
                         yield item
                 finally:
                     await ts.aclose()
-                self.messages += ts.result.messages[len(self.context()):]
+                self.messages += ts.result.messages[len(ctx):]
                 self.last_response = ts.result.response
                 return
-            async with self.client.stream(self.model, self.context(), **options) as s:
+            async with self.client.stream(self.model, ctx, **options) as s:
                 async for event in s:
                     yield event
                 response = s.response
         except BaseException:  # failed or abandoned (the consumer stopped reading):
-            self.messages, self.summary = before  # neither turn is history
+            self._undo(before, loop)  # neither turn is history, tools that ran are
             raise
         self.messages.append(response.to_message())
         self.last_response = response

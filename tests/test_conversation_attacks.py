@@ -235,3 +235,42 @@ def test_what_a_file_cannot_hold_is_named_on_load(tmp_path: Path,
                                       response_format=City)
     assert caplog.text == ""
     assert full.settings == {"temperature": 0.5, "response_format": City}
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_tools_that_ran_before_a_turn_failed_stay_history(streamed: bool) -> None:
+    ran: list[str] = []
+
+    def delete(path: str) -> str:
+        ran.append(path)
+        return "deleted " + path
+
+    c = AsyncClient(middleware=[], max_retries=0)
+    conv = c.conversation("mock/m", tools=[delete])
+    c.mock.script(MockReply(tool_calls=[("delete", {"path": "/a"})]),
+                  MockReply(status=500, error="down"))
+    with pytest.raises(ModelwireError):
+        if streamed:
+            async for _ in conv.stream("delete /a"):
+                pass
+        else:
+            await conv.send("delete /a")
+    assert ran == ["/a"]
+    assert [m.role for m in conv.messages] == ["user", "assistant", "tool"]
+    c.mock.script(MockReply("done before"))
+    await conv.send("did it work?")
+    sent = [m["role"] for m in c.mock.requests[-1]["messages"]]
+    assert sent == ["user", "assistant", "tool", "user"] and ran == ["/a"]
+
+
+async def test_max_turns_keeps_the_tool_work_in_the_conversation() -> None:
+    def tick() -> str:
+        return "tick"
+
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m", tools=[tick], max_turns=2)
+    c.mock.script(*[MockReply(tool_calls=[("tick", {})])] * 2)
+    with pytest.raises(modelwire.MaxTurnsExceededError):
+        await conv.send("go")
+    assert [m.role for m in conv.messages] == ["user", "assistant", "tool", "assistant",
+                                               "tool"]

@@ -126,6 +126,7 @@ class ToolLoop:
             raise ConfigurationError("pass tools as the tools= argument of run_tools")
         self.client, self.model, self.kwargs = client, model, kwargs
         self.messages = to_messages(messages)
+        self.start = len(self.messages)  # where this run's own messages begin
         self.tools = to_tools(tools)
         if not self.tools:
             raise ConfigurationError("run_tools needs at least one tool")
