@@ -318,3 +318,10 @@ async def test_an_async_generator_tool_sends_what_it_yields() -> None:
     c.mock.script(MockReply(tool_calls=[("numbers", {"n": 3})]), MockReply("ok"))
     result = await c.run_tools("mock/m", "q", tools=[numbers])
     assert result.tool_steps[0].content == "[0,1,2]"
+
+
+def test_a_bad_tool_name_is_reported_where_the_tool_is_defined() -> None:
+    with pytest.raises(ConfigurationError, match="pass name="):
+        @modelwire.tool(name="get weather")
+        def get_weather(city: str) -> str:
+            return city

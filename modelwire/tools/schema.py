@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..types import Tool
+from ..types import _TOOL_NAME, Tool
 from .jsonschema import strict_schema, strip_titles
 
 
@@ -110,6 +110,10 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
     if tool_name == "<lambda>":
         raise ConfigurationError("a lambda has no name the model can call: pass "
                                  "Tool.from_function(fn, name=...) or use a def")
+    if not isinstance(tool_name, str) or not _TOOL_NAME.fullmatch(tool_name):
+        raise ConfigurationError(  # said here, where the tool is defined, not at a call
+            f"tool name {str(tool_name)[:80]!r}: OpenAI, Anthropic and Gemini accept 1 to "
+            "64 letters, digits, '_' and '-' only; pass name=...")
     summary, param_docs = _docstring(inner)
     try:
         sig = inspect.signature(fn)
