@@ -183,7 +183,7 @@ def _check_plain(value: Any, schema: Mapping[str, Any]) -> list[str]:
 def finish(response: Response, spec: OutputSpec) -> Response:
     """Set ``response.parsed`` (Anthropic: the forced tool's input becomes the text)."""
     calls = [c for c in response.tool_calls if c.name == spec.name]
-    if calls and not response.text:  # the forced tool (Anthropic) carried the answer
+    if calls:  # the forced tool (Anthropic) carried the answer (even after some prose)
         response.tool_calls = [c for c in response.tool_calls if c.name != spec.name]
         response.text = calls[0].raw_arguments
         if response.finish_reason == "tool_calls" and not response.tool_calls:

@@ -144,3 +144,15 @@ async def test_an_answer_cut_at_max_tokens_says_so() -> None:
     with pytest.raises(StructuredOutputError, match="cut off at max_tokens") as info:
         await c.complete("mock/m", "q", response_format=Person, max_tokens=5)
     assert info.value.raw_text == '{"name": "Bo' and info.value.response is not None
+
+
+def test_the_forced_answer_tool_wins_over_prose_before_it() -> None:
+    from modelwire import ToolCall
+    from modelwire.response import Response
+    from modelwire.structured import finish
+    spec = output_spec(Person)
+    r = Response(text="Let me answer.", finish_reason="tool_calls", tool_calls=[
+        ToolCall("t1", spec.name, {"name": "Ann", "age": 3}, '{"name": "Ann", "age": 3}')])
+    finish(r, spec)
+    assert r.parsed == Person(name="Ann", age=3) and r.tool_calls == []
+    assert r.finish_reason == "stop"
