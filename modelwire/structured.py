@@ -221,9 +221,8 @@ def partial_value(text: str) -> Any:
 
 def partial_of(response: Response, spec: OutputSpec) -> Any:
     """The structured value so far of a stream's partial response."""
-    text = response.text
-    if not text:
-        text = next((c.raw_arguments for c in response.tool_calls if c.name == spec.name), "")
+    forced = next((c.raw_arguments for c in response.tool_calls if c.name == spec.name), None)
+    text = response.text if forced is None else forced  # as finish() decides
     value = partial_value(text)
     if spec.wrapped and isinstance(value, dict):
         return value.get("value")
