@@ -325,3 +325,31 @@ def test_a_bad_tool_name_is_reported_where_the_tool_is_defined() -> None:
         @modelwire.tool(name="get weather")
         def get_weather(city: str) -> str:
             return city
+
+
+@pytest.mark.parametrize("fatal", [_kbi, _exit])
+def test_the_sync_client_hands_keyboard_interrupt_back_and_keeps_working(fatal: Any) -> None:
+    """Raised in the client's loop thread, it killed that thread and the caller waited
+    forever; now it is raised in the caller's thread and the client still works."""
+    import threading
+
+    from modelwire import Client
+    outcome: list[BaseException | None] = []
+    c = Client(middleware=[])
+
+    def call() -> None:
+        c.mock.script(MockReply(tool_calls=[("fatal", {})]))
+        try:
+            c.run_tools("mock/m", "go", tools=[Tool.from_function(fatal, name="fatal")])
+            outcome.append(None)
+        except BaseException as e:  # what the caller's thread sees
+            outcome.append(e)
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    worker.join(60)  # generous: it used to never return
+    assert not worker.is_alive()
+    assert isinstance(outcome[0], SystemExit if fatal is _exit else KeyboardInterrupt)
+    c.mock.script(MockReply("still here"))
+    assert c.complete("mock/m", "hi").text == "still here"
+    c.close()
