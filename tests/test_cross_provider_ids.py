@@ -55,6 +55,7 @@ def test_mistral_gets_nine_character_ids_paired_with_their_results(provider: str
     calls = [c["id"] for m in body["messages"] for c in m.get("tool_calls") or ()]
     results = [m["tool_call_id"] for m in body["messages"] if m["role"] == "tool"]
     assert all(re.fullmatch(r"[a-zA-Z0-9]{9}", i) for i in calls)
+    assert len(set(calls)) == len(calls)  # Gemini's call_0 twice: two ids
     assert results == calls and calls[-1] == "Ab3dE6gH9"
 
 

@@ -63,14 +63,16 @@ def nine_char_call_ids(messages: list[dict[str, Any]]) -> None:
     """Rewrite the call ids of encoded chat ``messages`` in place (calls and results)."""
     import hashlib
     latest: dict[str, str] = {}
+    used: set[str] = set()
     for m in messages:
         for c in m.get("tool_calls") or ():
             cid = c.get("id") or ""
-            if not _NINE.fullmatch(cid):
-                latest[cid] = hashlib.sha256(cid.encode()).hexdigest()[:9]
-                c["id"] = latest[cid]
-            else:
-                latest.pop(cid, None)
+            wire, n = cid, 0
+            while not _NINE.fullmatch(wire) or wire in used:  # also unique in the request
+                wire = hashlib.sha256(f"{cid}#{n}".encode()).hexdigest()[:9]
+                n += 1
+            used.add(wire)
+            latest[cid] = c["id"] = wire
         cid = m.get("tool_call_id")
         if isinstance(cid, str) and cid in latest:
             m["tool_call_id"] = latest[cid]
