@@ -353,3 +353,25 @@ def test_the_sync_client_hands_keyboard_interrupt_back_and_keeps_working(fatal: 
     c.mock.script(MockReply("still here"))
     assert c.complete("mock/m", "hi").text == "still here"
     c.close()
+
+
+def test_tool_on_a_method_inside_its_class_says_to_use_the_bound_method() -> None:
+    with pytest.raises(ConfigurationError, match="bound method"):
+        class Weather:
+            @modelwire.tool
+            def get(self, city: str) -> str:
+                return city
+
+    class Weather2:
+        def get(self, city: str) -> str:
+            return city
+
+    t = Tool.from_function(Weather2().get)
+    assert list(t.parameters["properties"]) == ["city"]
+
+
+def test_a_tool_decorated_twice_takes_the_new_options() -> None:
+    once = modelwire.tool(add)
+    twice = modelwire.tool(requires_approval=True, name="plus")(once)
+    assert twice.name == "plus" and twice.requires_approval and twice.fn is add
+    assert list(twice.parameters["properties"]) == ["a", "b"]

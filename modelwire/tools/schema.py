@@ -92,6 +92,8 @@ def tool_for(fn: Callable[..., Any]) -> FunctionTool:
 def function_tool(fn: Callable[..., Any], *, name: str | None = None,
                   description: str | None = None, strict: bool = False,
                   requires_approval: bool = False, timeout: float | None = None) -> FunctionTool:
+    if isinstance(fn, FunctionTool) and fn.fn is not None:  # decorated twice: rebuild
+        fn = fn.fn
     if not callable(fn):
         raise ConfigurationError(f"Tool.from_function needs a function, got {fn!r}")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(
@@ -121,6 +123,13 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
     except (TypeError, ValueError, NameError) as e:
         raise ConfigurationError(
             f"cannot read the signature of tool {tool_name!r}: {e}") from None
+    first = next(iter(sig.parameters), None)
+    if first in ("self", "cls") and inspect.isfunction(inner) and "." in getattr(
+            inner, "__qualname__", ""):  # @tool on a method inside its class body
+        raise ConfigurationError(
+            f"tool {tool_name!r} takes {first}: the model cannot supply it. Make the tool "
+            f"from the bound method instead (tools=[obj.{tool_name}] or "
+            f"Tool.from_function(obj.{tool_name})), not with @tool inside the class")
     fields: dict[str, Any] = {}
     positional: list[str] = []
     nullable_defaults: list[str] = []
