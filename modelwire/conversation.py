@@ -61,7 +61,9 @@ class AsyncConversation:
         if isinstance(keep_recent, bool) or not isinstance(keep_recent, int) or keep_recent < 0:
             raise ConfigurationError(f"keep_recent must be an int >= 0, got {keep_recent!r}")
         self.client, self.model, self.system = client, model, system
-        self.tools = list(tools or ())
+        # built once: a bound method as a tool is not rebuilt (pydantic model, schema
+        # cache) at every turn, and a bad tool is reported here
+        self.tools: list[ToolLike] = list(to_tools(tools)) if tools else []
         self.max_context_tokens, self.summarize_with = max_context_tokens, summarize_with
         self.keep_recent, self.settings = keep_recent, settings
         self.messages: list[Message] = to_messages(list(messages)) if messages else []

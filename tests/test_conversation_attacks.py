@@ -274,3 +274,29 @@ async def test_max_turns_keeps_the_tool_work_in_the_conversation() -> None:
         await conv.send("go")
     assert [m.role for m in conv.messages] == ["user", "assistant", "tool", "assistant",
                                                "tool"]
+
+
+async def test_a_bound_method_tool_is_built_once_per_conversation() -> None:
+    built: list[int] = []
+
+    class Shop:
+        def price(self, item: str) -> int:
+            return len(item)
+
+    from modelwire.tools import schema
+    real = schema.function_tool
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return real(*args, **kwargs)
+
+    schema.function_tool = counting  # type: ignore[assignment]
+    try:
+        c = AsyncClient(middleware=[])
+        conv = c.conversation("mock/m", tools=[Shop().price])
+        for _ in range(3):
+            c.mock.script(MockReply(tool_calls=[("price", {"item": "tea"})]), MockReply("3"))
+            await conv.send("price of tea?")
+    finally:
+        schema.function_tool = real  # type: ignore[assignment]
+    assert len(built) == 1
