@@ -18,7 +18,7 @@ A schema whose root is not an object (``list[Item]``, ``int``) is wrapped as
 ``{"value": ...}`` on the wire, because tools and strict modes need an object
 root, and unwrapped when parsed. ``Response.parsed`` holds the validated value
 (an instance of the model / dataclass, or plain JSON for a dict schema, which
-is checked for JSON-ness, an object root and its top-level ``required`` keys).
+is validated against the whole schema with jsonschema).
 """
 
 from __future__ import annotations
@@ -175,9 +175,26 @@ def _from_schema(schema: Mapping[str, Any]) -> OutputSpec:
 
 
 def _check_plain(value: Any, schema: Mapping[str, Any]) -> list[str]:
+    """The answer against a JSON Schema dict (jsonschema, as tool schemas are checked)."""
     if not isinstance(value, dict):
         return [f"expected a JSON object, got {type(value).__name__}"]
-    return [f"{k}: Field required" for k in schema.get("required") or () if k not in value]
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+    try:
+        validator = validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    except SchemaError as e:  # the caller's schema itself is broken
+        raise ConfigurationError(f"response_format is not a valid JSON Schema: "
+                                 f"{e.message[:200]}") from None
+    out: list[str] = []
+    for err in errors[:10]:
+        where = [str(p) for p in err.absolute_path]
+        if err.validator == "required" and isinstance(err.instance, dict):  # pydantic's words
+            out += [f"{'.'.join([*where, k])}: Field required" for k in err.validator_value
+                    if k not in err.instance]
+        else:
+            out.append(f"{'.'.join(where) or 'value'}: {err.message[:200]}")
+    return out
 
 
 def finish(response: Response, spec: OutputSpec) -> Response:

@@ -156,3 +156,25 @@ def test_the_forced_answer_tool_wins_over_prose_before_it() -> None:
     finish(r, spec)
     assert r.parsed == Person(name="Ann", age=3) and r.tool_calls == []
     assert r.finish_reason == "stop"
+
+
+async def test_a_json_schema_dict_answer_is_validated_against_the_whole_schema() -> None:
+    import pytest
+
+    from modelwire.errors import StructuredOutputError
+    schema = {"type": "object", "properties": {
+        "a": {"type": "string"}, "n": {"type": "integer", "minimum": 0},
+        "tags": {"type": "array", "items": {"type": "string"}}}, "required": ["a"]}
+    c = client()
+    c.mock.script(MockReply('{"a": 1, "n": -1, "tags": ["x", 2]}'))
+    with pytest.raises(StructuredOutputError) as info:
+        await c.complete("mock/m", "q", response_format=schema)
+    assert info.value.errors == ["a: 1 is not of type 'string'",
+                                 "n: -1 is less than the minimum of 0",
+                                 "tags.1: 2 is not of type 'string'"]
+    c.mock.script(MockReply('{"n": 2}'))
+    with pytest.raises(StructuredOutputError, match="a: Field required"):
+        await c.complete("mock/m", "q", response_format=schema)
+    c.mock.script(MockReply('{"a": "ok", "n": 2, "tags": []}'))
+    assert (await c.complete("mock/m", "q", response_format=schema)).parsed == {
+        "a": "ok", "n": 2, "tags": []}
