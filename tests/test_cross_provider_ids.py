@@ -79,3 +79,17 @@ def test_gemini_pairs_every_result_with_its_function() -> None:
     assert [r["response"] for r in responses] == [{"result": f"result {n}"} for n in range(6)]
     signed = next(p for p in parts if p.get("thoughtSignature"))
     assert signed["thoughtSignature"] == "c2ln+/=="
+
+
+def test_anthropic_pairs_results_when_one_answer_repeats_an_id() -> None:
+    calls = [ToolCall("dup", "get", {"n": n}, json.dumps({"n": n})) for n in range(2)]
+    history = [Message("user", "q"), Message("assistant", "", calls),
+               Message("tool", "r0", tool_call_id="dup", name="get"),
+               Message("tool", "r1", tool_call_id="dup", name="get")]
+    spec = get_spec("anthropic")
+    body = json.loads(get_codec(spec).encode(
+        Call(history, Target(spec, "m", "https://example.invalid/v1", "k"))).body)
+    uses = [b["id"] for m in body["messages"] for b in m["content"] if b["type"] == "tool_use"]
+    results = [b["tool_use_id"] for m in body["messages"] for b in m["content"]
+               if b["type"] == "tool_result"]
+    assert len(set(uses)) == 2 and results == uses

@@ -348,7 +348,9 @@ def encode_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, An
     """(system prompt, alternating user/assistant messages of content blocks)."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
-    wire_ids: dict[str, str] = {}  # the caller's call id -> the id sent (latest call wins)
+    # the caller's call id -> ids sent for it not yet answered, oldest first (a server
+    # that repeats an id in one answer still gets each result paired with one call)
+    wire_ids: dict[str, list[str]] = {}
     used: set[str] = set()
     for i, m in enumerate(messages):
         if m.role == "system":
@@ -359,12 +361,21 @@ def encode_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, An
             continue
         if m.role == "tool":
             cid = m.tool_call_id or ""
-            role, blocks = "user", [_tool_result(m, i, wire_ids.get(cid) or _wire_id(cid))]
+            waiting = wire_ids.get(cid)
+            wire = (waiting.pop(0) if len(waiting) > 1 else waiting[0]) if waiting \
+                else _wire_id(cid)
+            role, blocks = "user", [_tool_result(m, i, wire)]
         elif m.role == "assistant":
             role, blocks = "assistant", _blocks(m.parts, i)
+            here: set[str] = set()
             for c in m.tool_calls:
-                wire = wire_ids[c.id] = _wire_id(c.id, used)
+                wire = _wire_id(c.id, used)
                 used.add(wire)
+                if c.id in here:
+                    wire_ids[c.id].append(wire)  # a repeat within this one answer
+                else:
+                    wire_ids[c.id] = [wire]  # a later call with that id replaces older ones
+                here.add(c.id)
                 blocks.append(_tool_use(c, i, wire))
         elif m.role == "user":
             role, blocks = "user", _blocks(m.parts, i)
