@@ -59,11 +59,21 @@ def test_mistral_gets_nine_character_ids_paired_with_their_results(provider: str
     assert results == calls and calls[-1] == "Ab3dE6gH9"
 
 
-def test_openai_keeps_the_ids_as_they_are() -> None:
-    body = _encode("openai")
+@pytest.mark.parametrize("provider", ["openai", "azure"])
+def test_openai_keeps_ids_it_accepts_and_maps_the_rest(provider: str) -> None:
+    history = _history()
+    long_id = "fc_0f0e50a1476a6c35006912c58dc9f8819192c25864eb16f07f"  # Responses, 53
+    history[1].tool_calls[0] = ToolCall(long_id, "get", {"n": 0}, '{"n": 0}')
+    history[2].tool_call_id = long_id
+    spec = get_spec(provider)
+    target = Target(spec, "m", "https://example.invalid/v1", "k",
+                    {"api_version": "2024-10-21"} if provider == "azure" else {})
+    body = json.loads(get_codec(spec).encode(Call(history, target)).body)
     calls = [c["id"] for m in body["messages"] for c in m.get("tool_calls") or ()]
-    assert calls[:4] == ["call_Ab12Cd34Ef56Gh78Ij90Kl12", "functions.get_weather:0",
-                         "call_0", "call_0"]
+    results = [m["tool_call_id"] for m in body["messages"] if m["role"] == "tool"]
+    assert all(len(i) <= 40 for i in calls) and len(set(calls)) == len(calls)
+    assert results == calls
+    assert calls[1:3] == ["functions.get_weather:0", "call_0"]  # accepted: kept
 
 
 def test_gemini_pairs_every_result_with_its_function() -> None:
