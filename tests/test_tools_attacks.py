@@ -375,3 +375,13 @@ def test_a_tool_decorated_twice_takes_the_new_options() -> None:
     twice = modelwire.tool(requires_approval=True, name="plus")(once)
     assert twice.name == "plus" and twice.requires_approval and twice.fn is add
     assert list(twice.parameters["properties"]) == ["a", "b"]
+
+
+async def test_a_forced_tool_choice_holds_for_the_first_call_only() -> None:
+    c = client()
+    c.mock.script(MockReply(tool_calls=[("add", {"a": 1, "b": 2})]), MockReply("3"))
+    result = await c.run_tools("mock/m", "go", tools=[add], tool_choice="required",
+                               max_turns=2)
+    assert result.text == "3"
+    assert c.mock.requests[0]["tool_choice"] == "required"
+    assert "tool_choice" not in c.mock.requests[1]  # else: a tool call every turn

@@ -162,6 +162,10 @@ class ToolLoop:
             if self.result is not None:
                 return
         for _ in range(self.max_turns):
+            if self.steps and self.kwargs.get("tool_choice") not in (None, "auto", "none"):
+                # a forced tool_choice ("required", a named tool) holds for the first call
+                # only: kept, it would force a tool call every turn until max_turns
+                self.kwargs = {k: v for k, v in self.kwargs.items() if k != "tool_choice"}
             if self.stream:
                 async with self.client.stream(self.model, self.messages, tools=self.tools,
                                               **self.kwargs) as s:
