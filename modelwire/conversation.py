@@ -184,6 +184,11 @@ class AsyncConversation:
         self.last_response = response
 
     def _append_user(self, content: str | MessageLike) -> None:
+        if isinstance(content, str) and not content.strip():
+            from .errors import InvalidMessageError  # Anthropic drops an empty turn, and
+            raise InvalidMessageError(  # the model would then continue its own last answer
+                "the message is empty: send some text (or send(None, approved=[...]) to "
+                "resume tool calls waiting for approval)")
         # calls left waiting for approval are declined by moving on: every provider
         # refuses a tool call without its result before the next user turn
         declined = [Message("tool", "error: not approved by the user; do not retry this "

@@ -300,3 +300,13 @@ async def test_a_bound_method_tool_is_built_once_per_conversation() -> None:
     finally:
         schema.function_tool = real  # type: ignore[assignment]
     assert len(built) == 1
+
+
+@pytest.mark.parametrize("empty", ["", "   \n"])
+async def test_an_empty_message_is_refused_before_traffic(empty: str) -> None:
+    from modelwire.errors import InvalidMessageError
+    c = AsyncClient(middleware=[])
+    conv = c.conversation("mock/m")
+    with pytest.raises(InvalidMessageError, match="empty"):
+        await conv.send(empty)
+    assert conv.messages == [] and c.mock.requests == []
