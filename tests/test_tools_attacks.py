@@ -385,3 +385,12 @@ async def test_a_forced_tool_choice_holds_for_the_first_call_only() -> None:
     assert result.text == "3"
     assert c.mock.requests[0]["tool_choice"] == "required"
     assert "tool_choice" not in c.mock.requests[1]  # else: a tool call every turn
+
+
+def test_a_docstring_the_parser_trips_on_becomes_the_description() -> None:
+    def odd(x: int) -> int:
+        return x
+
+    odd.__doc__ = "::    ::"  # docstring-parser raises IndexError on it
+    t = Tool.from_function(odd)
+    assert t.description == "::    ::" and list(t.parameters["properties"]) == ["x"]

@@ -181,7 +181,10 @@ def _docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     except ImportError:
         raise MissingDependencyError("Tool.from_function (docstrings)", "tools",
                                      "docstring-parser") from None
-    parsed = docstring_parser.parse(doc)
+    try:
+        parsed = docstring_parser.parse(doc)
+    except Exception:  # the parser trips on odd text ("::    ::"): the docstring as is
+        return doc, {}
     text = "\n\n".join(p for p in (parsed.short_description, parsed.long_description) if p)
     return text, {p.arg_name: p.description for p in parsed.params if p.description}
 
