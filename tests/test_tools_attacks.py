@@ -394,3 +394,10 @@ def test_a_docstring_the_parser_trips_on_becomes_the_description() -> None:
     odd.__doc__ = "::    ::"  # docstring-parser raises IndexError on it
     t = Tool.from_function(odd)
     assert t.description == "::    ::" and list(t.parameters["properties"]) == ["x"]
+
+
+def test_an_annotation_that_is_not_python_is_a_typed_error() -> None:
+    namespace: dict[str, Any] = {}
+    exec('def broken(x: "int[") -> int:\n    return 1\n', namespace)
+    with pytest.raises(ConfigurationError, match="cannot read the signature"):
+        Tool.from_function(namespace["broken"])

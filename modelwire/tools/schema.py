@@ -120,7 +120,7 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
     try:
         sig = inspect.signature(fn)
         hints = typing.get_type_hints(target, include_extras=True)
-    except (TypeError, ValueError, NameError) as e:
+    except (TypeError, ValueError, NameError, SyntaxError, AttributeError) as e:
         raise ConfigurationError(
             f"cannot read the signature of tool {tool_name!r}: {e}") from None
     first = next(iter(sig.parameters), None)
