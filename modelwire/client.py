@@ -226,6 +226,10 @@ class AsyncClient:
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
         unknown = sorted(set(options) - CALL_OPTIONS) if options else None
+        if unknown == ["retries"]:  # complete() takes it; a stream cannot be repaired
+            raise InvalidParameterError(
+                "retries= (structured-output repair) works with complete(), not with a "
+                "stream: the invalid answer has already been streamed to you")
         if unknown:
             raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
         if "breaker" in options and not isinstance(options["breaker"], bool):

@@ -42,12 +42,15 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        fut: Future[T | _Fatal] = asyncio.run_coroutine_threadsafe(_guarded(coro), self.loop)
         try:
-            return fut.result(timeout)
+            result = fut.result(timeout)
         except KeyboardInterrupt:
             fut.cancel()
             raise
+        if isinstance(result, _Fatal):  # raised in the loop thread: raised here instead
+            raise result.exception
+        return result
 
     def stop(self) -> None:
         if self.loop.is_running():
@@ -55,6 +58,23 @@ class _LoopThread:
             self.thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+class _Fatal:
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def _guarded(coro: Coroutine[Any, Any, T]) -> T | _Fatal:
+    """A KeyboardInterrupt/SystemExit raised in a task (a tool raising it, say) would
+    escape the loop thread's run_forever, kill it and leave the caller waiting
+    forever: it travels back to the calling thread as a value."""
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as e:
+        return _Fatal(e)
 
 
 class Client:
@@ -261,11 +281,20 @@ class SyncToolStream:
 
     def __iter__(self) -> Iterator[StreamEvent | ToolResultEvent]:
         events = aiter(self._stream)
-        while True:
-            event = self._loop.run(_next(events))
-            if event is _END:
-                return
-            yield event
+        try:
+            while True:
+                event = self._loop.run(_next(events))
+                if event is _END:
+                    return
+                yield event
+        finally:  # the caller stopped early: stop the tools still running, end the stream
+            self.close()
+
+    def __enter__(self) -> SyncToolStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def result(self) -> ToolRunResult:
