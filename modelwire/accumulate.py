@@ -103,7 +103,7 @@ def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
         return {}, None
     try:
         value = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return None, f"not valid JSON ({e})"
     if not isinstance(value, dict):
         return None, f"JSON {type(value).__name__}, expected an object"

@@ -256,6 +256,7 @@ class AsyncClient:
         stops = None if stop is None else validate.stop_sequences(stop)
         if extra is not None:
             validate.json_object("extra", extra)
+            validate.extra_fields(extra, stream)
         if response_format is not None and prompt is not None:
             from .errors import UnsupportedFeatureError
             raise UnsupportedFeatureError(

@@ -77,6 +77,8 @@ class Settings:
         key = self.api_key(spec)
         if key is None and spec.requires_key:
             raise MissingAPIKeyError(provider, spec.key_env)
+        if key is not None:
+            _check_key(provider, key)
         return Target(spec, model, base_url, key, self.provider_options(spec))
 
     def default_model(self) -> str:
@@ -103,9 +105,27 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
     if not _is_http_url(url):
         names = " or ".join(spec.base_url_env) or "base_urls"
         raise InvalidModelError(
-            f"the base URL for provider {provider!r} is not an http(s) URL with a host; "
+            f"the base URL for provider {provider!r} is not an http(s) URL with a host "
+            "(or it holds spaces or control characters); "
             f"check {names} or base_urls={{{provider!r}: 'https://host/...'}}"
         )
+
+
+def _check_key(provider: str, key: Any) -> None:
+    """A key goes into an HTTP header: a str of visible ASCII only. A newline would
+    inject headers, and aiohttp's own refusal is a raw ValueError. Never echoed."""
+    if not isinstance(key, str):
+        raise ConfigurationError(
+            f"the API key for provider {provider!r} must be a str, got {type(key).__name__}")
+    if not _key_ok(key):
+        raise ConfigurationError(
+            f"the API key for provider {provider!r} is not usable in an HTTP header: it has "
+            "whitespace, control characters (a newline?) or non-ASCII characters. Check "
+            "the key you pasted (its value is not shown here)")
+
+
+def _key_ok(key: str) -> bool:  # not cached: a cache would hold every key as its own key
+    return key.isascii() and key.isprintable() and " " not in key and bool(key)
 
 
 @lru_cache(maxsize=256)
@@ -117,6 +137,8 @@ def _has_credentials(url: str) -> bool:
 
 @lru_cache(maxsize=256)  # resolve() runs on every call; a URL is parsed once
 def _is_http_url(url: str) -> bool:
+    if not url.isprintable() or " " in url:  # a space, newline or tab: never quoted for us
+        return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a malformed port

@@ -41,14 +41,35 @@ _DEADLINE_SLACK = 0.005  # seconds a first attempt may run past the call's deadl
 
 def tag(err: E, call: Call) -> E:
     key = call.target.api_key
-    if key and key in err.message:  # a body excerpt from a server that echoed the key
-        err.message = err.message.replace(key, "[redacted]")
-        err.args = (err.message,)
+    if key:  # a server that echoed the key: neither the message nor the raw body shows it
+        if key in err.message:
+            err.message = err.message.replace(key, "[redacted]")
+            err.args = (err.message,)
+        if err.body is not None:
+            err.body = redact(err.body, key)
+        if err.code and key in err.code:
+            err.code = redact(err.code, key)
+        if err.request_id and key in err.request_id:
+            err.request_id = redact(err.request_id, key)
     if not err.provider:
         err.provider = call.target.provider
     if not err.model:
         err.model = call.target.model
     return err
+
+
+def redact(value: Any, key: str) -> Any:
+    """``value`` (a raw body: bytes, text or decoded JSON) with ``key`` replaced."""
+    if isinstance(value, str):
+        return value.replace(key, "[redacted]") if key in value else value
+    if isinstance(value, (bytes, bytearray)):
+        raw = key.encode("utf-8", "replace")
+        return bytes(value).replace(raw, b"[redacted]") if raw in value else value
+    if isinstance(value, Mapping):
+        return {redact(k, key): redact(v, key) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, key) for v in value]
+    return value
 
 
 def _boundary(err: E, call: Call) -> E:
@@ -306,7 +327,7 @@ def _whole_answer(codec: Codec, resp: WireResponse, body: bytes, call: Call) -> 
     if "json" in kind or body.lstrip()[:1] in (b"{", b"["):
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
     if payload is not None:
         first = payload[0] if isinstance(payload, list) and payload else payload

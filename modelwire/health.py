@@ -140,7 +140,7 @@ def _is_model_list(body: bytes) -> bool:
     """``{"data": [...]}`` (OpenAI, Anthropic), ``{"models": [...]}`` (Gemini) or a list."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     if isinstance(data, dict):
         return isinstance(data.get("data"), list) or isinstance(data.get("models"), list)

@@ -222,7 +222,7 @@ class AnthropicCodec:
                        body: bytes) -> ProviderError:
         try:
             payload: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             return _error(payload, status, headers, self.name)

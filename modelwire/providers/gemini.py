@@ -219,7 +219,7 @@ class GeminiCodec:
                        body: bytes) -> errors.ProviderError:
         try:
             data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = None
         if isinstance(data, list) and data and isinstance(data[0], dict):
             data = data[0]  # streamGenerateContent without alt=sse wraps errors in a list
@@ -326,7 +326,7 @@ def _function_response(m: Message, i: int, names: Mapping[str, str]) -> JSON:
     text = "".join(p.text for p in _text_only(m, i, "tool"))
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     base = cid.partition(SIGNATURE_SEP)[0]
     return {"name": name, "response": value if isinstance(value, dict) else {"result": text},

@@ -84,7 +84,7 @@ def _loads_body(body: bytes) -> Any:
             value, end = _scan(text, 0)
             if end == len(text):
                 return value
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):
             pass
     return load_json(body)
 
@@ -264,10 +264,10 @@ class OpenAICodec:
             chunk, end = _scan(data, 0)
             if end != len(data):
                 raise ValueError(data)
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):
             try:
                 chunk = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return self._odd_event(data)
         if type(chunk) is not dict:
             raise MalformedResponseError(

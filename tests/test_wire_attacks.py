@@ -1,0 +1,353 @@
+"""Attacks on the wire path, each one a regression test: a hostile server (raw
+asyncio sockets on 127.0.0.1, exact bytes), a broken gateway and a careless caller.
+
+The attack list and the result of each is in the module's report (issue 7's
+attack pass); every attack that broke something has a test here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import logging
+import traceback
+from typing import Any
+
+import pytest
+from hostile import (
+    OPENAI_DONE,
+    Conn,
+    HostileServer,
+    anthropic_events,
+    gemini_events,
+    openai_body,
+    openai_event,
+    openai_finish,
+)
+
+from modelwire import (
+    AsyncClient,
+    ConfigurationError,
+    InvalidMessageError,
+    InvalidParameterError,
+    MalformedResponseError,
+    ModelwireError,
+    ProviderError,
+    ResponseTooLargeError,
+    TextDelta,
+    Timeouts,
+)
+from modelwire.middleware import RetryPolicy
+from modelwire.wire.sse import SSEParser
+
+KEY = "sk-attack-DISTINCT-0123456789abcdef"
+MODELS = {"openai": "openai/gpt-4o-mini", "anthropic": "anthropic/claude-sonnet-4-5",
+          "gemini": "gemini/gemini-2.5-flash",
+          "openai-responses": "openai-responses/gpt-4o-mini"}
+BOUND = 10.0  # generous: a test that waits this long has failed
+FAST = Timeouts(connect=2.0, read=2.0, total=8.0)
+
+
+def base(srv: HostileServer, wire: str) -> str:
+    return srv.url + "/v1" if wire.startswith("openai") else srv.url
+
+
+def client_for(srv: HostileServer, wire: str = "openai", **kw: Any) -> AsyncClient:
+    kw.setdefault("middleware", [])
+    kw.setdefault("timeout", FAST)
+    return AsyncClient(api_keys={wire: KEY}, base_urls={wire: base(srv, wire)}, env={}, **kw)
+
+
+async def outcome(client: AsyncClient, wire: str, mode: str, **kw: Any) -> Any:
+    """The Response, or the exception the call raised."""
+    async def run() -> Any:
+        if mode == "complete":
+            return await client.complete(MODELS[wire], "hi", **kw)
+        async with client.stream(MODELS[wire], "hi", **kw) as s:
+            async for _ in s:
+                pass
+        return s.response
+    try:
+        return await asyncio.wait_for(run(), BOUND)
+    except ModelwireError as e:
+        return e
+
+
+def answer(status: int, body: bytes, content_type: str = "application/json"
+           ) -> Any:
+    async def handler(conn: Conn) -> None:
+        await conn.full(status, body, content_type)
+    return handler
+
+
+# --- JSON nested deeper than the decoder's stack -------------------------------------
+
+DEEP = [b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000]
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize("wire", list(MODELS))
+@pytest.mark.parametrize("body", DEEP, ids=["open", "closed", "objects"])
+async def test_deeply_nested_200_is_malformed_not_recursion_error(
+        wire: str, mode: str, body: bytes) -> None:
+    if mode == "stream":
+        handler = answer(200, b"data: " + body + b"\n\n", "text/event-stream")
+    else:
+        handler = answer(200, body)
+    async with HostileServer(handler) as srv:
+        client = client_for(srv, wire)
+        err = await outcome(client, wire, mode)
+        await client.aclose()
+    assert isinstance(err, MalformedResponseError), repr(err)
+
+
+@pytest.mark.parametrize("wire", list(MODELS))
+@pytest.mark.parametrize("status", [400, 500])
+async def test_deeply_nested_error_body_is_still_the_typed_status_error(
+        wire: str, status: int) -> None:
+    async with HostileServer(answer(status, b"[" * 100_000)) as srv:
+        client = client_for(srv, wire)
+        err = await outcome(client, wire, "complete")
+        await client.aclose()
+    assert isinstance(err, ProviderError) and err.status == status, repr(err)
+
+
+async def test_deeply_nested_tool_arguments_are_an_arguments_error() -> None:
+    deep = "[" * 100_000
+    body = json.dumps({"id": "c1", "object": "chat.completion", "model": "m", "choices": [{
+        "index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "text kept", "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "f", "arguments": deep}},
+                {"id": "t2", "type": "function", "function": {"name": "g", "arguments": "{}"}},
+            ]}}]}).encode()
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv)
+        r = await client.complete(MODELS["openai"], "hi")
+        await client.aclose()
+    assert r.text == "text kept"
+    bad, good = r.tool_calls
+    assert bad.arguments is None and bad.arguments_error and bad.raw_arguments == deep
+    assert good.arguments == {}
+
+
+def test_deeply_nested_caller_values_are_typed_errors() -> None:
+    from modelwire.types import to_messages
+    deep: Any = 1
+    for _ in range(100_000):
+        deep = [deep]
+    client = AsyncClient(api_keys={"openai": KEY}, env={}, middleware=[])
+    with pytest.raises(InvalidParameterError):
+        client.build_call(MODELS["openai"], "hi", extra={"x": deep})
+    with pytest.raises(InvalidMessageError):
+        to_messages([{"role": "assistant", "content": "", "tool_calls": [
+            {"id": "t", "type": "function",
+             "function": {"name": "f", "arguments": "[" * 100_000}}]}])
+
+
+# --- SSE framing oddities -------------------------------------------------------------
+
+def test_a_bom_at_stream_start_is_stripped_even_split_across_reads() -> None:
+    stream = b"\xef\xbb\xbf" + b'data: {"a": 1}\n\n'
+    for cut in range(0, 6):
+        parser = SSEParser()
+        events = parser.feed(stream[:cut]) + parser.feed(stream[cut:]) + parser.close()
+        assert [(e.event, e.data) for e in events] == [("message", '{"a": 1}')], cut
+    parser = SSEParser()  # only the stream's first BOM: a later one is data
+    assert parser.feed(b"data: x\n\n")[0].data == "x"
+    assert parser.feed(b"\xef\xbb\xbfdata: y\n\n") == []
+
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini"])
+async def test_a_bom_before_the_first_event_loses_nothing(wire: str) -> None:
+    body = {"openai": openai_event("hello") + openai_finish() + OPENAI_DONE,
+            "anthropic": anthropic_events("hello"), "gemini": gemini_events("hello")}[wire]
+
+    async def handler(conn: Conn) -> None:
+        await conn.sse_head()
+        await conn.send(b"\xef\xbb\xbf" + body)
+        await conn.hold()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv, wire)
+        r = await outcome(client, wire, "stream")
+        await client.aclose()
+    assert not isinstance(r, Exception), repr(r)
+    assert r.text == "hello"
+
+
+# --- secrets: a server that echoes the key ---------------------------------------------
+
+def _auth(conn: Conn) -> str:
+    return (conn.headers.get("authorization") or conn.headers.get("x-api-key")
+            or conn.headers.get("x-goog-api-key") or conn.path)
+
+
+def _echo(status: int, content_type: str = "application/json") -> Any:
+    async def handler(conn: Conn) -> None:
+        auth = _auth(conn)
+        body = json.dumps({"error": {"message": f"bad key {auth}", "code": auth,
+                                     "type": "invalid_request_error"}, "detail": auth})
+        await conn.full(status, body.encode(), content_type,
+                        headers={"x-request-id": auth})
+    return handler
+
+
+async def _echo_mid_stream(conn: Conn) -> None:
+    await conn.sse_head()
+    await conn.send(openai_event("hi"))
+    await asyncio.sleep(0.05)
+    await conn.send(b'data: {"error": {"message": "oops ' + _auth(conn).encode() + b'"}}\n\n')
+    await conn.hold()
+
+
+async def _echo_malformed(conn: Conn) -> None:
+    await conn.full(200, json.dumps({"weird": _auth(conn)}).encode())
+
+
+def _leaks(err: BaseException) -> list[str]:
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[Any] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        for label, value in (("str", str(e)), ("repr", repr(e)), ("args", repr(e.args)),
+                             ("attrs", repr(vars(e))),
+                             ("partial", repr(getattr(getattr(e, "partial", None), "raw", "")))):
+            if KEY in value:
+                found.append(f"{type(e).__name__}.{label}")
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None),
+                 *getattr(e, "errors", [])]
+    if KEY in "".join(traceback.format_exception(err)):
+        found.append("traceback")
+    return found
+
+
+SECRET_FAULTS = {"401 echo": _echo(401), "500 echo": _echo(500), "429 echo": _echo(429),
+                 "html echo": _echo(400, "text/html"), "mid-stream echo": _echo_mid_stream,
+                 "malformed 200 echo": _echo_malformed}
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize("wire", list(MODELS))
+@pytest.mark.parametrize("fault", list(SECRET_FAULTS))
+async def test_an_echoed_key_appears_nowhere(wire: str, mode: str, fault: str,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, aiohttp's included
+    async with HostileServer(SECRET_FAULTS[fault]) as srv:
+        client = client_for(srv, wire, middleware=None,
+                            retry=RetryPolicy(initial=0.01, max_wait=0.01))
+        err = await outcome(client, wire, mode)
+        assert client.metrics is not None
+        snapshot = repr(client.metrics.snapshot())
+        await client.aclose()
+    assert isinstance(err, ProviderError), repr(err)
+    assert _leaks(err) == []
+    assert KEY not in snapshot
+    assert KEY not in caplog.text and all(KEY not in repr(r.args) for r in caplog.records)
+
+
+# --- a careless caller --------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["sk-abc\r\nX-Injected: 1", "sk-abc\nX", "sk\x00a", "sk-ä",
+                                 " sk-abc", "sk-abc ", "sk\tabc"])
+@pytest.mark.parametrize("wire", list(MODELS))
+async def test_a_key_unfit_for_a_header_is_refused_unsent_and_unshown(
+        wire: str, key: str) -> None:
+    async with HostileServer(answer(200, openai_body("hi"))) as srv:
+        client = AsyncClient(api_keys={wire: key}, base_urls={wire: base(srv, wire)}, env={},
+                             middleware=[])
+        with pytest.raises(ConfigurationError) as info:
+            await client.complete(MODELS[wire], "hi")
+        await client.aclose()
+    assert srv.conns == []
+    text = "".join(traceback.format_exception(info.value))
+    assert "sk-abc" not in text and "X-Injected" not in text and "sk-ä" not in text
+
+
+async def test_a_key_that_is_not_a_str_is_refused() -> None:
+    client = AsyncClient(api_keys={"anthropic": b"sk-bytes"}, env={},  # type: ignore[dict-item]
+                         middleware=[])
+    with pytest.raises(ConfigurationError, match="must be a str, got bytes"):
+        client.build_call(MODELS["anthropic"], "hi")
+
+
+@pytest.mark.parametrize("suffix", ["/v 1", "\n/v1", "/v1\r\nX-Evil: 1", "/v1\t"])
+def test_a_base_url_with_whitespace_or_control_characters_is_refused(suffix: str) -> None:
+    client = AsyncClient(api_keys={"openai": KEY}, env={}, middleware=[],
+                         base_urls={"openai": "http://127.0.0.1:9" + suffix})
+    with pytest.raises(ConfigurationError, match="spaces or control characters"):
+        client.build_call(MODELS["openai"], "hi")
+
+
+@pytest.mark.parametrize("field", ["model", "messages", "input", "contents", "prompt"])
+@pytest.mark.parametrize("wire", list(MODELS))
+async def test_extra_may_not_replace_what_the_call_sends(wire: str, field: str) -> None:
+    async with HostileServer(answer(200, openai_body("hi"))) as srv:
+        client = client_for(srv, wire)
+        with pytest.raises(InvalidParameterError, match=f"extra={{'{field}'"):
+            await client.complete(MODELS[wire], "hi", extra={field: "other"})
+        with pytest.raises(InvalidParameterError, match="contradicts the call"):
+            await client.complete(MODELS[wire], "hi", extra={"stream": True})
+        with pytest.raises(InvalidParameterError, match="contradicts the call"):
+            client.stream(MODELS[wire], "hi", extra={"stream": False})
+        await client.aclose()
+    assert srv.conns == []
+
+
+@pytest.mark.parametrize("url", ["data:image/png;base64,@@@", "data:image/png",
+                                 "data:image/png;base64,", "data:;base64,aGk=",
+                                 "data:image/png,aGk=", "data:image/png;base64,aGk"])
+@pytest.mark.parametrize("wire", list(MODELS))
+async def test_a_bad_data_url_is_refused_before_traffic(wire: str, url: str) -> None:
+    async with HostileServer(answer(200, openai_body("hi"))) as srv:
+        client = client_for(srv, wire)
+        with pytest.raises(InvalidMessageError, match="data: URL"):
+            await client.complete(MODELS[wire], [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": url}}]}])
+        await client.aclose()
+    assert srv.conns == []
+
+
+@pytest.mark.parametrize("text", [None, 42, ["x"]])
+def test_a_text_part_that_is_not_a_string_is_refused(text: Any) -> None:
+    from modelwire.types import to_messages
+    with pytest.raises(InvalidMessageError, match=r"content\[0\].text must be a string"):
+        to_messages([{"role": "user", "content": [{"type": "text", "text": text}]}])
+
+
+def test_a_good_data_url_still_goes_out() -> None:
+    from modelwire.types import ImagePart, to_messages
+    [m] = to_messages([{"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64,aGk="}}]}])
+    assert m.content == [ImagePart("data:image/png;base64,aGk=")]
+
+
+async def test_gzip_bomb_is_cut_at_the_decompressed_limit() -> None:
+    bomb = gzip.compress(b" " * (8 << 20))  # 8 MiB of spaces in ~8 KB
+
+    async def handler(conn: Conn) -> None:
+        await conn.full(200, bomb, headers={"Content-Encoding": "gzip"})
+    async with HostileServer(handler) as srv:
+        client = client_for(srv, max_response_bytes=1 << 20)
+        err = await outcome(client, "openai", "complete")
+        await client.aclose()
+    assert isinstance(err, ResponseTooLargeError), repr(err)
+
+
+async def test_bom_stream_text_events_arrive() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.sse_head()
+        await conn.send(b"\xef")
+        await asyncio.sleep(0.02)
+        await conn.send(b"\xbb\xbf" + openai_event("hel"))
+        await conn.send(openai_event("lo") + openai_finish() + OPENAI_DONE)
+        await conn.hold()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        async with client.stream(MODELS["openai"], "hi") as s:
+            texts = [e.text async for e in s if isinstance(e, TextDelta)]
+        await client.aclose()
+    assert "".join(texts) == "hello"
