@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -40,8 +41,9 @@ _DEADLINE_SLACK = 0.005  # seconds a first attempt may run past the call's deadl
 
 
 def tag(err: E, call: Call) -> E:
-    key = call.target.api_key
-    if key:  # a server that echoed the key: neither the message nor the raw body shows it
+    # A server (or program) that echoed a secret: neither the message nor the raw
+    # body, code or request id shows it.
+    for key in _secrets(call):
         if key in err.message:
             err.message = err.message.replace(key, "[redacted]")
             err.args = (err.message,)
@@ -56,6 +58,24 @@ def tag(err: E, call: Call) -> E:
     if not err.model:
         err.model = call.target.model
     return err
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|AUTH|CREDENTIAL", re.IGNORECASE)
+
+
+def _secrets(call: Call) -> list[str]:
+    """The call's key, and the secret-named variables a program provider runs with
+    (its ``env`` option and, for a subprocess, this process's environment)."""
+    target = call.target
+    found = [target.api_key] if target.api_key else []
+    env = target.options.get("env")
+    sources: list[Mapping[Any, Any]] = [env] if isinstance(env, Mapping) else []
+    if target.spec.transport == "subprocess":
+        sources.append(os.environ)
+    for source in sources:
+        found += [v for k, v in source.items()
+                  if isinstance(v, str) and len(v) >= 8 and _SECRET_NAME.search(str(k))]
+    return found
 
 
 def redact(value: Any, key: str) -> Any:

@@ -237,7 +237,7 @@ async def test_an_echoed_key_appears_nowhere(wire: str, mode: str, fault: str,
                                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, aiohttp's included
     async with HostileServer(SECRET_FAULTS[fault]) as srv:
-        client = client_for(srv, wire, middleware=None,
+        client = client_for(srv, wire, middleware=None, timeout=Timeouts(2.0, 0.3, 5.0),
                             retry=RetryPolicy(initial=0.01, max_wait=0.01))
         err = await outcome(client, wire, mode)
         assert client.metrics is not None
@@ -351,3 +351,59 @@ async def test_bom_stream_text_events_arrive() -> None:
             texts = [e.text async for e in s if isinstance(e, TextDelta)]
         await client.aclose()
     assert "".join(texts) == "hello"
+
+
+# --- the program provider (claude-cli): secrets it runs with --------------------------
+
+CLI_SECRET = "sk-ant-CLI-attack-SECRET-4242"
+
+
+def _program(tmp_path: Any, body: str) -> str:
+    path = tmp_path / "fake-claude"
+    path.write_text("#!/bin/sh\ncat >/dev/null\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize("body", [
+    'echo "auth failed with $ANTHROPIC_API_KEY" >&2; exit 1',
+    "echo '{\"type\":\"result\",\"subtype\":\"error\",\"is_error\":true,"
+    "\"result\":\"bad key '\"$ANTHROPIC_API_KEY\"'\"}'; exit 1",
+], ids=["stderr", "stdout"])
+async def test_a_program_that_echoes_its_env_key_shows_it_nowhere(
+        tmp_path: Any, mode: str, body: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = AsyncClient(provider_options={"claude-cli": {
+        "program": _program(tmp_path, body), "env": {"ANTHROPIC_API_KEY": CLI_SECRET}}},
+        max_retries=0, timeout=Timeouts(read=5.0, total=8.0))
+    target = client.plan("claude-cli/sonnet")[0]
+    assert CLI_SECRET not in repr(target)
+    err = await outcome_of(client, "claude-cli/sonnet", mode)
+    await client.aclose()
+    assert isinstance(err, ProviderError), repr(err)
+    assert "[redacted]" in err.message
+    text = "".join(traceback.format_exception(err)) + repr(vars(err)) + caplog.text
+    assert CLI_SECRET not in text
+
+
+async def outcome_of(client: AsyncClient, model: str, mode: str) -> Any:
+    try:
+        if mode == "complete":
+            return await asyncio.wait_for(client.complete(model, "hi"), BOUND)
+        async with client.stream(model, "hi") as s:
+            async for _ in s:
+                pass
+        return s.response
+    except ModelwireError as e:
+        return e
+
+
+async def test_a_program_printing_deep_json_is_malformed(tmp_path: Any) -> None:
+    body = "python3 -c \"print('['*100000)\""
+    client = AsyncClient(provider_options={"claude-cli": {"program": _program(tmp_path, body)}},
+                         max_retries=0)
+    for mode in ("complete", "stream"):
+        err = await outcome_of(client, "claude-cli/sonnet", mode)
+        assert isinstance(err, MalformedResponseError), repr(err)
+    await client.aclose()
