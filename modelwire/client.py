@@ -88,6 +88,19 @@ class AsyncClient:
     ) -> None:
         self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
         self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
+        validate.settings_map("api_keys", api_keys, str, "{'openai': 'sk-...'}")
+        validate.settings_map("base_urls", base_urls, str, "{'openai': 'https://...'}")
+        validate.settings_map("provider_options", provider_options, Mapping,
+                              "{'azure': {'api_version': '...'}}")
+        validate.settings_map("env", env, str, "os.environ")
+        if default_model is not None and not isinstance(default_model, str):
+            raise InvalidParameterError(
+                f"default_model must be a model id string, got {type(default_model).__name__}")
+        if middleware is not None and (isinstance(middleware, (str, bytes)) or not all(
+                callable(m) for m in middleware)):
+            raise InvalidParameterError(
+                "middleware must be a list of middleware (callables taking call and next), "
+                "or None for the default chain")
         self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
         self._aliases: Mapping[str, Sequence[str]] = {}
         if aliases is not None:

@@ -61,6 +61,10 @@ class Settings:
             )
         provider, model = model_id.split("/", 1)
         spec = get_spec(provider)
+        if not model.isprintable():  # a newline would forge lines in logs and errors
+            raise InvalidModelError(
+                f"model id {model_id[:80]!r} holds control characters (a newline?); "
+                "check the model name")
         if not model.strip():  # never silently the provider's default model
             example = f"{provider}/{spec.default_model or '<model>'}"
             raise InvalidModelError(

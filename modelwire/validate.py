@@ -88,6 +88,21 @@ def extra_fields(extra: Mapping[str, Any], stream: bool) -> None:
             "extra={'stream': ...} contradicts the call: use stream() or complete()")
 
 
+def settings_map(name: str, value: Any, values: type | tuple[type, ...], example: str) -> None:
+    """A client argument such as ``api_keys=``: None or a dict of provider name to
+    ``values``. Never echoes the values (they may be keys)."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(
+            f"{name} must be a dict like {example}, got a {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not (v is None or isinstance(v, values)):
+            raise InvalidParameterError(
+                f"{name} must be a dict like {example}; its entry for {str(k)[:40]!r} is a "
+                f"{type(v).__name__}")
+
+
 def seconds(name: str, value: Any) -> float:
     """A positive, finite number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) \

@@ -267,11 +267,13 @@ async def test_a_key_unfit_for_a_header_is_refused_unsent_and_unshown(
     assert "sk-abc" not in text and "X-Injected" not in text and "sk-ä" not in text
 
 
-async def test_a_key_that_is_not_a_str_is_refused() -> None:
-    client = AsyncClient(api_keys={"anthropic": b"sk-bytes"}, env={},  # type: ignore[dict-item]
-                         middleware=[])
+def test_a_key_that_is_not_a_str_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match="entry for 'anthropic' is a bytes"):
+        AsyncClient(api_keys={"anthropic": b"sk-bytes"}, env={})  # type: ignore[dict-item]
+    from modelwire.config import Settings
+    settings = Settings({"anthropic": b"sk-bytes"}, {}, {}, {})  # type: ignore[dict-item]
     with pytest.raises(ConfigurationError, match="must be a str, got bytes"):
-        client.build_call(MODELS["anthropic"], "hi")
+        settings.resolve(MODELS["anthropic"])
 
 
 @pytest.mark.parametrize("suffix", ["/v 1", "\n/v1", "/v1\r\nX-Evil: 1", "/v1\t"])
@@ -407,3 +409,157 @@ async def test_a_program_printing_deep_json_is_malformed(tmp_path: Any) -> None:
         err = await outcome_of(client, "claude-cli/sonnet", mode)
         assert isinstance(err, MalformedResponseError), repr(err)
     await client.aclose()
+
+
+# --- a careless caller: client arguments --------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    {"api_keys": KEY}, {"api_keys": [KEY]}, {"base_urls": "http://127.0.0.1:9"},
+    {"env": "x"}, {"provider_options": {"openai": "x"}}, {"default_model": 5},
+    {"middleware": "x"}, {"middleware": [1]},
+], ids=lambda kw: f"{next(iter(kw))}={type(next(iter(kw.values()))).__name__}")
+def test_client_arguments_of_the_wrong_type_are_typed_and_never_echo_a_key(
+        kw: dict[str, Any]) -> None:
+    with pytest.raises(InvalidParameterError) as info:
+        AsyncClient(**kw)
+    assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("model", ["openai/a\r\nX-Forged: 1", "gemini/a\nb", "anthropic/\x00"])
+def test_a_model_name_with_control_characters_is_refused(model: str) -> None:
+    client = AsyncClient(api_keys={p: KEY for p in ("openai", "gemini", "anthropic")}, env={},
+                         middleware=[])
+    with pytest.raises(ConfigurationError, match="control characters"):
+        client.build_call(model, "hi")
+
+
+# --- stream lifecycle: cancel, close, limits ----------------------------------------------
+
+async def _slow_stream(conn: Conn) -> None:
+    await conn.sse_head()
+    await conn.send(openai_event("a"))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        await conn.send(openai_event("b"))
+
+
+async def test_cancelling_stream_tasks_mid_read_leaks_no_connection() -> None:
+    got_one = asyncio.Event()
+    async with HostileServer(_slow_stream) as srv:
+        client = client_for(srv, timeout=Timeouts(2.0, 5.0, 30.0))
+
+        async def consume() -> None:
+            async with client.stream(MODELS["openai"], "hi") as s:
+                async for _ in s:
+                    got_one.set()
+        tasks = [asyncio.create_task(consume()) for _ in range(10)]
+        await asyncio.wait_for(got_one.wait(), BOUND)
+        await asyncio.sleep(0.1)
+        for t in tasks:
+            t.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        transport = client._transports["http"]
+        connector = transport._session.connector  # type: ignore[attr-defined]
+        assert len(connector._acquired) == 0  # nothing held
+        assert sum(len(v) for v in connector._conns.values()) == 0  # nothing pooled mid-stream
+        await asyncio.wait_for(asyncio.gather(*(c.closed_by_client.wait() for c in srv.conns)),
+                               BOUND)  # the server saw every connection close
+        await client.aclose()
+
+
+async def test_closing_the_client_under_streams_in_flight_ends_them_typed() -> None:
+    async with HostileServer(_slow_stream) as srv:
+        client = client_for(srv, timeout=Timeouts(2.0, 5.0, 30.0))
+        started = asyncio.Event()
+
+        async def consume() -> Any:
+            try:
+                async with client.stream(MODELS["openai"], "hi") as s:
+                    async for _ in s:
+                        started.set()
+            except ModelwireError as e:
+                return e
+            return None
+        tasks = [asyncio.create_task(consume()) for _ in range(5)]
+        await asyncio.wait_for(started.wait(), BOUND)
+        await client.aclose()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), BOUND)
+    assert all(isinstance(r, ProviderError) for r in results), results
+
+
+async def test_a_first_event_timeout_longer_than_the_total_reports_the_total() -> None:
+    async def comments(conn: Conn) -> None:
+        await conn.sse_head()
+        for _ in range(100):
+            await conn.send(b": keep-alive\n\n")
+            await asyncio.sleep(0.05)
+    async with HostileServer(comments) as srv:
+        client = client_for(srv, timeout=Timeouts(connect=2.0, read=1.0, total=0.5,
+                                                  first_event=5.0))
+        err = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert type(err).__name__ == "RequestTimeoutError", repr(err)
+    assert (err.limit, err.seconds) == ("total", 0.5)
+    assert "Timeouts.total=0.5s" in err.message
+
+
+@pytest.mark.parametrize("chunking", ["whole", "bytewise", "two reads"])
+def test_max_event_bytes_exactly_at_the_boundary(chunking: str) -> None:
+    limit = 4096
+
+    def run(line_len: int) -> Any:
+        raw = b"data: " + b"y" * (line_len - 6) + b"\n\n"
+        parser = SSEParser(limit)
+        if chunking == "whole":
+            return parser.feed(raw)
+        if chunking == "bytewise":
+            return [e for i in range(len(raw)) for e in parser.feed(raw[i:i + 1])]
+        return parser.feed(raw[:100]) + parser.feed(raw[100:])
+    assert len(run(limit)) == 1  # a line of exactly the limit passes
+    with pytest.raises(ResponseTooLargeError):
+        run(limit + 1)
+
+
+def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+    return b"data: " + json.dumps({"id": "c", "object": "chat.completion.chunk", "model": "m",
+                                   "choices": [{"index": 0, "delta": delta,
+                                                "finish_reason": finish}]}).encode() + b"\n\n"
+
+
+async def test_thousands_of_interleaved_tool_calls_are_joined_by_index() -> None:
+    n = 2000
+
+    async def handler(conn: Conn) -> None:
+        await conn.sse_head()
+        out = [_chunk({"tool_calls": [{"index": i, "id": f"t{i}", "type": "function",
+                                       "function": {"name": "f", "arguments": '{"a"'}}]})
+               for i in range(n)]
+        out += [_chunk({"tool_calls": [{"index": i, "function": {"arguments": f": {i}}}"}}]})
+                for i in reversed(range(n))]
+        await conn.send(b"".join(out) + _chunk({}, "tool_calls") + OPENAI_DONE)
+        await conn.hold()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        r = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert [c.arguments for c in r.tool_calls] == [{"a": i} for i in range(n)]
+    assert [c.id for c in r.tool_calls] == [f"t{i}" for i in range(n)]
+
+
+async def test_tool_arguments_that_never_close_keep_the_answer() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.sse_head()
+        await conn.send(_chunk({"content": "calling"}) + _chunk({"tool_calls": [
+            {"index": 0, "id": "t1", "type": "function",
+             "function": {"name": "f", "arguments": '{"a": [1, '}}]})
+            + _chunk({}, "tool_calls") + OPENAI_DONE)
+        await conn.hold()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        r = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert r.text == "calling"
+    [call] = r.tool_calls
+    assert call.arguments is None and call.raw_arguments == '{"a": [1, '
+    assert call.arguments_error and "not valid JSON" in call.arguments_error
