@@ -563,3 +563,46 @@ async def test_tool_arguments_that_never_close_keep_the_answer() -> None:
     [call] = r.tool_calls
     assert call.arguments is None and call.raw_arguments == '{"a": [1, '
     assert call.arguments_error and "not valid JSON" in call.arguments_error
+
+
+# --- a hostile server lowering the bill -----------------------------------------------------
+
+NEGATIVE_USAGE = {
+    "openai": {"id": "c1", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"},
+         "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": -1_000_000, "completion_tokens": -5,
+                  "total_tokens": -1_000_005}},
+    "anthropic": {"id": "m1", "type": "message", "role": "assistant",
+                  "model": "claude-sonnet-4-5", "content": [{"type": "text", "text": "hi"}],
+                  "stop_reason": "end_turn",
+                  "usage": {"input_tokens": -1_000_000, "output_tokens": -5,
+                            "cache_read_input_tokens": -7}},
+    "gemini": {"candidates": [{"content": {"role": "model", "parts": [{"text": "hi"}]},
+                               "finishReason": "STOP"}],
+               "usageMetadata": {"promptTokenCount": -1_000_000, "candidatesTokenCount": -5,
+                                 "totalTokenCount": -1_000_005}},
+    "openai-responses": {"id": "r1", "object": "response", "status": "completed",
+                         "model": "gpt-4o-mini", "output": [
+                             {"type": "message", "id": "m1", "status": "completed",
+                              "role": "assistant", "content": [
+                                  {"type": "output_text", "text": "hi", "annotations": []}]}],
+                         "usage": {"input_tokens": -1_000_000, "output_tokens": -5,
+                                   "total_tokens": -1_000_005}},
+}
+
+
+@pytest.mark.parametrize("wire", list(MODELS))
+async def test_negative_token_counts_never_lower_usage_or_cost(wire: str) -> None:
+    body = json.dumps(NEGATIVE_USAGE[wire]).encode()
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv, wire)
+        r = await client.complete(MODELS[wire], "hi")
+        await client.aclose()
+    assert r.text == "hi"
+    u = r.usage
+    counts = [u.input_tokens, u.output_tokens, u.total_tokens, u.cached_input_tokens,
+              u.cache_write_tokens, u.reasoning_tokens]
+    assert all(c is None or c >= 0 for c in counts), u
+    cost = r.cost
+    assert cost is None or cost.total is None or cost.total >= 0

@@ -80,12 +80,17 @@ def openai_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
     u = data.get("usage") if isinstance(data.get("usage"), dict) else None
     usage = Usage()
     if u is not None:
-        inp = u.get("prompt_tokens") if isinstance(u.get("prompt_tokens"), int) else 0
-        total = u.get("total_tokens") if isinstance(u.get("total_tokens"), int) else inp
+        inp = _count(u.get("prompt_tokens")) or 0
+        total = _count(u.get("total_tokens")) or inp
         usage = Usage(inp, 0, total, source="reported")
     return Embeddings(vectors=[v or [] for v in vectors], usage=usage, provider=provider,
                       model=str(data.get("model") or call.target.model),
                       request_id=request_id(headers, *quirks.REQUEST_ID_HEADERS), raw=None)
+
+
+def _count(value: Any) -> int | None:
+    """A token count: a non-negative int (not a bool, not a negative junk value)."""
+    return value if type(value) is int and value >= 0 else None
 
 
 def _vector(value: Any, provider: str, pos: int) -> list[float]:

@@ -448,7 +448,8 @@ def _finish(raw: str, has_calls: bool) -> FinishReason:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    # a negative count is junk (it would lower cost and budgets' spend)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _usage(meta: Any) -> Usage:

@@ -497,7 +497,7 @@ def _finish(raw: str) -> FinishReason:
 
 
 def _int(v: Any) -> int | None:
-    return v if type(v) is int else None
+    return v if type(v) is int and v >= 0 else None  # a negative count is junk
 
 
 def _usage(u: dict[str, Any]) -> Usage:
