@@ -77,8 +77,9 @@ def test_the_docs_and_readme_tables_match_the_asserted_specification() -> None:
     assert readme == doc, "README's fault matrix differs from docs/fault-matrix.md: " \
         "run python benchmarks/fault_matrix.py and copy the table"
     assert [row[0] for row in doc] == [c.name for c in fm.CASES]
-    for row, case in zip(doc, fm.CASES):
-        for cell, (wire, mode) in zip(row[1:], [(w, m) for w in fm.WIRES for m in fm.MODES]):
+    for row, case in zip(doc, fm.CASES, strict=True):
+        cells = [(w, m) for w in fm.WIRES for m in fm.MODES]
+        for cell, (wire, mode) in zip(row[1:], cells, strict=True):
             expect = fm.expected(case, mode)
             m = _CELL.match(cell)
             assert m, f"{case.name} / {wire} {mode}: {cell!r} (a ❌ or unreadable cell)"
