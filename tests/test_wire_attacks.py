@@ -606,3 +606,21 @@ async def test_negative_token_counts_never_lower_usage_or_cost(wire: str) -> Non
     assert all(c is None or c >= 0 for c in counts), u
     cost = r.cost
     assert cost is None or cost.total is None or cost.total >= 0
+
+
+# --- a broken gateway: not HTTP at all -------------------------------------------------------
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 abc\r\n\r\n", b"SSH-2.0-OpenSSH_8.9\r\n",
+                                  b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n"],
+                         ids=["bad status", "not http", "huge header"])
+async def test_an_answer_that_is_not_http_says_so(head: bytes) -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.send(head)
+        await conn.hold(2)
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        err = await outcome(client, "openai", "complete")
+        await client.aclose()
+    assert isinstance(err, ProviderError), repr(err)
+    assert "answered with invalid HTTP" in err.message
+    assert "400" not in err.message and "url=" not in err.message  # aiohttp's, not the server's
