@@ -136,6 +136,11 @@ def _redirect(status: int, location: str | None) -> RedirectError:
                 host = f"{host}:{parts.port}"
         except ValueError:
             host = None
+    if status == 304:  # not a redirect at all: a cache's answer to a request we never made
+        return RedirectError(
+            "the server answered HTTP 304 Not Modified, which is no answer to an API call "
+            "(a caching proxy in the way?): set the base URL to the provider itself",
+            status=status)
     where = (f"to host {host!r}" if host else
              "to another path" if location else "without a Location header")
     return RedirectError(
@@ -156,6 +161,9 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
         if resp.status >= 300:
             raise await _http_error(codec, resp, call)
         body = await resp.read(call.max_response_bytes)
+        if not body:  # a 204, a 200 with nothing: say so, not "not valid JSON: ''"
+            raise MalformedResponseError(
+                f"the server answered HTTP {resp.status} with an empty body", status=resp.status)
         response = codec.decode(body, resp.headers, call)
     except ProviderError as e:
         if logger.isEnabledFor(10):  # logging.DEBUG

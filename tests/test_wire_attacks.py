@@ -624,3 +624,25 @@ async def test_an_answer_that_is_not_http_says_so(head: bytes) -> None:
     assert isinstance(err, ProviderError), repr(err)
     assert "answered with invalid HTTP" in err.message
     assert "400" not in err.message and "url=" not in err.message  # aiohttp's, not the server's
+
+
+@pytest.mark.parametrize("status", [200, 204])
+async def test_an_empty_body_says_so(status: int) -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.head(status, {"Content-Length": "0"} if status == 200 else {})
+        await conn.hold(2)
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        err = await outcome(client, "openai", "complete")
+        await client.aclose()
+    assert isinstance(err, MalformedResponseError), repr(err)
+    assert f"HTTP {status} with an empty body" in err.message and err.status == status
+
+
+async def test_a_304_is_not_called_a_redirect_without_location() -> None:
+    async with HostileServer(answer(304, b"")) as srv:
+        client = client_for(srv)
+        errs = [await outcome(client, "openai", mode) for mode in ("complete", "stream")]
+        await client.aclose()
+    for err in errs:
+        assert type(err).__name__ == "RedirectError" and "304 Not Modified" in err.message
