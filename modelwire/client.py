@@ -62,7 +62,8 @@ class AsyncClient:
     :mod:`modelwire.routes`); ``default_model`` is used when a call passes ``None``;
     ``config`` is the user config file's path, or False to ignore it (default: the
     platform location, read lazily on the first call; see :mod:`modelwire.userconfig`).
-    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body and
+    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body (and a
+    whole stream) and
     ``max_event_bytes`` (default 16 MiB) one event of a stream: past either the
     connection is closed and :class:`~modelwire.errors.ResponseTooLargeError` raised.
     """

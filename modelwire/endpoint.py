@@ -280,7 +280,14 @@ async def _batches(call: Call, codec: Codec, resp: WireResponse,
                     yield batch
                 return
             chunks = _prepend(head, chunks)  # SSE under another label: parse it as SSE
+        room = call.max_response_bytes  # the whole stream too: an endless one is cut
         async for chunk in chunks:
+            room -= len(chunk)
+            if room < 0:
+                raise ResponseTooLargeError(
+                    f"the stream is longer than max_response_bytes={call.max_response_bytes} "
+                    "bytes; the connection was closed. Raise AsyncClient(max_response_bytes="
+                    "...) if such answers are expected", limit=call.max_response_bytes)
             events = feed(chunk)
             if events:
                 batch = _accumulate(events, decode, add)

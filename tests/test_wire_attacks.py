@@ -8,6 +8,7 @@ attack pass); every attack that broke something has a test here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import logging
@@ -646,3 +647,21 @@ async def test_a_304_is_not_called_a_redirect_without_location() -> None:
         await client.aclose()
     for err in errs:
         assert type(err).__name__ == "RedirectError" and "304 Not Modified" in err.message
+
+
+async def test_an_endless_stream_of_small_events_is_cut_at_max_response_bytes() -> None:
+    async def endless(conn: Conn) -> None:
+        await conn.sse_head()
+        event = openai_event("x" * 500)
+        with contextlib.suppress(ConnectionError):
+            while not conn.closed_by_client.is_set():
+                await conn.send(event * 20)
+                await asyncio.sleep(0)
+    async with HostileServer(endless) as srv:
+        client = client_for(srv, max_response_bytes=1 << 20, max_event_bytes=1 << 16)
+        err = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert type(err).__name__ == "StreamInterruptedError", repr(err)
+    assert isinstance(err.cause, ResponseTooLargeError)
+    assert "the stream is longer than max_response_bytes=1048576" in err.message
+    assert 0 < len(err.partial.text) <= 1 << 20
