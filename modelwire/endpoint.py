@@ -332,7 +332,7 @@ _TAGS = re.compile(r"<[^>]*>")
 
 
 def _looks_like_sse(head: bytes) -> bool:
-    return head.lstrip().startswith(_SSE_STARTS)
+    return head.lstrip().removeprefix(b"\xef\xbb\xbf").startswith(_SSE_STARTS)  # a BOM too
 
 
 async def _prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -665,3 +665,16 @@ async def test_an_endless_stream_of_small_events_is_cut_at_max_response_bytes() 
     assert isinstance(err.cause, ResponseTooLargeError)
     assert "the stream is longer than max_response_bytes=1048576" in err.message
     assert 0 < len(err.partial.text) <= 1 << 20
+
+
+async def test_mislabelled_sse_behind_a_bom_is_still_sse() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.head(200, {"Content-Type": "application/octet-stream"})
+        await conn.send(b"\xef\xbb\xbf" + openai_event("hello") + openai_finish() + OPENAI_DONE)
+        conn.writer.close()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        r = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert not isinstance(r, Exception), repr(r)
+    assert r.text == "hello"
