@@ -17,7 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .accumulate import DONE, Delta, Done, Finish, Meta, StreamAccumulator, ToolCallChunk
+from .accumulate import (
+    DONE,
+    Delta,
+    Done,
+    Finish,
+    Meta,
+    StreamAccumulator,
+    ToolCallChunk,
+    valid_text,
+)
 from .errors import (
     MalformedResponseError,
     ProviderError,
@@ -174,6 +183,7 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     response.provider = call.target.provider
     if not response.model:
         response.model = call.target.model
+    response.text = valid_text(response.text)  # a lone surrogate half: never unencodable
     if logger.isEnabledFor(10):
         log_request(call.target, "answered", response.latency, response.request_id)
     return response

@@ -678,3 +678,31 @@ async def test_mislabelled_sse_behind_a_bom_is_still_sse() -> None:
         await client.aclose()
     assert not isinstance(r, Exception), repr(r)
     assert r.text == "hello"
+
+
+# --- UTF-16 halves in JSON escapes ------------------------------------------------------------
+
+async def test_a_surrogate_pair_split_across_stream_events_is_one_character() -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.sse_head()
+        # "\\ud83d" and "\\ude00" (😀) in two events, as a UTF-16 based server splits it
+        await conn.send(_chunk({"content": "hi "}).replace(b"hi ", b"hi \\ud83d")
+                        + _chunk({"content": "!"}).replace(b'"!"', b'"\\ude00!"')
+                        + _chunk({"content": " \\udc00"}).replace(b"\\\\udc00", b"\\udc00")
+                        + _chunk({}, "stop") + OPENAI_DONE)
+        await conn.hold()
+    async with HostileServer(handler) as srv:
+        client = client_for(srv)
+        r = await outcome(client, "openai", "stream")
+        await client.aclose()
+    assert r.text == "hi \U0001F600! \ufffd"  # the pair joined, the lone half replaced
+    r.text.encode("utf-8")
+
+
+async def test_a_lone_surrogate_in_a_complete_answer_is_replaced() -> None:
+    body = openai_body("x").replace(b'"content": "x"', b'"content": "a\\ud800b"')
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv)
+        r = await client.complete(MODELS["openai"], "hi")
+        await client.aclose()
+    assert r.text == "a\ufffdb"
