@@ -82,7 +82,7 @@ class Settings:
         if key is None and spec.requires_key:
             raise MissingAPIKeyError(provider, spec.key_env)
         if key is not None:
-            _check_key(provider, key)
+            check_key(provider, key)
         return Target(spec, model, base_url, key, self.provider_options(spec))
 
     def default_model(self) -> str:
@@ -115,7 +115,7 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
         )
 
 
-def _check_key(provider: str, key: Any) -> None:
+def check_key(provider: str, key: Any) -> None:
     """A key goes into an HTTP header: a str of visible ASCII only. A newline would
     inject headers, and aiohttp's own refusal is a raw ValueError. Never echoed."""
     if not isinstance(key, str):

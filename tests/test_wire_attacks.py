@@ -706,3 +706,38 @@ async def test_a_lone_surrogate_in_a_complete_answer_is_replaced() -> None:
         r = await client.complete(MODELS["openai"], "hi")
         await client.aclose()
     assert r.text == "a\ufffdb"
+
+
+# --- health checks against hostile servers ----------------------------------------------------
+
+@pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini"])
+async def test_health_never_shows_an_echoed_key(wire: str) -> None:
+    async def handler(conn: Conn) -> None:
+        await conn.full(200, b"<html>" + b" " * 60 + _auth(conn).encode() + b"</html>",
+                        "text/html")
+    async with HostileServer(handler) as srv:
+        client = client_for(srv, wire, middleware=None)
+        [report] = await client.health_check([wire])
+        await client.aclose()
+    assert not report.ok and report.error and "[redacted]" in report.error
+    assert KEY not in repr(report) and KEY not in json.dumps(report.to_dict())
+
+
+async def test_health_with_a_key_unfit_for_a_header_sends_nothing() -> None:
+    async with HostileServer(answer(200, b'{"data": []}')) as srv:
+        client = AsyncClient(api_keys={"openai": "sk-abc\r\nX-Injected: 1"}, env={},
+                             base_urls={"openai": srv.url + "/v1"})
+        [report] = await client.health_check(["openai"])
+        await client.aclose()
+    assert srv.conns == []
+    assert not report.ok and "not usable in an HTTP header" in (report.error or "")
+    assert "X-Injected" not in repr(report)
+
+
+async def test_health_reads_a_bounded_models_list() -> None:
+    big = b'{"data": [' + b'{"id": "m"},' * 200_000 + b'{"id": "m"}]}'  # ~2.4 MB
+    async with HostileServer(answer(200, big)) as srv:
+        client = client_for(srv, middleware=None, max_response_bytes=1 << 20)
+        [report] = await client.health_check(["openai"])
+        await client.aclose()
+    assert not report.ok and "ResponseTooLargeError" in (report.error or "")
