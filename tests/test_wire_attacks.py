@@ -741,3 +741,36 @@ async def test_health_reads_a_bounded_models_list() -> None:
         [report] = await client.health_check(["openai"])
         await client.aclose()
     assert not report.ok and "ResponseTooLargeError" in (report.error or "")
+
+
+# --- embeddings and token counts from a hostile server ----------------------------------------
+
+@pytest.mark.parametrize("embedding", [b"[NaN, 1]", b"[Infinity]", b"[1e999]", b"[true, 1]",
+                                       b'"AADAfw=="'],  # base64 of a float32 NaN
+                         ids=["NaN", "Infinity", "overflow", "bool", "base64 NaN"])
+async def test_an_embedding_that_is_not_finite_numbers_is_malformed(embedding: bytes) -> None:
+    body = b'{"data": [{"index": 0, "embedding": ' + embedding + b'}]}'
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv)
+        with pytest.raises(MalformedResponseError):
+            await client.embed("openai/text-embedding-3-small", "hi")
+        await client.aclose()
+
+
+async def test_a_gemini_embedding_that_is_not_finite_is_malformed() -> None:
+    body = b'{"embeddings": [{"values": [NaN, 1.0]}]}'
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv, "gemini")
+        with pytest.raises(MalformedResponseError):
+            await client.embed("gemini/text-embedding-004", "hi")
+        await client.aclose()
+
+
+@pytest.mark.parametrize(("wire", "body"), [("anthropic", b'{"input_tokens": -5}'),
+                                            ("gemini", b'{"totalTokens": -5}')])
+async def test_a_negative_provider_token_count_is_malformed(wire: str, body: bytes) -> None:
+    async with HostileServer(answer(200, body)) as srv:
+        client = client_for(srv, wire)
+        with pytest.raises(MalformedResponseError):
+            await client.count_tokens(MODELS[wire], "hi")
+        await client.aclose()

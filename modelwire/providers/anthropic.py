@@ -213,7 +213,7 @@ class AnthropicCodec:
 
     def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
         n = load_json(body).get("input_tokens") if body.startswith(b"{") else None
-        if not isinstance(n, int) or isinstance(n, bool):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise _bad(f"count_tokens answer has no integer input_tokens: {body[:200]!r}",
                        self.name)
         return n

@@ -15,6 +15,7 @@ the row's ``options={"embed_batch": N}`` says otherwise.
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from array import array
 from collections.abc import Mapping
@@ -107,11 +108,25 @@ def _vector(value: Any, provider: str, pos: int) -> list[float]:
         floats.frombytes(raw)
         if sys.byteorder != "little":
             floats.byteswap()
-        return floats.tolist()
-    if isinstance(value, list) and all(isinstance(x, (int, float)) for x in value):
-        return [float(x) for x in value]
+        return _finite(floats.tolist(), f"data[{pos}].embedding", provider)
+    if _numbers(value):
+        return _finite([float(x) for x in value], f"data[{pos}].embedding", provider)
     raise MalformedResponseError(f"data[{pos}].embedding is neither a list of numbers nor "
                                  "base64", provider=provider)
+
+
+def _numbers(value: Any) -> bool:
+    """A list of JSON numbers (a bool is not one)."""
+    return isinstance(value, list) and all(type(x) is float or type(x) is int for x in value)
+
+
+def _finite(vector: list[float], where: str, provider: str) -> list[float]:
+    """NaN and infinities (Python's JSON reader accepts the bare tokens) would poison
+    every similarity computed with the vector: refused, not passed on."""
+    if not all(map(math.isfinite, vector)):
+        raise MalformedResponseError(f"{where} holds NaN or infinite values",
+                                     provider=provider)
+    return vector
 
 
 # --- Gemini -----------------------------------------------------------------------------
@@ -141,9 +156,9 @@ def gemini_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
     vectors = []
     for pos, item in enumerate(items):
         values = item.get("values") if isinstance(item, dict) else None
-        if not isinstance(values, list) or not all(isinstance(x, (int, float))
-                                                   for x in values):
+        if not _numbers(values):
             raise MalformedResponseError(f"embeddings[{pos}] has no list of values",
                                          provider=provider)
-        vectors.append([float(x) for x in values])
+        vectors.append(_finite([float(x) for x in values], f"embeddings[{pos}]",
+                               provider))
     return Embeddings(vectors=vectors, provider=provider, model=call.target.model)

@@ -209,7 +209,7 @@ class GeminiCodec:
     def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
         data = load_json(body) if body.startswith(b"{") else None
         n = data.get("totalTokens") if isinstance(data, dict) else None
-        if not isinstance(n, int) or isinstance(n, bool):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise MalformedResponseError(
                 f"countTokens answer has no integer totalTokens: {body[:200]!r}",
                 provider=self.spec.name)
