@@ -156,7 +156,7 @@ def gemini_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
     vectors = []
     for pos, item in enumerate(items):
         values = item.get("values") if isinstance(item, dict) else None
-        if not _numbers(values):
+        if not isinstance(values, list) or not _numbers(values):
             raise MalformedResponseError(f"embeddings[{pos}] has no list of values",
                                          provider=provider)
         vectors.append(_finite([float(x) for x in values], f"embeddings[{pos}]",
