@@ -58,15 +58,37 @@ def tag(err: E, call: Call) -> E:
             err.args = (err.message,)
         if err.body is not None:
             err.body = redact(err.body, key)
-        if err.code and key in err.code:
+        if isinstance(err.code, str) and key in err.code:
             err.code = redact(err.code, key)
-        if err.request_id and key in err.request_id:
+        if isinstance(err.request_id, str) and key in err.request_id:
             err.request_id = redact(err.request_id, key)
+    _tame(err)
     if not err.provider:
         err.provider = call.target.provider
     if not err.model:
         err.model = call.target.model
     return err
+
+
+_MAX_MESSAGE = 2000  # characters of a server's message kept in an error (all of it: .body)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # ANSI escapes, NUL, CR...
+
+
+def _tame(err: ProviderError) -> None:
+    """A server's message as a line a terminal and a log can take: control characters
+    (an ANSI escape would recolour or rewrite the terminal) shown escaped, and at
+    most ``_MAX_MESSAGE`` characters (a 5 MB message would go into every log line)."""
+    message = err.message
+    if len(message) > _MAX_MESSAGE:
+        message = (f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more "
+                   "characters; the whole answer is in the error's .body)")
+    if _CONTROL.search(message):
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+    if message is not err.message:
+        err.message = message
+        err.args = (message,)
+    if isinstance(err.code, str) and (len(err.code) > 200 or _CONTROL.search(err.code)):
+        err.code = _CONTROL.sub("?", err.code[:200])
 
 
 _SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|AUTH|CREDENTIAL", re.IGNORECASE)

@@ -118,6 +118,8 @@ class HostileServer:
                     await handler(conn)
                 finally:
                     watcher.cancel()
+                    if reader._eof or writer.is_closing():  # type: ignore[attr-defined]
+                        conn.closed_by_client.set()  # the watcher may not have looked yet
                 if conn.closed_by_client.is_set() or writer.is_closing():
                     return
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):

@@ -774,3 +774,23 @@ async def test_a_negative_provider_token_count_is_malformed(wire: str, body: byt
         with pytest.raises(MalformedResponseError):
             await client.count_tokens(MODELS[wire], "hi")
         await client.aclose()
+
+
+# --- a server's message as a terminal and a log can take it ---------------------------------
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize("wire", list(MODELS))
+async def test_a_huge_or_escape_laden_error_message_is_bounded_and_escaped(
+        wire: str, mode: str) -> None:
+    message = "\x1b[2J\x1b[31mboom\r" + "x" * 3_000_000
+    body = json.dumps({"type": "error", "error": {"type": "api_error", "message": message,
+                                                  "code": "\x1b" + "c" * 10_000}}).encode()
+    async with HostileServer(answer(500, body)) as srv:
+        client = client_for(srv, wire)
+        err = await outcome(client, wire, mode)
+        await client.aclose()
+    assert isinstance(err, ProviderError) and err.status == 500, repr(err)
+    assert len(str(err)) < 2500 and "more characters" in err.message
+    assert "\x1b" not in str(err) and "\r" not in str(err) and "\\x1b[31mboom" in err.message
+    assert err.code is None or (len(err.code) <= 200 and "\x1b" not in err.code)
+    assert len(json.dumps(err.body)) > 3_000_000  # the whole answer is still there
