@@ -794,3 +794,33 @@ async def test_a_huge_or_escape_laden_error_message_is_bounded_and_escaped(
     assert "\x1b" not in str(err) and "\r" not in str(err) and "\\x1b[31mboom" in err.message
     assert err.code is None or (len(err.code) <= 200 and "\x1b" not in err.code)
     assert len(json.dumps(err.body)) > 3_000_000  # the whole answer is still there
+
+
+# --- Retry-After from a hostile server ----------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("-5", 0.0), ("0", 0.0), ("99999999999", 600.0), ("1e400", None), ("nan", None),
+    ("inf", None), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ("Fri, 31 Dec 9999 23:59:59 GMT", 600.0), ("", None)])
+def test_retry_after_values_are_bounded(value: str, seconds: float | None) -> None:
+    from modelwire.errors import parse_retry_after
+    assert parse_retry_after({"retry-after": value}, now=1_700_000_000.0) == seconds
+
+
+async def test_a_retry_after_beyond_the_total_fails_at_once_without_sleeping() -> None:
+    from modelwire.middleware import Retry
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def handler(conn: Conn) -> None:
+        await conn.full(429, b'{"error": {"message": "slow down"}}',
+                        headers={"Retry-After": "500"})
+    async with HostileServer(handler) as srv:
+        client = client_for(srv, timeout=Timeouts(connect=2.0, read=2.0, total=5.0),
+                            middleware=[Retry(3, sleep=sleep)])
+        err = await outcome(client, "openai", "complete")
+        await client.aclose()
+    assert type(err).__name__ == "RateLimitError" and err.retry_after == 500.0
+    assert slept == [] and len(srv.conns) == 1
