@@ -824,3 +824,56 @@ async def test_a_retry_after_beyond_the_total_fails_at_once_without_sleeping() -
         await client.aclose()
     assert type(err).__name__ == "RateLimitError" and err.retry_after == 500.0
     assert slept == [] and len(srv.conns) == 1
+
+
+# --- secrets in traceback frames (error trackers capture their locals) ---------------------------
+
+def _locals_with(err: BaseException, secret: str) -> list[str]:
+    found: list[str] = []
+    seen: set[int] = set()
+    todo: list[Any] = [err]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            found += [f"{frame.f_code.co_name}:{name}" for name, value in frame.f_locals.items()
+                      if secret in repr(value)]
+            tb = tb.tb_next
+        todo += [e.__cause__, e.__context__, getattr(e, "cause", None),
+                 *getattr(e, "errors", [])]
+    return found
+
+
+async def _stall(conn: Conn) -> None:
+    await conn.hold(5)
+
+
+async def _reset(conn: Conn) -> None:
+    conn.reset()
+
+
+@pytest.mark.parametrize("mode", ["complete", "stream"])
+@pytest.mark.parametrize("wire", ["openai", "anthropic", "gemini"])
+@pytest.mark.parametrize("fault", [_stall, _reset], ids=["stall", "reset"])
+async def test_no_traceback_frame_holds_the_key(wire: str, mode: str, fault: Any) -> None:
+    async with HostileServer(fault) as srv:
+        client = client_for(srv, wire, middleware=None, timeout=Timeouts(2.0, 0.3, 5.0),
+                            retry=RetryPolicy(initial=0.01, max_wait=0.01))
+        err = await outcome(client, wire, mode)
+        await client.aclose()
+    assert isinstance(err, ProviderError), repr(err)
+    assert _locals_with(err, KEY) == []
+
+
+async def test_no_traceback_frame_holds_the_programs_environment(tmp_path: Any) -> None:
+    client = AsyncClient(provider_options={"claude-cli": {
+        "program": str(tmp_path / "missing" / "claude"),
+        "env": {"ANTHROPIC_API_KEY": CLI_SECRET}}}, max_retries=0)
+    with pytest.raises(ConfigurationError) as info:
+        await client.complete("claude-cli/sonnet", "hi")
+    await client.aclose()
+    assert _locals_with(info.value, CLI_SECRET) == []

@@ -187,10 +187,12 @@ class HTTPTransport:
         return self._session
 
     async def send(self, request: WireRequest, timeouts: Timeouts) -> HTTPResponse:
-        headers = request.headers
-        if "user-agent" not in headers:
+        # The headers (with the key) are never a local of this frame: an error raised
+        # here keeps the frame in its traceback, and error trackers that capture
+        # locals (Sentry's default) would send a plain dict of them.
+        if "user-agent" not in request.headers:
             # Ours, as a header: aiohttp's skip_auto_headers= costs a multidict per request.
-            headers["user-agent"] = _USER_AGENT
+            request.headers["user-agent"] = _USER_AGENT
         session = self._session
         if session is None or session.closed or session._loop is not asyncio.get_running_loop():
             # a new event loop (asyncio.run twice, a test per loop): the old pool is dead
@@ -202,7 +204,7 @@ class HTTPTransport:
         error: ProviderError
         try:
             resp = await session.request(
-                request.method, request.url, data=request.body, headers=headers,
+                request.method, request.url, data=request.body, headers=request.headers,
                 timeout=timeout, allow_redirects=False,
             )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:

@@ -81,21 +81,28 @@ class SubprocessTransport:
             program, args = str(spec["program"]), [str(a) for a in spec["args"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(f"bad subprocess request ({e}): a codec bug") from None
+        # The environment (keys included) is never left a local of this frame when it
+        # raises: error trackers that capture locals (Sentry's default) would send it.
         env = {**os.environ, **_strs(spec.get("defaults")), **self.env, **_strs(spec.get("env"))}
         path = find_program({"program": program}, env)
         if path is None:
+            del env
             raise MissingProgramError(program, self.install_hint)
         started = time.monotonic()
+        error: Exception | None = None
         try:
             proc = await asyncio.create_subprocess_exec(
                 path, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env, cwd=spec.get("cwd") or None,
                 start_new_session=True, limit=_LINE_LIMIT)
         except FileNotFoundError:
-            raise MissingProgramError(program, self.install_hint) from None
+            error = MissingProgramError(program, self.install_hint)
         except OSError as e:
-            raise ProviderConnectionError(f"could not start {program!r}: {e}",
-                                          retryable=False) from None
+            error = ProviderConnectionError(f"could not start {program!r}: {e}",
+                                            retryable=False)
+        del env
+        if error is not None:
+            raise error  # outside the except clause: no __context__ either
         resp = ProcessResponse(proc, timeouts, started, self._live)
         self._live.add(resp)
         try:
