@@ -81,8 +81,9 @@ class Settings:
         key = self.api_key(spec)
         if key is None and spec.requires_key:
             raise MissingAPIKeyError(provider, spec.key_env)
-        if key is not None:
-            check_key(provider, key)
+        if key is not None and (problem := key_problem(key)) is not None:
+            del key  # not a local of a frame that raises: trackers capture locals
+            raise ConfigurationError(f"the API key for provider {provider!r} {problem}")
         return Target(spec, model, base_url, key, self.provider_options(spec))
 
     def default_model(self) -> str:
@@ -115,21 +116,18 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
         )
 
 
-def check_key(provider: str, key: Any) -> None:
-    """A key goes into an HTTP header: a str of visible ASCII only. A newline would
-    inject headers, and aiohttp's own refusal is a raw ValueError. Never echoed."""
+def key_problem(key: Any) -> str | None:
+    """What makes ``key`` unusable, never the key itself; None if it is fine. A key
+    goes into an HTTP header: a str of visible ASCII only. A newline would inject
+    headers (and aiohttp's own refusal is a raw ValueError). Not cached: a cache
+    would hold every key as its own key."""
     if not isinstance(key, str):
-        raise ConfigurationError(
-            f"the API key for provider {provider!r} must be a str, got {type(key).__name__}")
-    if not _key_ok(key):
-        raise ConfigurationError(
-            f"the API key for provider {provider!r} is not usable in an HTTP header: it has "
-            "whitespace, control characters (a newline?) or non-ASCII characters. Check "
-            "the key you pasted (its value is not shown here)")
-
-
-def _key_ok(key: str) -> bool:  # not cached: a cache would hold every key as its own key
-    return key.isascii() and key.isprintable() and " " not in key and bool(key)
+        return f"must be a str, got {type(key).__name__}"
+    if key.isascii() and key.isprintable() and " " not in key and key:
+        return None
+    return ("is not usable in an HTTP header: it has whitespace, control characters "
+            "(a newline?) or non-ASCII characters. Check the key you pasted (its value "
+            "is not shown here)")
 
 
 @lru_cache(maxsize=256)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ConfigurationError, ProviderError
+from .errors import ProviderError
 from .middleware import find
 from .middleware.breaker import Breaker
 from .pipeline import Timeouts
@@ -108,11 +108,10 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
         report.error = f"no endpoint configured: set {' or '.join(spec.base_url_env)}"
         return report
     if key is not None:
-        from .config import check_key
-        try:
-            check_key(spec.name, key)  # a newline would inject headers: never sent
-        except ConfigurationError as e:
-            report.error = str(e)
+        from .config import key_problem
+        problem = key_problem(key)  # a newline would inject headers: never sent
+        if problem is not None:
+            report.error = f"the API key {problem}"
             return report
     request = probe_request(spec, base_url, key, settings.provider_options(spec))
     transport = client.transport_for(spec)
