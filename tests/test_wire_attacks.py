@@ -879,3 +879,41 @@ async def test_no_traceback_frame_holds_the_programs_environment(tmp_path: Any) 
         await client.complete("claude-cli/sonnet", "hi")
     await client.aclose()
     assert _locals_with(info.value, CLI_SECRET) == []
+
+
+# --- the OpenAI-compatible rows share the codec: and its defences --------------------------------
+
+ROWS = ("groq", "openrouter", "deepseek", "mistral", "together", "fireworks", "xai", "azure",
+        "ollama", "vllm")
+
+
+async def _row_echo(conn: Conn) -> None:
+    auth = conn.headers.get("api-key") or _auth(conn)
+    await conn.full(400, json.dumps({"error": {"message": f"bad {auth}", "code": auth}}).encode(),
+                    headers={"x-request-id": auth})
+
+
+@pytest.mark.parametrize("row", ROWS)
+async def test_compatible_rows_redact_an_echoed_key_and_type_deep_json(row: str) -> None:
+    deep_sse = answer(200, b"data: " + b"[" * 100_000 + b"\n\n", "text/event-stream")
+    results = []
+    for handler, mode in ((_row_echo, "complete"), (_row_echo, "stream"),
+                          (answer(200, b"[" * 100_000), "complete"), (deep_sse, "stream")):
+        async with HostileServer(handler) as srv:
+            url = srv.url + ("/openai" if row == "azure" else "/v1")
+            client = AsyncClient(api_keys={row: KEY}, env={}, middleware=[], timeout=FAST,
+                                 base_urls={row: url})
+            try:
+                if mode == "complete":
+                    await client.complete(f"{row}/m", "hi")
+                else:
+                    async with client.stream(f"{row}/m", "hi") as s:
+                        async for _ in s:
+                            pass
+            except ModelwireError as e:
+                results.append(e)
+            await client.aclose()
+    assert [type(e).__name__ for e in results] == [
+        "BadRequestError", "BadRequestError", "MalformedResponseError", "MalformedResponseError"]
+    for err in results:
+        assert _leaks(err) == []
