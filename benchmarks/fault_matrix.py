@@ -132,6 +132,10 @@ CASES: list[Case] = [
          Expect("MalformedResponseError", 1), Expect("MalformedResponseError", 1)),
     Case("error JSON with status 200", lambda: Fault.error_200(),
          RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),
+    # JSON nested deeper than the decoder's stack: typed, never a RecursionError.
+    Case("deeply nested JSON (100k '[') with status 200",
+         lambda: Fault.status(200, body=b"[" * 100_000),
+         Expect("MalformedResponseError", 1), Expect("MalformedResponseError", 1)),
     # complete() has no first event: the queued request is a slow first byte (read timeout).
     Case("stalls before first event (keep-alives), no fallback", lambda: Fault.queued(SLOW),
          RECOVERED_AFTER_ONE, RECOVERED_AFTER_ONE),

@@ -16,6 +16,7 @@ the provider's own key (an index or an id):
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Union
@@ -93,6 +94,19 @@ CUSTOM_TOOL_INPUT = ("a custom (free-form) tool call: its input is the text in r
 """``ToolCall.arguments_error`` of an OpenAI custom tool call (``type: "custom"``)."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode. JSON may escape UTF-16 halves (``"\\ud83d"``): a
+    server that splits a pair across two stream events leaves two half characters
+    that no UTF-8 encoder (print, a file, the next request) accepts. A pair is
+    joined into its character; a half without its other half becomes U+FFFD."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
     """``(arguments, None)``, or ``(None, why)`` when ``raw`` is not a JSON object.
 
@@ -103,7 +117,7 @@ def parse_arguments(raw: str) -> tuple[dict[str, Any] | None, str | None]:
         return {}, None
     try:
         value = json.loads(raw)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         return None, f"not valid JSON ({e})"
     if not isinstance(value, dict):
         return None, f"JSON {type(value).__name__}, expected an object"
@@ -258,12 +272,12 @@ class StreamAccumulator:
             reason = "tool_calls" if calls else "stop"
         now = time.perf_counter()
         return Response(
-            text="".join(self._text), tool_calls=calls, finish_reason=reason,
+            text=valid_text("".join(self._text)), tool_calls=calls, finish_reason=reason,
             usage=self.usage, provider=self.provider, model=self.model,
             request_id=self.response_id, latency=now - self.started,
             time_to_first_token=(self.first_token_at - self.started
                                  if self.first_token_at is not None else None),
-            reasoning="".join(self._reasoning),
+            reasoning=valid_text("".join(self._reasoning)),
             refusal="".join(self._refusal) if self._refusal else None,
             raw_finish_reason=self.finish.raw if self.finish else None, raw=self.raw,
         )

@@ -208,7 +208,7 @@ def read_requests(path: str | os.PathLike[str]) -> list[BatchRequest]:
             continue
         try:
             data = json.loads(line)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise InvalidMessageError(f"{path}:{n}: not valid JSON ({e})") from None
         request = BatchRequest.parse(data, f"{path}:{n}")
         if request.id in seen:
@@ -300,7 +300,7 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
             rid, ok = str(row["id"]), "response" in row
             if not ok and "error" not in row:
                 raise KeyError("response")  # a request line, say: not a result
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise ConfigurationError(
                 f"{path}:{n} is not a batch result line; is this the right output file? "
                 "(refusing to append to it)") from None

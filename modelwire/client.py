@@ -62,7 +62,8 @@ class AsyncClient:
     :mod:`modelwire.routes`); ``default_model`` is used when a call passes ``None``;
     ``config`` is the user config file's path, or False to ignore it (default: the
     platform location, read lazily on the first call; see :mod:`modelwire.userconfig`).
-    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body and
+    ``max_response_bytes`` (default 64 MiB) bounds a ``complete()`` body (and a
+    whole stream) and
     ``max_event_bytes`` (default 16 MiB) one event of a stream: past either the
     connection is closed and :class:`~modelwire.errors.ResponseTooLargeError` raised.
     """
@@ -88,6 +89,19 @@ class AsyncClient:
     ) -> None:
         self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
         self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
+        validate.settings_map("api_keys", api_keys, str, "{'openai': 'sk-...'}")
+        validate.settings_map("base_urls", base_urls, str, "{'openai': 'https://...'}")
+        validate.settings_map("provider_options", provider_options, Mapping,
+                              "{'azure': {'api_version': '...'}}")
+        validate.settings_map("env", env, str, "os.environ")
+        if default_model is not None and not isinstance(default_model, str):
+            raise InvalidParameterError(
+                f"default_model must be a model id string, got {type(default_model).__name__}")
+        if middleware is not None and (isinstance(middleware, (str, bytes)) or not all(
+                callable(m) for m in middleware)):
+            raise InvalidParameterError(
+                "middleware must be a list of middleware (callables taking call and next), "
+                "or None for the default chain")
         self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
         self._aliases: Mapping[str, Sequence[str]] = {}
         if aliases is not None:
@@ -260,6 +274,7 @@ class AsyncClient:
         stops = None if stop is None else validate.stop_sequences(stop)
         if extra is not None:
             validate.json_object("extra", extra)
+            validate.extra_fields(extra, stream)
         if response_format is not None and prompt is not None:
             from .errors import UnsupportedFeatureError
             raise UnsupportedFeatureError(

@@ -61,6 +61,10 @@ class Settings:
             )
         provider, model = model_id.split("/", 1)
         spec = get_spec(provider)
+        if not model.isprintable():  # a newline would forge lines in logs and errors
+            raise InvalidModelError(
+                f"model id {model_id[:80]!r} holds control characters (a newline?); "
+                "check the model name")
         if not model.strip():  # never silently the provider's default model
             example = f"{provider}/{spec.default_model or '<model>'}"
             raise InvalidModelError(
@@ -77,6 +81,9 @@ class Settings:
         key = self.api_key(spec)
         if key is None and spec.requires_key:
             raise MissingAPIKeyError(provider, spec.key_env)
+        if key is not None and (problem := key_problem(key)) is not None:
+            del key  # not a local of a frame that raises: trackers capture locals
+            raise ConfigurationError(f"the API key for provider {provider!r} {problem}")
         return Target(spec, model, base_url, key, self.provider_options(spec))
 
     def default_model(self) -> str:
@@ -103,9 +110,24 @@ def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:
     if not _is_http_url(url):
         names = " or ".join(spec.base_url_env) or "base_urls"
         raise InvalidModelError(
-            f"the base URL for provider {provider!r} is not an http(s) URL with a host; "
+            f"the base URL for provider {provider!r} is not an http(s) URL with a host "
+            "(or it holds spaces or control characters); "
             f"check {names} or base_urls={{{provider!r}: 'https://host/...'}}"
         )
+
+
+def key_problem(key: Any) -> str | None:
+    """What makes ``key`` unusable, never the key itself; None if it is fine. A key
+    goes into an HTTP header: a str of visible ASCII only. A newline would inject
+    headers (and aiohttp's own refusal is a raw ValueError). Not cached: a cache
+    would hold every key as its own key."""
+    if not isinstance(key, str):
+        return f"must be a str, got {type(key).__name__}"
+    if key.isascii() and key.isprintable() and " " not in key and key:
+        return None
+    return ("is not usable in an HTTP header: it has whitespace, control characters "
+            "(a newline?) or non-ASCII characters. Check the key you pasted (its value "
+            "is not shown here)")
 
 
 @lru_cache(maxsize=256)
@@ -117,6 +139,8 @@ def _has_credentials(url: str) -> bool:
 
 @lru_cache(maxsize=256)  # resolve() runs on every call; a URL is parsed once
 def _is_http_url(url: str) -> bool:
+    if not url.isprintable() or " " in url:  # a space, newline or tab: never quoted for us
+        return False
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a malformed port

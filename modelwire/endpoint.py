@@ -10,13 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from .accumulate import DONE, Delta, Done, Finish, Meta, StreamAccumulator, ToolCallChunk
+from .accumulate import (
+    DONE,
+    Delta,
+    Done,
+    Finish,
+    Meta,
+    StreamAccumulator,
+    ToolCallChunk,
+    valid_text,
+)
 from .errors import (
     InvalidMessageError,
     MalformedResponseError,
@@ -41,15 +51,77 @@ _DEADLINE_SLACK = 0.005  # seconds a first attempt may run past the call's deadl
 
 
 def tag(err: E, call: Call) -> E:
-    key = call.target.api_key
-    if key and key in err.message:  # a body excerpt from a server that echoed the key
-        err.message = err.message.replace(key, "[redacted]")
-        err.args = (err.message,)
+    # A server (or program) that echoed a secret: neither the message nor the raw
+    # body, code or request id shows it.
+    for key in _secrets(call):
+        if key in err.message:
+            err.message = err.message.replace(key, "[redacted]")
+            err.args = (err.message,)
+        if err.body is not None:
+            err.body = redact(err.body, key)
+        if isinstance(err.code, str) and key in err.code:
+            err.code = redact(err.code, key)
+        if isinstance(err.request_id, str) and key in err.request_id:
+            err.request_id = redact(err.request_id, key)
+    _tame(err)
     if not err.provider:
         err.provider = call.target.provider
     if not err.model:
         err.model = call.target.model
     return err
+
+
+_MAX_MESSAGE = 2000  # characters of a server's message kept in an error (all of it: .body)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # ANSI escapes, NUL, CR...
+
+
+def _tame(err: ProviderError) -> None:
+    """A server's message as a line a terminal and a log can take: control characters
+    (an ANSI escape would recolour or rewrite the terminal) shown escaped, and at
+    most ``_MAX_MESSAGE`` characters (a 5 MB message would go into every log line)."""
+    message = err.message
+    if len(message) > _MAX_MESSAGE:
+        message = (f"{message[:_MAX_MESSAGE]}… ({len(message) - _MAX_MESSAGE} more "
+                   "characters; the whole answer is in the error's .body)")
+    if _CONTROL.search(message):
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], message)
+    if message is not err.message:
+        err.message = message
+        err.args = (message,)
+    if isinstance(err.code, str) and (len(err.code) > 200 or _CONTROL.search(err.code)):
+        err.code = _CONTROL.sub("?", err.code[:200])
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSW|AUTH|CREDENTIAL", re.IGNORECASE)
+
+
+def _secrets(call: Call) -> list[str]:
+    """The call's key, and the secret-named variables a program provider runs with
+    (its ``env`` option and, for a subprocess, this process's environment)."""
+    target = call.target
+    found = [target.api_key] if target.api_key else []
+    env = target.options.get("env")
+    sources: list[Mapping[Any, Any]] = [env] if isinstance(env, Mapping) else []
+    if target.spec.transport == "subprocess":
+        sources.append(os.environ)
+    for source in sources:
+        found += [v for k, v in source.items()
+                  if isinstance(v, str) and len(v) >= 8 and _SECRET_NAME.search(str(k))]
+    return found
+
+
+def redact(value: Any, key: str) -> Any:
+    """``value`` (a raw body: bytes, text or decoded JSON) with ``key`` replaced."""
+    if isinstance(value, str):
+        return value.replace(key, "[redacted]") if key in value else value
+    if isinstance(value, (bytes, bytearray)):
+        raw = key.encode("utf-8", "replace")
+        return bytes(value).replace(raw, b"[redacted]") if raw in value else value
+    if isinstance(value, Mapping):
+        return {redact(k, key): redact(v, key) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v, key) for v in value]
+    return value
 
 
 def _boundary(err: E, call: Call) -> E:
@@ -106,6 +178,11 @@ def _redirect(status: int, location: str | None) -> RedirectError:
                 host = f"{host}:{parts.port}"
         except ValueError:
             host = None
+    if status == 304:  # not a redirect at all: a cache's answer to a request we never made
+        return RedirectError(
+            "the server answered HTTP 304 Not Modified, which is no answer to an API call "
+            "(a caching proxy in the way?): set the base URL to the provider itself",
+            status=status)
     where = (f"to host {host!r}" if host else
              "to another path" if location else "without a Location header")
     return RedirectError(
@@ -126,6 +203,9 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
         if resp.status >= 300:
             raise await _http_error(codec, resp, call)
         body = await resp.read(call.max_response_bytes)
+        if not body:  # a 204, a 200 with nothing: say so, not "not valid JSON: ''"
+            raise MalformedResponseError(
+                f"the server answered HTTP {resp.status} with an empty body", status=resp.status)
         response = codec.decode(body, resp.headers, call)
     except ProviderError as e:
         if logger.isEnabledFor(10):  # logging.DEBUG
@@ -136,6 +216,7 @@ async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     response.provider = call.target.provider
     if not response.model:
         response.model = call.target.model
+    response.text = valid_text(response.text)  # a lone surrogate half: never unencodable
     if logger.isEnabledFor(10):
         log_request(call.target, "answered", response.latency, response.request_id)
     return response
@@ -246,7 +327,14 @@ async def _batches(call: Call, codec: Codec, resp: WireResponse,
                     yield batch
                 return
             chunks = _prepend(head, chunks)  # SSE under another label: parse it as SSE
+        room = call.max_response_bytes  # the whole stream too: an endless one is cut
         async for chunk in chunks:
+            room -= len(chunk)
+            if room < 0:
+                raise ResponseTooLargeError(
+                    f"the stream is longer than max_response_bytes={call.max_response_bytes} "
+                    "bytes; the connection was closed. Raise AsyncClient(max_response_bytes="
+                    "...) if such answers are expected", limit=call.max_response_bytes)
             events = feed(chunk)
             if events:
                 batch = _accumulate(events, decode, add)
@@ -291,7 +379,7 @@ _TAGS = re.compile(r"<[^>]*>")
 
 
 def _looks_like_sse(head: bytes) -> bool:
-    return head.lstrip().startswith(_SSE_STARTS)
+    return head.lstrip().removeprefix(b"\xef\xbb\xbf").startswith(_SSE_STARTS)  # a BOM too
 
 
 async def _prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -321,7 +409,7 @@ def _whole_answer(codec: Codec, resp: WireResponse, body: bytes, call: Call) -> 
     if "json" in kind or body.lstrip()[:1] in (b"{", b"["):
         try:
             payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
     if payload is not None:
         first = payload[0] if isinstance(payload, list) and payload else payload

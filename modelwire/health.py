@@ -107,17 +107,23 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
     if base_url is None:
         report.error = f"no endpoint configured: set {' or '.join(spec.base_url_env)}"
         return report
+    if key is not None:
+        from .config import key_problem
+        problem = key_problem(key)  # a newline would inject headers: never sent
+        if problem is not None:
+            report.error = f"the API key {problem}"
+            return report
     request = probe_request(spec, base_url, key, settings.provider_options(spec))
     transport = client.transport_for(spec)
     started = time.perf_counter()
     try:
         resp = await transport.send(request, PROBE_TIMEOUTS)
         try:
-            body = await resp.read()
+            body = await resp.read(client.max_response_bytes)  # bounded like any answer
         finally:
             await resp.aclose()
     except ProviderError as e:
-        report.error = f"{type(e).__name__}: {e.message}"
+        report.error = _redacted(f"{type(e).__name__}: {e.message}", key)
         return report
     report.latency = time.perf_counter() - started
     report.reachable = True
@@ -131,16 +137,21 @@ async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | Non
         report.error = (f"the models endpoint answered HTTP {resp.status}, a redirect"
                         f"{f' to {host}' if host else ''}; check the base URL")
     elif not _is_model_list(body):
-        text = body[:120].decode("utf-8", "replace")
+        text = _redacted(body[:4096].decode("utf-8", "replace"), key)[:120]
         report.error = f"the models endpoint did not answer a JSON model list: {text!r}"
     return report
+
+
+def _redacted(text: str, key: str | None) -> str:
+    """``text`` without the key (a server may echo it back)."""
+    return text.replace(key, "[redacted]") if key and key in text else text
 
 
 def _is_model_list(body: bytes) -> bool:
     """``{"data": [...]}`` (OpenAI, Anthropic), ``{"models": [...]}`` (Gemini) or a list."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     if isinstance(data, dict):
         return isinstance(data.get("data"), list) or isinstance(data.get("models"), list)

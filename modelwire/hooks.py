@@ -115,8 +115,11 @@ def mask_key(key: str | None) -> str:
 
 def log_request(target: Any, outcome: str, seconds: float, request_id: str | None) -> None:
     """One DEBUG line per request: target, outcome, time, request id, masked key."""
+    key = target.api_key
+    if key and request_id and key in request_id:  # a server that echoes the key back
+        request_id = request_id.replace(key, "[redacted]")
     logger.debug("%s %s in %.3fs (request id %s, base %s, key %s)", target.name, outcome,
-                 seconds, request_id or "-", target.base_url, mask_key(target.api_key))
+                 seconds, request_id or "-", target.base_url, mask_key(key))
 
 
 _HANDLER_MARK = "_modelwire_handler"

@@ -79,7 +79,8 @@ class Target:
     model: str
     base_url: str
     api_key: str | None = field(default=None, repr=False)
-    options: Mapping[str, Any] = field(default_factory=dict)  # e.g. azure api_version
+    # e.g. azure api_version; not in repr: a program provider's env option holds keys
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def provider(self) -> str:

@@ -93,7 +93,7 @@ class OutputSpec:
         body = m.group(1) if m else text
         try:
             value = json.loads(body)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise StructuredOutputError(f"the answer is not valid JSON: {e}", raw_text=text,
                                         errors=[f"not valid JSON: {e}"]) from None
         return self.validate(value, text)
@@ -232,7 +232,7 @@ def partial_value(text: str) -> Any:
         return None
     try:
         return jiter.from_json(body.encode(), partial_mode="trailing-strings")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

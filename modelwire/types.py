@@ -176,12 +176,19 @@ def _content(c: Any, i: int) -> str | list[Part]:
         elif isinstance(p, str):
             parts.append(TextPart(p))
         elif isinstance(p, Mapping) and p.get("type") == "text":
-            parts.append(TextPart(str(p.get("text", ""))))
+            text = p.get("text", "")
+            if not isinstance(text, str):  # str(None) would send the word "None"
+                raise InvalidMessageError(
+                    f"messages[{i}].content[{j}].text must be a string, got "
+                    f"{type(text).__name__}")
+            parts.append(TextPart(text))
         elif isinstance(p, Mapping) and p.get("type") == "image_url":
             img = p.get("image_url")
             url = img.get("url") if isinstance(img, Mapping) else img
             if not isinstance(url, str) or not url:
                 raise InvalidMessageError(f"messages[{i}].content[{j}]: image_url needs a 'url'")
+            if url.startswith("data:"):
+                _data_url(url, i, j)
             detail = img.get("detail") if isinstance(img, Mapping) else None
             parts.append(ImagePart(url, detail))
         else:
@@ -191,6 +198,23 @@ def _content(c: Any, i: int) -> str | list[Part]:
                 "use {'type': 'text', ...} or {'type': 'image_url', ...}"
             )
     return parts
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _data_url(url: str, i: int, j: int) -> None:
+    """``data:<type>/<subtype>;base64,<base64>``: every wire sends inline images as
+    base64, so anything else is refused here rather than by the provider."""
+    head, comma, data = url.partition(",")
+    media = head[5:].split(";", 1)[0]
+    data = data.strip()
+    if (not comma or not head.endswith(";base64") or "/" not in media or not data
+            or len(data) % 4 or not _BASE64.fullmatch(data)):
+        raise InvalidMessageError(
+            f"messages[{i}].content[{j}]: an image data: URL must look like "
+            "'data:image/png;base64,<base64 data>' (with a media type and valid base64); "
+            f"got {url[:60]!r}{'...' if len(url) > 60 else ''}")
 
 
 def _tool_call(c: Any, i: int, j: int) -> ToolCall:
@@ -207,7 +231,7 @@ def _tool_call(c: Any, i: int, j: int) -> ToolCall:
     else:
         try:
             args = json.loads(raw or "{}")
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             raise InvalidMessageError(
                 f"messages[{i}].tool_calls[{j}].function.arguments is not JSON: {e}"
             ) from None

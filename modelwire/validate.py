@@ -61,12 +61,46 @@ def json_object(name: str, value: Any) -> None:
         raise InvalidParameterError(f"{name} must be a dict, got {type(value).__name__}")
     try:
         _STRICT.encode(value)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise InvalidParameterError(
             f"{name} must hold only JSON values (strings, finite numbers, booleans, None, "
             f"lists, dicts with string keys): {e}") from None
     if not all(isinstance(k, str) for k in value):
         raise InvalidParameterError(f"{name} keys must be strings")
+
+
+# Fields the call's own arguments set on every wire (Chat Completions, Responses,
+# Anthropic, Gemini, text completions): extra= would silently replace them.
+_OWNED = {"model": "the model id (the first argument)",
+          "messages": "messages=", "input": "messages=", "contents": "messages=",
+          "prompt": "complete_text(prompt=...)"}
+
+
+def extra_fields(extra: Mapping[str, Any], stream: bool) -> None:
+    """``extra`` may add provider fields, never replace what the call itself sends."""
+    for name, use in _OWNED.items():
+        if name in extra:
+            raise InvalidParameterError(
+                f"extra={{{name!r}: ...}} would replace the request's own {name!r}; "
+                f"pass it as {use} instead")
+    if "stream" in extra and extra["stream"] is not stream:
+        raise InvalidParameterError(
+            "extra={'stream': ...} contradicts the call: use stream() or complete()")
+
+
+def settings_map(name: str, value: Any, values: type | tuple[type, ...], example: str) -> None:
+    """A client argument such as ``api_keys=``: None or a dict of provider name to
+    ``values``. Never echoes the values (they may be keys)."""
+    if value is None:
+        return
+    if not isinstance(value, Mapping):
+        raise InvalidParameterError(
+            f"{name} must be a dict like {example}, got a {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not (v is None or isinstance(v, values)):
+            raise InvalidParameterError(
+                f"{name} must be a dict like {example}; its entry for {str(k)[:40]!r} is a "
+                f"{type(v).__name__}")
 
 
 def seconds(name: str, value: Any) -> float:
@@ -96,7 +130,7 @@ def tool_schema(name: str, schema: Any) -> None:
             f"{{'type': 'object', 'properties': {{...}}}}), got {type(schema).__name__}")
     try:
         key = _STRICT_SORTED.encode(schema)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, RecursionError) as e:
         raise InvalidParameterError(
             f"tool {name!r}: parameters must be JSON ({e})") from None
     if key in _checked_schemas:

@@ -215,7 +215,7 @@ class AnthropicCodec:
 
     def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
         n = load_json(body).get("input_tokens") if body.startswith(b"{") else None
-        if not isinstance(n, int) or isinstance(n, bool):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise _bad(f"count_tokens answer has no integer input_tokens: {body[:200]!r}",
                        self.name)
         return n
@@ -224,7 +224,7 @@ class AnthropicCodec:
                        body: bytes) -> ProviderError:
         try:
             payload: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             return _error(payload, status, headers, self.name)
@@ -516,4 +516,5 @@ def _str(v: Any) -> str:
 
 
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    # a negative count is junk (it would lower cost and budgets' spend)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None

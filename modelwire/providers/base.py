@@ -54,7 +54,8 @@ def load_json(data: bytes | str, what: str = "response body") -> Any:
     """json.loads with a typed error instead of ValueError."""
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        # RecursionError: JSON nested deeper than the C scanner's stack (10000 '[')
         snippet = data[:200] if isinstance(data, str) else data[:200].decode("utf-8", "replace")
         raise MalformedResponseError(f"{what} is not valid JSON ({e}): {snippet!r}") from None
 
@@ -69,10 +70,11 @@ def dumps(obj: Any) -> bytes:
         return _ENCODER.encode(obj).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: the endpoint names it (InvalidMessageError)
         raise
-    except (TypeError, ValueError) as e:  # NaN / inf, an object json cannot encode
+    except (TypeError, ValueError, RecursionError) as e:  # NaN / inf, unencodable, too deep
         raise InvalidParameterError(
             f"the request cannot be encoded as JSON ({e}); pass only finite numbers, "
-            "strings, booleans, None, lists and dicts with string keys") from None
+            "strings of valid Unicode (no lone surrogates), booleans, None, and lists "
+            "and dicts with string keys nested less than ~1000 deep") from None
 
 
 def excerpt(body: bytes | str, limit: int = 200) -> str:

@@ -90,6 +90,11 @@ def openai_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
                       request_id=request_id(headers, *quirks.REQUEST_ID_HEADERS), raw=None)
 
 
+def _count(value: Any) -> int | None:
+    """A token count: a non-negative int (not a bool, not a negative junk value)."""
+    return value if type(value) is int and value >= 0 else None
+
+
 def _vector(value: Any, provider: str, pos: int) -> list[float]:
     if isinstance(value, str):  # base64 little-endian float32
         try:
@@ -120,10 +125,6 @@ def checked(vector: list[float], provider: str, where: str) -> list[float]:
         raise MalformedResponseError(f"{where} holds NaN or infinite values",
                                      provider=provider)
     return vector
-
-
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
 
 
 # --- Gemini -----------------------------------------------------------------------------

@@ -209,7 +209,7 @@ class GeminiCodec:
     def decode_count_tokens(self, body: bytes, headers: Mapping[str, str], call: Call) -> int:
         data = load_json(body) if body.startswith(b"{") else None
         n = data.get("totalTokens") if isinstance(data, dict) else None
-        if not isinstance(n, int) or isinstance(n, bool):
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise MalformedResponseError(
                 f"countTokens answer has no integer totalTokens: {body[:200]!r}",
                 provider=self.spec.name)
@@ -219,7 +219,7 @@ class GeminiCodec:
                        body: bytes) -> errors.ProviderError:
         try:
             data: Any = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             data = None
         if isinstance(data, list) and data and isinstance(data[0], dict):
             data = data[0]  # streamGenerateContent without alt=sse wraps errors in a list
@@ -326,7 +326,7 @@ def _function_response(m: Message, i: int, names: Mapping[str, str]) -> JSON:
     text = "".join(p.text for p in _text_only(m, i, "tool"))
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         value = None
     base = cid.partition(SIGNATURE_SEP)[0]
     return {"name": name, "response": value if isinstance(value, dict) else {"result": text},
@@ -448,7 +448,8 @@ def _finish(raw: str, has_calls: bool) -> FinishReason:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    # a negative count is junk (it would lower cost and budgets' spend)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _usage(meta: Any) -> Usage:

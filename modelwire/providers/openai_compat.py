@@ -84,7 +84,7 @@ def _loads_body(body: bytes) -> Any:
             value, end = _scan(text, 0)
             if end == len(text):
                 return value
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):
             pass
     return load_json(body)
 
@@ -266,10 +266,10 @@ class OpenAICodec:
             chunk, end = _scan(data, 0)
             if end != len(data):
                 raise ValueError(data)
-        except (ValueError, StopIteration):
+        except (ValueError, StopIteration, RecursionError):
             try:
                 chunk = json.loads(data)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return self._odd_event(data)
         if type(chunk) is not dict:
             raise MalformedResponseError(
@@ -499,7 +499,7 @@ def _finish(raw: str) -> FinishReason:
 
 
 def _int(v: Any) -> int | None:
-    return v if type(v) is int else None
+    return v if type(v) is int and v >= 0 else None  # a negative count is junk
 
 
 def _usage(u: dict[str, Any]) -> Usage:

@@ -201,7 +201,7 @@ def classify(provider: str, status: int, headers: Mapping[str, str],
     text = body.decode("utf-8", "replace")
     try:
         payload: Any = json.loads(text) if text.strip() else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         return error_object(provider, status, headers, payload)

@@ -510,4 +510,5 @@ def _str(v: Any) -> str:
 
 
 def _int(v: Any) -> int | None:
-    return v if isinstance(v, int) and not isinstance(v, bool) else None
+    # a negative count is junk (it would lower cost and budgets' spend)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None

@@ -117,6 +117,9 @@ class HTTPResponse:
                     return parts[0] if len(parts) == 1 else b"".join(parts)
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
             error = _timeout(e, self._timeouts, "reading the response")
+        except aiohttp.ClientResponseError as e:
+            error = ProviderConnectionError(
+                f"the response body is not valid HTTP content: {_parser_message(e)}")
         except aiohttp.ClientError as e:
             error = ProviderConnectionError(f"connection failed while reading: {e}")
         finally:
@@ -131,6 +134,10 @@ class HTTPResponse:
                 chunk = await readany()
             except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
                 error = _timeout(e, self._timeouts, "waiting for the next stream event")
+                break
+            except aiohttp.ClientResponseError as e:
+                error = ProviderConnectionError(
+                    f"the stream is not valid HTTP content: {_parser_message(e)}")
                 break
             except aiohttp.ClientError as e:
                 error = ProviderConnectionError(f"connection lost mid-stream: {e}")
@@ -180,10 +187,12 @@ class HTTPTransport:
         return self._session
 
     async def send(self, request: WireRequest, timeouts: Timeouts) -> HTTPResponse:
-        headers = request.headers
-        if "user-agent" not in headers:
+        # The headers (with the key) are never a local of this frame: an error raised
+        # here keeps the frame in its traceback, and error trackers that capture
+        # locals (Sentry's default) would send a plain dict of them.
+        if "user-agent" not in request.headers:
             # Ours, as a header: aiohttp's skip_auto_headers= costs a multidict per request.
-            headers["user-agent"] = _USER_AGENT
+            request.headers["user-agent"] = _USER_AGENT
         session = self._session
         if session is None or session.closed or session._loop is not asyncio.get_running_loop():
             # a new event loop (asyncio.run twice, a test per loop): the old pool is dead
@@ -195,11 +204,14 @@ class HTTPTransport:
         error: ProviderError
         try:
             resp = await session.request(
-                request.method, request.url, data=request.body, headers=headers,
+                request.method, request.url, data=request.body, headers=request.headers,
                 timeout=timeout, allow_redirects=False,
             )
         except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as e:
             error = _timeout(e, timeouts, "the request")
+        except aiohttp.ClientResponseError as e:  # aiohttp's parser: not valid HTTP
+            error = ProviderConnectionError(
+                f"{_origin(request.url)} answered with invalid HTTP: {_parser_message(e)}")
         except aiohttp.ClientError as e:
             error = ProviderConnectionError(
                 f"could not reach {_origin(request.url)}: {_no_query(str(e))}")
@@ -223,3 +235,11 @@ def _origin(url: str) -> str:
 def _no_query(text: str) -> str:
     """aiohttp's messages can quote the whole URL; drop any query string from them."""
     return re.sub(r"\?[^\s'\"]*", "?…", text)
+
+
+def _parser_message(e: aiohttp.ClientResponseError) -> str:
+    """aiohttp's parser complaint without its made-up status 400 (no server sent
+    one) or the request URL: its first line, and the bytes it quotes, shortened."""
+    lines = [line.strip() for line in str(e.message).splitlines() if line.strip()]
+    text = " ".join(line for line in lines if line != "^")[:200]
+    return text or type(e).__name__

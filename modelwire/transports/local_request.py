@@ -48,7 +48,7 @@ def parse(req: WireRequest) -> LocalRequest:
         raise Invalid(f"{req.method} is not allowed here; use POST", status=405)
     try:
         body = json.loads(req.body or b"")
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise Invalid(f"the request body is not valid JSON: {e}") from None
     if not isinstance(body, dict):
         raise Invalid("the request body must be a JSON object")

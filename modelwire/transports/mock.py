@@ -83,7 +83,7 @@ class MockTransport:
         started = time.monotonic()
         try:
             body = json.loads(request.body or b"{}")
-        except ValueError:
+        except (ValueError, RecursionError):
             body = None
         if not isinstance(body, dict):
             return _refuse(400, "the request body is not a JSON object", timeouts, started)

@@ -88,31 +88,38 @@ class SubprocessTransport:
             args = [str(a) for a in spec["args"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(f"bad subprocess request ({e}): a codec bug") from None
+        # The environment (keys included) is never left a local of this frame when it
+        # raises: error trackers that capture locals (Sentry's default) would send it.
         env = {**os.environ, **_strs(spec.get("defaults")), **self.env, **_strs(spec.get("env"))}
         # no program named: $CLAUDE_CLI_PATH (in the program's environment), then PATH
         named = {"program": str(spec["program"])} if spec.get("program") else {}
         program = named.get("program") or env.get(PROGRAM_ENV) or "claude"
         path = find_program(named, env)
         if path is None:
+            del env
             raise MissingProgramError(program, self.install_hint)
         cwd = spec.get("cwd") or None
         if cwd is not None and not os.path.isdir(cwd):
             raise ConfigurationError(f"the working directory {cwd!r} (the cwd option) is not "
                                      "a directory")
         started = time.monotonic()
+        error: Exception | None = None
         try:
             proc = await asyncio.create_subprocess_exec(
                 path, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
                 start_new_session=True, limit=_LINE_LIMIT)
         except FileNotFoundError:
-            raise MissingProgramError(program, self.install_hint) from None
+            error = MissingProgramError(program, self.install_hint)
         except ValueError as e:  # a NUL byte: no argument or variable can carry one
-            raise InvalidMessageError(f"cannot run {program!r}: {e} (a NUL character in the "
-                                      "system prompt or an option)") from None
+            error = InvalidMessageError(f"cannot run {program!r}: {e} (a NUL character in the "
+                                        "system prompt or an option)")
         except OSError as e:
-            raise ProviderConnectionError(f"could not start {program!r}: {e}",
-                                          retryable=False) from None
+            error = ProviderConnectionError(f"could not start {program!r}: {e}",
+                                            retryable=False)
+        del env
+        if error is not None:
+            raise error  # outside the except clause: no __context__ either
         final = spec.get("final_type")
         resp = ProcessResponse(proc, timeouts, started, self._live,
                                str(final) if final else None)

@@ -48,6 +48,7 @@ def _text(raw: bytes) -> str:
 
 
 _SLICE = 65536
+_BOM = b"\xef\xbb\xbf"
 MAX_EVENT_BYTES = 16 * 1024 * 1024  # the default limit of one event (or one line)
 
 
@@ -57,8 +58,8 @@ class SSEParser:
     when its line end arrives. One line or event longer than ``max_event_bytes``
     raises :class:`~modelwire.errors.ResponseTooLargeError` (and drops the buffer)."""
 
-    __slots__ = ("_buf", "_cr", "_data", "_event", "_id", "_max", "_pending", "_size",
-                 "_slice", "_tail")
+    __slots__ = ("_buf", "_cr", "_data", "_event", "_head", "_id", "_max", "_pending",
+                 "_size", "_slice", "_tail")
 
     def __init__(self, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
         self._buf = b""  # the start of an unfinished line
@@ -72,6 +73,10 @@ class SSEParser:
         self._max = max_event_bytes
         # A line longer than the limit always spans slices, so the pending check sees it.
         self._slice = min(_SLICE, max_event_bytes)
+        # The stream's first bytes until we know whether they start with a UTF-8 BOM,
+        # which the WHATWG decoder strips (else "\ufeffdata:" is an unknown field and
+        # the first event is silently lost); None once the stream has started.
+        self._head: bytes | None = b""
 
     def _too_large(self) -> ResponseTooLargeError:
         self._buf, self._tail, self._pending, self._size = b"", [], 0, 0
@@ -82,6 +87,14 @@ class SSEParser:
             "events are expected", limit=self._max)
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
+        if self._head is not None:
+            chunk = self._head + chunk
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._head = chunk  # maybe half a BOM: wait for more
+                return []
+            self._head = None
+            if chunk.startswith(_BOM):
+                chunk = chunk[3:]
         step = self._slice
         if len(chunk) > step:
             # aiohttp hands over all it has buffered (~256 KB in a fast stream).
@@ -220,6 +233,9 @@ class SSEParser:
 
     def close(self) -> list[SSEEvent]:
         """End of stream: dispatch a final event whose blank line never came."""
+        if self._head:  # a stream of one or two bytes
+            head, self._head = self._head, None
+            self._feed(head)
         rest = b"".join([self._buf, *self._tail]) if self._tail else self._buf
         self._buf, self._tail, self._pending = b"", [], 0
         return self._lines([rest, b""] if rest else [b""])
