@@ -76,11 +76,12 @@ def test_generate_text_response_and_legacy_format(comm: LLMCommunication) -> Non
     r = comm.generate_response([{"role": "user", "content": "q"}])
     assert isinstance(r, LLMResponse)
     assert (r.content, r.model, r.provider) == ("the answer", "echo", "mock")
-    assert r.usage == UsageInfo(7, 2, 9, None, "reported")
+    assert r.usage == UsageInfo(7, 2, 9, 0.0, "reported")  # the mock is free, and says so
+    assert r.usage.cost_note == "mock model: no charge"
     assert r.request_id and r.response_time >= 0 and r.created_at.tzinfo is not None
     legacy = r.to_legacy_format()
     assert legacy["content"] == "the answer" and legacy["usage"]["total_tokens"] == 9
-    assert legacy["usage"]["estimated_cost"] is None  # no price table: no invented cost
+    assert legacy["usage"]["estimated_cost"] == 0.0
     assert legacy["created_at"] == r.created_at.isoformat()
 
 
@@ -404,10 +405,47 @@ def test_model_registry_and_configuration_validator() -> None:
 def test_token_counter_says_what_is_estimated() -> None:
     tc = TokenCounter()
     est = tc.count_tokens("abcdefgh")
-    assert (est.tokens, est.source) == (2, "estimated")
+    assert (est.tokens, est.source) == (2, "estimated") and "no model given" in est.method
     assert tc.count_messages([{"role": "user", "content": "abcd"}]).tokens == 1 + 4
+    unknown = tc.count_tokens("abcdefgh", model="some-house-model")
+    assert unknown.source == "estimated" and "some-house-model" in unknown.method
     reported = tc.from_usage(modelwire.Usage(3, 4, 7, source="reported"))
     assert (reported.tokens, reported.source, reported.method) == (7, "reported", "provider usage")
+    nothing = tc.from_usage(modelwire.Usage(source="none"))
+    assert (nothing.tokens, nothing.source) == (0, "none")
+
+
+def test_token_counter_is_exact_over_modelwire_observe() -> None:
+    from modelwire.observe.tokens import count_tokens
+    text = "Tokenizers split words like antidisestablishmentarianism unevenly."
+    for model, want in (("gpt-4o", "openai/gpt-4o"), ("openai/gpt-4o", "openai/gpt-4o"),
+                        ("gpt-4o-mini", "openai/gpt-4o-mini")):  # bare name, id, alias
+        c = TokenCounter(model).count_tokens(text)
+        assert (c.source, c.model) == ("exact", want)
+        assert c.tokens == count_tokens(want, text=text).tokens
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+    chat = TokenCounter().count_messages(msgs, model="gpt-4")
+    assert (chat.source, chat.model) == ("exact", "openai/gpt-4")
+    assert chat.tokens == count_tokens("openai/gpt-4", msgs).tokens
+    claude = TokenCounter("claude-sonnet-4-5").count_tokens(text)  # offline: flagged
+    assert claude.source == "estimated" and claude.model == "anthropic/claude-sonnet-4-5"
+    with pytest.raises(LLMException):
+        TokenCounter().count_tokens(None, "gpt-4o")  # type: ignore[arg-type]
+
+
+def test_usage_info_prices_with_response_cost() -> None:
+    r = modelwire.Response(text="x", model="gpt-4o-mini", provider="openai",
+                           usage=modelwire.Usage(1000, 500, 1500, source="reported"))
+    info = UsageInfo.from_response(r)
+    assert info.estimated_cost == r.cost.total and (info.estimated_cost or 0) > 0
+    assert "genai-prices" in (info.cost_note or "") and "reported" in (info.cost_note or "")
+    unpriced = modelwire.Response(text="x", model="no-such-model-9", provider="openai",
+                                  usage=modelwire.Usage(10, 5, 15, source="reported"))
+    u = UsageInfo.from_response(unpriced)
+    assert u.estimated_cost is None and "no price" in (u.cost_note or "")
+    none = modelwire.Response(text="x", model="gpt-4o-mini", provider="openai")
+    n = UsageInfo.from_response(none)
+    assert n.estimated_cost is None and "no usage" in (n.cost_note or "")
 
 
 def test_metrics_collector_records_calls_errors_and_events() -> None:
@@ -424,8 +462,25 @@ def test_metrics_collector_records_calls_errors_and_events() -> None:
     assert snap["events"] == {"retries": 1}
     assert snap["tokens"] == {"input/reported": 3, "output/reported": 1}
     assert snap["by_provider"] == {"mock": 1} and snap["latency"]["count"] == 1
+    assert snap["cost_usd"] == 0.0 and snap["models"]["mock/echo"]["retries"] == 1
+    # the same numbers modelwire's own metrics hold: one collector, counted once
+    assert c.client.aio.metrics is metrics.collector
+    assert metrics.collector.snapshot()["totals"]["calls"] == 2
     metrics.reset()
     assert metrics.snapshot()["requests"] == 0
+
+
+def test_metrics_collector_attaches_to_a_shared_clients_metrics() -> None:
+    metrics = MetricsCollector()
+    with modelwire.Client() as shared:
+        with LLMCommunication("mock", client=shared, metrics=metrics) as c:
+            c.generate_text("a b")
+        shared.complete("mock/other", "direct")  # the shared client's calls all count
+        snap = metrics.snapshot()
+        assert snap["requests"] == 2 and snap["by_provider"] == {"mock": 2}
+        with modelwire.Client(metrics=False) as bare:
+            with pytest.raises(modelwire.ConfigurationError, match="metrics=False"):
+                metrics.attach(bare)
 
 
 def test_streaming_handler() -> None:

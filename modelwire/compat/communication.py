@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigurationError, ModelwireError
+from ..errors import ConfigurationError
 from ..response import TextDelta
 from ..sync import Client
 from ..types import MessageLike
@@ -65,8 +65,8 @@ class LLMCommunication:
         self._api_key = config.get("api_key") or base.api_key
         self._owns_client = config.get("client") is None
         self.client: Client = config.get("client") or self._new_client(config, base, env)
-        if self.metrics is not None:
-            self.metrics.attach(self.client)
+        if self.metrics is not None and not self._owns_client:
+            self.metrics.attach(self.client)  # a shared client: read its client.metrics
         self.last_response: LLMResponse | None = None
 
     def _new_client(self, config: Mapping[str, Any], base: ProviderConfig,
@@ -75,6 +75,9 @@ class LLMCommunication:
         for helper in (config.get("retry_handler"), config.get("circuit_breaker")):
             if isinstance(helper, (RetryHandler, CircuitBreaker)):
                 options.update(helper.client_options())
+        metrics = config.get("metrics")
+        if isinstance(metrics, MetricsCollector):
+            options.update(metrics.client_options())  # its middleware counts for us
         if config.get("max_retries") is not None:
             options["max_retries"] = config["max_retries"]
         timeout = config.get("timeout") or base.timeout
@@ -118,15 +121,8 @@ class LLMCommunication:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit  # type: ignore[no-any-return]
-        try:
+        with translated():
             response = self.client.complete(self.model_id, msgs, **kw)
-        except ModelwireError as e:
-            if self.metrics is not None:
-                self.metrics.record_error(e)
-            translate(e)
-            raise
-        if self.metrics is not None:
-            self.metrics.record(response)
         result = LLMResponse.from_response(response)
         self.last_response = result
         if self.cache is not None and key is not None:
@@ -137,19 +133,11 @@ class LLMCommunication:
                         **kwargs: Any) -> Iterator[str]:
         """Text pieces as they arrive; ``last_response`` is set when it ends."""
         msgs, kw = self._messages(messages), self._kwargs(kwargs)
-        try:
-            with self.client.stream(self.model_id, msgs, **kw) as stream:
-                for event in stream:
-                    if isinstance(event, TextDelta):
-                        yield event.text
-                response = stream.response
-        except ModelwireError as e:
-            if self.metrics is not None:
-                self.metrics.record_error(e)
-            translate(e)
-            raise
-        if self.metrics is not None:
-            self.metrics.record(response)
+        with translated(), self.client.stream(self.model_id, msgs, **kw) as stream:
+            for event in stream:
+                if isinstance(event, TextDelta):
+                    yield event.text
+            response = stream.response
         self.last_response = LLMResponse.from_response(response)
 
     def get_provider_info(self) -> dict[str, Any]:
