@@ -260,7 +260,7 @@ def test_retry_handler_and_circuit_breaker_configure_the_middleware() -> None:
     assert rh.client_options() == {"max_retries": 1, "retry": RetryPolicy(0.0, 0.0, 0.0)}
     assert rh.is_retryable(modelwire.ServerError("x")) and not rh.is_retryable(ValueError())
     cb = CircuitBreaker(failure_threshold=2, recovery_timeout=60)
-    assert cb.policy == BreakerPolicy(failures=2, cooldown=60)
+    assert cb.policy == BreakerPolicy(failures=2, cooldown=60, failure_rate=None)
     with LLMCommunication("mock", retry_handler=rh, circuit_breaker=cb) as c:
         c.client.mock.script(*[MockReply(status=500)] * 4)
         for _ in range(2):  # each call is retried once; two failed calls open it
@@ -273,6 +273,19 @@ def test_retry_handler_and_circuit_breaker_configure_the_middleware() -> None:
         assert len(c.client.mock.requests) == 4  # the open breaker sent nothing
     with pytest.raises(modelwire.ConfigurationError):
         CircuitBreaker(failure_threshold=0).policy  # noqa: B018
+
+
+def test_circuit_breaker_opens_on_consecutive_failures_only_as_it_always_did() -> None:
+    # Regression: the old breaker counted consecutive failures; modelwire's default also
+    # opens at a 50% failure rate over 20 calls, which the compat name must not add.
+    with LLMCommunication("mock", max_retries=0,
+                          circuit_breaker=CircuitBreaker(failure_threshold=3)) as c:
+        c.client.mock.script(*[MockReply(status=500), MockReply("ok")] * 15)
+        for _ in range(15):
+            with pytest.raises(ProviderUnavailableException):
+                c.generate_text("q")
+            assert c.generate_text("q") == "ok"  # never CircuitOpenError
+    assert CircuitBreaker(3, failure_rate=0.5).policy.failure_rate == 0.5
 
 
 def test_response_cache_hits_and_tenancy() -> None:

@@ -59,10 +59,13 @@ class CircuitBreaker:
     """Breaker settings: open after ``failure_threshold`` consecutive failed calls
     (each counted once, after its retries), probe again after ``recovery_timeout``
     seconds. While open, calls fail at once with CircuitOpenError (also a
-    ProviderUnavailableException)."""
+    ProviderUnavailableException). Only consecutive failures count, as they
+    always did; ``failure_rate`` (e.g. 0.5) also opens it when that share of
+    the calls in the last minute failed (modelwire's own default)."""
 
     failure_threshold: int = 5
     recovery_timeout: float = 30.0
+    failure_rate: float | None = None
 
     def __post_init__(self) -> None:
         deprecated("CircuitBreaker", "modelwire.Client(breaker=BreakerPolicy(...))",
@@ -71,7 +74,8 @@ class CircuitBreaker:
     @property
     def policy(self) -> BreakerPolicy:
         try:
-            return BreakerPolicy(failures=self.failure_threshold, cooldown=self.recovery_timeout)
+            return BreakerPolicy(failures=self.failure_threshold, cooldown=self.recovery_timeout,
+                                 failure_rate=self.failure_rate)
         except Exception as e:
             raise translate(e) from None
 
