@@ -5,7 +5,8 @@
     LLMException                       every error raised through a facade
     ├── ProviderUnavailableException   no usable provider: 5xx, 529, timeouts,
     │                                  connection errors, open breaker, all
-    │                                  fallbacks failed, unknown provider
+    │                                  fallbacks failed, unknown provider, a
+    │                                  stream cut short (else as its cause)
     ├── RateLimitException             429 and our own client-side limiter
     └── AuthenticationException        401, 403, a missing API key
 
@@ -35,6 +36,7 @@ from ..errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    StreamInterruptedError,
     UnknownProviderError,
 )
 
@@ -77,6 +79,10 @@ _classes: dict[tuple[type[ModelwireError], type[LLMException]], type[ModelwireEr
 
 
 def legacy_class(error: ModelwireError) -> type[LLMException]:
+    if isinstance(error, StreamInterruptedError):  # cut mid-way: what cut it decides
+        cause = error.cause
+        return legacy_class(cause) if isinstance(cause, ModelwireError) \
+            else ProviderUnavailableException
     for kind, legacy in _MAP:
         if isinstance(error, kind):
             return legacy

@@ -1,0 +1,104 @@
+"""A legacy app's except clauses against real failures from the fault server.
+
+Code written for the old interfaces catches RateLimitException,
+AuthenticationException, ProviderUnavailableException and LLMException; every
+failure a provider can produce must land in one of them (never escape as a
+raw aiohttp/asyncio error), and the same class as it always did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import modelwire
+from modelwire.compat import (
+    AuthenticationException,
+    CircuitBreaker,
+    LLMCommunication,
+    LLMException,
+    ProviderUnavailableException,
+    RateLimitException,
+)
+from modelwire.testing import Fault, FaultServer
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FaultServer]:
+    with FaultServer.run_in_thread() as s:
+        yield s
+
+
+@pytest.fixture
+def comm(server: FaultServer) -> Iterator[LLMCommunication]:
+    server.reset()
+    c = LLMCommunication("openai", model="gpt-4o", api_key="sk-fake-legacy-0000000000",
+                         base_url=server.url_for("openai"), timeout=0.5, max_retries=0,
+                         circuit_breaker=CircuitBreaker(failure_threshold=1000))
+    yield c
+    c.close()
+    server.reset()
+
+
+COMPLETE = [
+    (Fault.status(429, retry_after=0.01), RateLimitException),
+    (Fault.status(401), AuthenticationException),
+    (Fault.status(403), AuthenticationException),
+    (Fault.status(500), ProviderUnavailableException),
+    (Fault.status(503), ProviderUnavailableException),
+    (Fault.html(502), ProviderUnavailableException),
+    (Fault.error_200(), ProviderUnavailableException),
+    (Fault.slow_first_byte(5), ProviderUnavailableException),  # a timeout
+    (Fault.reset_before_headers(), ProviderUnavailableException),  # a connection error
+    (Fault.status(400), LLMException),
+    (Fault.html(), LLMException),  # a malformed answer
+    (Fault.redirect(), LLMException),
+]
+
+
+@pytest.mark.parametrize(("fault", "legacy"), COMPLETE, ids=lambda x: getattr(x, "kind", None)
+                         or getattr(x, "__name__", str(x)))
+def test_generate_response_failures_land_in_the_old_classes(
+        comm: LLMCommunication, server: FaultServer, fault: Fault,
+        legacy: type[LLMException]) -> None:
+    server.script(fault)
+    with pytest.raises(LLMException) as info:
+        comm.generate_response([{"role": "user", "content": "hi"}])
+    assert isinstance(info.value, legacy), type(info.value).__mro__
+    assert isinstance(info.value, modelwire.ModelwireError)
+    assert "sk-fake-legacy" not in str(info.value)
+
+
+STREAM = [
+    (Fault.reset_mid_stream(2), ProviderUnavailableException),  # connection lost mid-way
+    (Fault.cut_stream(2), ProviderUnavailableException),  # ended before its terminal event
+    (Fault.stall(2, 5), ProviderUnavailableException),  # a timeout mid-way
+    (Fault.status(429, retry_after=0.01), RateLimitException),
+    (Fault.status(401), AuthenticationException),
+    (Fault.malformed_chunk(1), LLMException),
+    (Fault.invalid_utf8(1), LLMException),
+]
+
+
+@pytest.mark.parametrize(("fault", "legacy"), STREAM)
+def test_generate_stream_failures_land_in_the_old_classes(
+        comm: LLMCommunication, server: FaultServer, fault: Fault,
+        legacy: type[LLMException]) -> None:
+    server.script(fault)
+    with pytest.raises(LLMException) as info:
+        for _ in comm.generate_stream("hi"):
+            pass
+    assert isinstance(info.value, legacy), type(info.value).__mro__
+
+
+def test_a_stream_cut_mid_way_keeps_its_partial_text(comm: LLMCommunication,
+                                                     server: FaultServer) -> None:
+    server.script(Fault.reset_mid_stream(3))
+    got: list[str] = []
+    with pytest.raises(ProviderUnavailableException) as info:
+        for piece in comm.generate_stream("hi"):
+            got.append(piece)
+    assert isinstance(info.value, modelwire.StreamInterruptedError)
+    assert got and info.value.partial is not None
+    assert info.value.partial.text == "".join(got)
