@@ -187,6 +187,7 @@ def fake_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_detection_order_and_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProviderManager({}).get_active_provider() == "local"  # no key, no PATH
     env = {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-ant-a"}
     on_path = ProviderManager(env, which=lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(registry, "_plugins_loaded", True)
@@ -196,7 +197,6 @@ def test_detection_order_and_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None
     assert on_path.detect_available_providers() == ["anthropic", "openai", "claude-cli", "local"]
     off_path = ProviderManager({"OPENAI_API_KEY": "sk-o"}, which=lambda name: None)
     assert off_path.detect_available_providers() == ["openai", "local"]
-    assert ProviderManager({}).get_active_provider() == "local"
 
 
 def test_switch_provider() -> None:

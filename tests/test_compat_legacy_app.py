@@ -9,6 +9,7 @@ raw aiohttp/asyncio error), and the same class as it always did.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +19,7 @@ from modelwire.compat import (
     CircuitBreaker,
     LLMCommunication,
     LLMException,
+    ProviderManager,
     ProviderUnavailableException,
     RateLimitException,
 )
@@ -102,3 +104,31 @@ def test_a_stream_cut_mid_way_keeps_its_partial_text(comm: LLMCommunication,
     assert isinstance(info.value, modelwire.StreamInterruptedError)
     assert got and info.value.partial is not None
     assert info.value.partial.text == "".join(got)
+
+
+# --- detection as modelwire itself decides it --------------------------------------------
+
+
+def _fake_claude(tmp_path: Path) -> Path:
+    program = tmp_path / "bin" / "claude"
+    program.parent.mkdir()
+    program.write_text("#!/bin/sh\nexit 0\n")
+    program.chmod(0o755)
+    return program
+
+
+def test_claude_cli_detection_follows_modelwires_own_lookup(tmp_path: Path) -> None:
+    # Regression: detection used shutil.which("claude") on the process PATH, so
+    # CLAUDE_CLI_PATH (which the claude-cli provider honours) and the env's PATH were
+    # ignored.
+    program = _fake_claude(tmp_path)
+    assert ProviderManager({"PATH": "/nonexistent"}).detect_available_providers() == ["local"]
+    by_var = ProviderManager({"PATH": "/nonexistent", "CLAUDE_CLI_PATH": str(program)})
+    assert by_var.detect_available_providers() == ["claude-cli", "local"]
+    on_path = ProviderManager({"PATH": str(program.parent), "OPENAI_API_KEY": "sk-o"})
+    assert on_path.detect_available_providers() == ["openai", "claude-cli", "local"]
+    only_anthropic = ProviderManager({"PATH": "/nonexistent", "ANTHROPIC_API_KEY": "sk-ant-a"})
+    assert only_anthropic.get_active_provider() == "anthropic"
+    with pytest.raises(ProviderUnavailableException, match="CLAUDE_CLI_PATH"):
+        ProviderManager({"PATH": "/nonexistent"}).switch_provider("claude-cli")
+    assert by_var.switch_provider("claude-cli") == "claude-cli"
