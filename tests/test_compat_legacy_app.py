@@ -22,6 +22,8 @@ from modelwire.compat import (
     ProviderManager,
     ProviderUnavailableException,
     RateLimitException,
+    ServiceFactory,
+    SimpleLLMService,
 )
 from modelwire.testing import Fault, FaultServer
 
@@ -132,3 +134,52 @@ def test_claude_cli_detection_follows_modelwires_own_lookup(tmp_path: Path) -> N
     with pytest.raises(ProviderUnavailableException, match="CLAUDE_CLI_PATH"):
         ProviderManager({"PATH": "/nonexistent"}).switch_provider("claude-cli")
     assert by_var.switch_provider("claude-cli") == "claude-cli"
+
+
+# --- odd configurations ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", [{"cache": True}, {"metrics": True}, {"retry_handler": 3},
+                                    {"circuit_breaker": "x"}, {"client": object()},
+                                    {"env": ["OPENAI_API_KEY"]}])
+def test_helper_options_of_the_wrong_type_are_typed_errors(option: dict[str, object]) -> None:
+    # Regression: cache=True built fine and then raised AttributeError inside the first
+    # call; retry_handler=3 and circuit_breaker="x" were silently ignored.
+    name = next(iter(option))
+    with pytest.raises(modelwire.ConfigurationError, match=f"{name}= must be a") as info:
+        ServiceFactory.create_llm_service({"provider": "mock", **option})
+    assert isinstance(info.value, LLMException)
+
+
+@pytest.mark.parametrize("option", ["timeout", "max_tokens"])
+def test_zero_is_a_value_not_unset(option: str) -> None:
+    # Regression: timeout=0 / max_tokens=0 fell through `or` to the defaults silently.
+    with pytest.raises(modelwire.InvalidParameterError, match=option), \
+            LLMCommunication("mock", **{option: 0}) as c:
+        c.generate_text("q")
+
+
+def test_a_modelwire_alias_as_the_old_model_setting(tmp_path: Path) -> None:
+    env = {"OPENROUTER_API_KEY": "sk-or-x", "PATH": "/nonexistent"}
+    # no provider: the alias itself, with its routes as fallbacks
+    with LLMCommunication(model="deepseek-chat", env=env, client=modelwire.Client(
+            env=env, config=False)) as c:
+        assert c.model_id == "deepseek-chat" and c.provider == "openrouter"
+        info = c.get_provider_info()  # Regression: IndexError on an id without a slash
+        assert info["model"] == "deepseek-chat" and info["provider"] == "openrouter"
+        c.client.close()
+    # a provider named: the alias's route there (not "openrouter/deepseek-chat")
+    with LLMCommunication("openrouter", model="deepseek-chat", env=env) as c:
+        assert c.model_id == "openrouter/deepseek/deepseek-chat"
+    with LLMCommunication("mock", model="smollm2") as c:  # no route on mock: a mock model
+        assert c.model_id == "mock/smollm2"
+    with LLMCommunication(model="smollm2", env={}) as c:  # keyless: the local model
+        assert (c.model_id, c.provider) == ("smollm2", "local")
+
+
+def test_simple_llm_model_override_takes_an_alias() -> None:
+    with modelwire.Client(aliases={"house": ["mock/house-model"]}, config=False) as client:
+        service = SimpleLLMService(provider="openai", model="gpt-4o", client=client)
+        assert service.simple_llm("echo me", model="house") == "echo me"
+        assert client.mock.requests[-1]["model"] == "house-model"
+        assert service.simple_llm("again", model="mock/direct") == "again"
