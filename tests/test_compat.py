@@ -368,14 +368,21 @@ def test_factory_pools_clients_per_configuration() -> None:
         a = factory.create_client("chat", "mock/a", timeout=5)
         b = factory.create_client("completion", "mock/b", timeout=5)
         assert isinstance(a, ChatClient) and isinstance(b, CompletionClient)
-        assert a.client is b.client and factory.pool.created == 1
+        first = a.client
+        assert first is b.client and factory.pool.created == 1
         c = factory.create_client("chat", "mock/c", timeout=6)
         factory.create_client("chat", "mock/d", timeout=7)  # evicts (and closes) timeout=5
-        assert len(factory.pool) == 2 and a.client._loop.loop.is_closed()
+        assert len(factory.pool) == 2 and first._loop.loop.is_closed()
         assert c.complete_sync(LlmRequest("alive")).content == "alive"
+        # an evicted configuration gets a new client from the pool at its next call
+        assert a.complete_sync(LlmRequest("back")).content == "back"
+        assert factory.pool.created == 4 and len(factory.pool) == 2
         with pytest.raises(LLMException, match="unknown client kind"):
             factory.create_client("embedding")
-    assert c.client._loop.loop.is_closed()  # shutdown closed the pool
+        held = c.client
+    assert held._loop.loop.is_closed()  # shutdown closed the pool
+    with pytest.raises(modelwire.ConfigurationError, match="shut down"):
+        c.complete_sync(LlmRequest("late"))
 
 
 def test_client_pool_keys_hash_credentials() -> None:

@@ -183,3 +183,49 @@ def test_simple_llm_model_override_takes_an_alias() -> None:
         assert service.simple_llm("echo me", model="house") == "echo me"
         assert client.mock.requests[-1]["model"] == "house-model"
         assert service.simple_llm("again", model="mock/direct") == "again"
+
+
+# --- the client pool under threads ---------------------------------------------------------
+
+POOL_APP = r"""
+import threading
+from modelwire.compat import LlmClientFactory, LlmRequest
+from modelwire.testing import Fault, FaultServer
+
+with FaultServer.run_in_thread() as server:
+    server.default = Fault.slow_first_byte(0.05)
+    factory = LlmClientFactory(max_clients=2)
+    errors, done = [], []
+    def work(i):
+        for j in range(3):
+            try:
+                c = factory.create_client(
+                    "chat", "openai/gpt-4o", timeout=10 + (i + j) % 5,
+                    api_keys={"openai": "sk-test"},
+                    base_urls={"openai": server.url_for("openai")})
+                done.append(c.complete_sync(LlmRequest(messages=f"q{i}{j}")).content)
+                assert len(factory.pool) <= 2
+            except BaseException as e:
+                errors.append(repr(e))
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads: t.start()
+    for t in threads: t.join(60)
+    assert not any(t.is_alive() for t in threads), "a call hung"
+    assert not errors, errors
+    assert len(done) == 18 and len(factory.pool) <= 2
+    factory.shutdown()
+    assert len(factory.pool) == 0
+    assert [t.name for t in threading.enumerate() if t.name == "modelwire-loop"] == []
+print("POOL OK")
+"""
+
+
+def test_client_pool_under_threads_is_bounded_never_closes_a_call_and_shuts_down() -> None:
+    # Regression: with more configurations than max_clients, eviction closed a client
+    # another thread was calling through, and that call hung forever.
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-X", "dev", "-W", "always", "-c", POOL_APP],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "POOL OK" in out.stdout, out.stderr[-2000:]
+    assert "Unclosed" not in out.stderr and "never awaited" not in out.stderr, out.stderr
