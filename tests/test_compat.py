@@ -498,9 +498,9 @@ def test_metrics_collector_attaches_to_a_shared_clients_metrics() -> None:
         shared.complete("mock/other", "direct")  # the shared client's calls all count
         snap = metrics.snapshot()
         assert snap["requests"] == 2 and snap["by_provider"] == {"mock": 2}
-        with modelwire.Client(metrics=False) as bare:
-            with pytest.raises(modelwire.ConfigurationError, match="metrics=False"):
-                metrics.attach(bare)
+        with modelwire.Client(metrics=False) as bare, \
+                pytest.raises(modelwire.ConfigurationError, match="metrics=False"):
+            metrics.attach(bare)
 
 
 def test_streaming_handler() -> None:
