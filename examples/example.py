@@ -58,7 +58,11 @@ def provider_selection() -> None:
         model = client.model("my-model")
         print("routes:", ", ".join(model.routes))
         print("serving from:", model.provider)  # the first route whose key is set
-        print("answer:", model.complete("Name a colour.", max_tokens=MAX_TOKENS).text.strip())
+        response = model.complete("Name a colour.", max_tokens=MAX_TOKENS)
+        for attempt in response.attempts:  # a route that failed (a bad key, ...) says why
+            if attempt.error:
+                print(f"  {attempt.provider}/{attempt.model} failed: {attempt.error[:100]}")
+        print("answer:", response.text.strip(), f"(from {response.provider}/{response.model})")
         provider = MODEL.split("/", 1)[0]
         model.set_provider(provider, fallback=False)  # pin one route
         print("pinned to:", [t.name for t in model.targets()])
@@ -146,10 +150,15 @@ def main(names: list[str]) -> int:
         print(f"unknown example(s): {', '.join(unknown)}; choose from {', '.join(EXAMPLES)}",
               file=sys.stderr)
         return 2
+    failed = 0
     for name in names or list(EXAMPLES):
-        print(f"== {name} ({MODEL})")
-        EXAMPLES[name]()
-    return 0
+        print(f"== {name} ({MODEL})", flush=True)
+        try:
+            EXAMPLES[name]()
+        except modelwire.ModelwireError as e:  # a bad key, no network, ...: say so, go on
+            failed += 1
+            print(f"example {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

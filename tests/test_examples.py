@@ -75,3 +75,29 @@ def test_all_six_examples_run_on_the_local_model() -> None:
     assert "served by: local/smollm2-135m-instruct" in out
     assert "tried local/smollm2-135m-instruct: served" in out
     assert "default model from the file: local/smollm2-135m-instruct" in out
+
+
+def test_a_fake_openai_key_shows_the_failure_and_the_fallback() -> None:
+    # Regression: with OPENAI_API_KEY set to a wrong key, provider_selection printed
+    # "serving from: openai" and then the mock's answer, silently, as if openai answered.
+    from modelwire.testing import Fault, FaultServer
+    with FaultServer.run_in_thread() as server:
+        server.default = Fault.status(401)
+        result = run("provider_selection", OPENAI_API_KEY="sk-fake-0000000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"))
+    assert result.returncode == 0, result.stderr
+    assert "openai/gpt-4o-mini failed: AuthenticationError" in result.stdout
+    assert "(from mock/echo)" in result.stdout
+
+
+def test_a_fake_key_for_the_example_model_is_a_clear_error_not_a_traceback() -> None:
+    from modelwire.testing import Fault, FaultServer
+    with FaultServer.run_in_thread() as server:
+        server.default = Fault.status(401)
+        result = run("basic_usage", "streaming", OPENAI_API_KEY="sk-fake-0000000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"),
+                     EXAMPLE_MODEL="openai/gpt-4o-mini")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("failed: AuthenticationError") == 2, result.stderr
+    assert "sk-fake" not in result.stderr + result.stdout
