@@ -8,7 +8,7 @@ raw aiohttp/asyncio error), and the same class as it always did.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +16,17 @@ import pytest
 import modelwire
 from modelwire.compat import (
     AuthenticationException,
+    ChatClient,
     CircuitBreaker,
+    ConfigurationValidator,
+    LlmClientFactory,
     LLMCommunication,
     LLMException,
     ProviderManager,
     ProviderUnavailableException,
     RateLimitException,
+    ResponseCache,
+    RetryHandler,
     ServiceFactory,
     SimpleLLMService,
 )
@@ -229,3 +234,34 @@ def test_client_pool_under_threads_is_bounded_never_closes_a_call_and_shuts_down
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "POOL OK" in out.stdout, out.stderr[-2000:]
     assert "Unclosed" not in out.stderr and "never awaited" not in out.stderr, out.stderr
+
+
+# --- careless arguments: typed errors, never a raw TypeError/AttributeError ------------------
+
+
+@pytest.mark.parametrize("messages", [None, 42, {"role": "user", "content": "x"}])
+def test_generate_response_with_a_wrong_messages_type(messages: object) -> None:
+    with LLMCommunication("mock") as c, pytest.raises(modelwire.InvalidMessageError,
+                                                      match="messages must be") as info:
+        c.generate_response(messages)  # type: ignore[arg-type]
+    assert isinstance(info.value, LLMException)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: LLMCommunication("mock", retry_handler=RetryHandler(base_delay="1")),  # type: ignore[arg-type]
+    lambda: ResponseCache("5"),  # type: ignore[arg-type]
+    lambda: ResponseCache(4, ttl=-1),
+    lambda: LlmClientFactory().create_client("chat", "mock/m", bogus=1),
+    lambda: ChatClient("mock/m", bogus=1),
+])
+def test_bad_helper_settings_are_llm_exceptions(make: Callable[[], object]) -> None:
+    # Regression: these raised a ConfigurationError that was not an LLMException, or a
+    # raw TypeError.
+    with pytest.raises(modelwire.ConfigurationError) as info:
+        make()
+    assert isinstance(info.value, LLMException)
+
+
+def test_configuration_validator_on_a_non_dict() -> None:
+    assert ConfigurationValidator().validate(None) == [  # type: ignore[arg-type]
+        "the configuration must be a dict, got NoneType"]

@@ -49,8 +49,7 @@ class BaseLlmClient:
         self._owns = client is None and _pool is None
         self._client: Client | None = None
         if _pool is None:
-            with translated():
-                self._client = client if client is not None else Client(**client_options)
+            self._client = client if client is not None else new_client(client_options)
 
     @property
     def client(self) -> Client:
@@ -122,6 +121,16 @@ class BaseLlmClient:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def new_client(options: Mapping[str, Any]) -> Client:
+    """``modelwire.Client(**options)``; a bad option is a ConfigurationError (also an
+    LLMException), not the TypeError Python raises for an unknown keyword."""
+    try:
+        with translated():
+            return Client(**dict(options))
+    except TypeError as e:
+        raise translate(ConfigurationError(f"bad client configuration: {e}")) from None
 
 
 def _require(value: Any, what: str) -> Any:
@@ -219,8 +228,7 @@ class ClientPool:
         if client is not None:
             self._clients.move_to_end(key)
             return client
-        with translated():
-            client = Client(**dict(config or {}))
+        client = new_client(config or {})
         self.created += 1
         self._clients[key] = client
         while len(self._clients) > self.max_size:
@@ -311,6 +319,8 @@ class ConfigurationValidator:
     def validate(self, config: Mapping[str, Any],
                  env: Mapping[str, str] | None = None) -> list[str]:
         """The problems found (empty: valid). ``model`` is resolved as a call would."""
+        if not isinstance(config, Mapping):
+            return [f"the configuration must be a dict, got {type(config).__name__}"]
         problems: list[str] = []
         for name in self._POSITIVE:
             v = config.get(name)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigurationError, ModelwireError
+from ..errors import ConfigurationError, InvalidMessageError, ModelwireError
 from ..response import TextDelta
 from ..routes import BUILTIN_ALIASES, Routes, provider_of
 from ..sync import Client
@@ -88,7 +88,8 @@ class LLMCommunication:
         options: dict[str, Any] = {}
         for helper in (config.get("retry_handler"), config.get("circuit_breaker")):
             if isinstance(helper, (RetryHandler, CircuitBreaker)):
-                options.update(helper.client_options())
+                with translated():
+                    options.update(helper.client_options())
         metrics = config.get("metrics")
         if isinstance(metrics, MetricsCollector):
             options.update(metrics.client_options())  # its middleware counts for us
@@ -108,6 +109,10 @@ class LLMCommunication:
     # --- the old verbs ------------------------------------------------------
 
     def _messages(self, messages: Iterable[MessageLike] | str) -> list[Any]:
+        if isinstance(messages, Mapping) or not isinstance(messages, (str, Iterable)):
+            raise translate(InvalidMessageError(
+                f"messages must be a prompt string or a list of messages like "
+                f"[{{'role': 'user', 'content': '...'}}], got {type(messages).__name__}"))
         msgs: list[Any] = [{"role": "user", "content": messages}] if isinstance(
             messages, str) else list(messages)
         if self.system_prompt and not any(

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidMessageError
+from ..errors import ConfigurationError, InvalidMessageError
 from ..middleware.breaker import BreakerPolicy
 from ..middleware.retry import RetryPolicy, is_retryable
 from ..types import Message, MessageLike, to_messages
@@ -44,7 +44,11 @@ class RetryHandler:
 
     @property
     def policy(self) -> RetryPolicy:
-        return RetryPolicy(initial=self.base_delay, max_wait=self.max_delay, jitter=self.jitter)
+        try:
+            return RetryPolicy(initial=self.base_delay, max_wait=self.max_delay,
+                               jitter=self.jitter)
+        except Exception as e:
+            raise translate(e) from None
 
     def client_options(self) -> dict[str, Any]:
         return {"max_retries": self.max_retries, "retry": self.policy}
@@ -90,8 +94,12 @@ class ResponseCache:
     def __init__(self, max_size: int = 256, ttl: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         deprecated("ResponseCache", "the facades' cache= (modelwire has no core cache yet)")
-        if max_size < 1:
-            raise translate(InvalidMessageError(f"max_size must be >= 1, got {max_size!r}"))
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise translate(ConfigurationError(f"max_size must be an int >= 1, got {max_size!r}"))
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                                or ttl <= 0):
+            raise translate(ConfigurationError(
+                f"ttl must be a number of seconds > 0 or None, got {ttl!r}"))
         self.max_size, self.ttl, self._clock = max_size, ttl, clock
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self.hits = self.misses = 0
