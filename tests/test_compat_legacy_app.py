@@ -22,6 +22,7 @@ from modelwire.compat import (
     LlmClientFactory,
     LLMCommunication,
     LLMException,
+    MetricsCollector,
     ProviderManager,
     ProviderUnavailableException,
     RateLimitException,
@@ -265,3 +266,22 @@ def test_bad_helper_settings_are_llm_exceptions(make: Callable[[], object]) -> N
 def test_configuration_validator_on_a_non_dict() -> None:
     assert ConfigurationValidator().validate(None) == [  # type: ignore[arg-type]
         "the configuration must be a dict, got NoneType"]
+
+
+def test_metrics_snapshot_while_other_threads_call() -> None:
+    import threading
+    metrics = MetricsCollector()
+    with LLMCommunication("mock", metrics=metrics) as c:
+        def work(i: int) -> None:
+            for j in range(20):
+                c.client.complete(f"mock/m{i}-{j}", "x")  # a new target each call
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            metrics.snapshot()  # never "dictionary changed size during iteration"
+        for t in threads:
+            t.join()
+        snap = metrics.snapshot()
+    assert snap["requests"] == 80 and snap["by_provider"] == {"mock": 80}
+    assert snap["tokens"]["input/reported"] == 80 and snap["cost_usd"] == 0.0

@@ -194,7 +194,7 @@ class MetricsCollector:
         by_provider: dict[str, int] = {}
         unreported = 0
         for source in self._sources:
-            for target, s in source._models.items():
+            for target, s in list(source._models.items()):  # the loop thread may add one
                 _add(latency, s.latency)
                 for name, n in s.errors.items():
                     errors[name] = errors.get(name, 0) + n
