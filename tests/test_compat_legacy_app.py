@@ -285,3 +285,37 @@ def test_metrics_snapshot_while_other_threads_call() -> None:
         snap = metrics.snapshot()
     assert snap["requests"] == 80 and snap["by_provider"] == {"mock": 80}
     assert snap["tokens"]["input/reported"] == 80 and snap["cost_usd"] == 0.0
+
+
+@pytest.mark.parametrize(("statuses", "legacy"), [
+    ((429, 429), RateLimitException), ((401, 403), AuthenticationException),
+    ((429, 500), None),
+])
+def test_all_fallbacks_failing_for_one_reason_is_that_old_class_too(
+        statuses: tuple[int, int], legacy: type[LLMException] | None) -> None:
+    # Regression: every target rate limited raised only ProviderUnavailableException,
+    # so old `except RateLimitException:` back-off code missed it.
+    import pickle
+
+    from modelwire.mock import MockReply
+    with LLMCommunication("mock", model="a", fallbacks=["mock/b"], max_retries=0) as c:
+        c.client.mock.script(*(MockReply(status=s) for s in statuses))
+        with pytest.raises(ProviderUnavailableException) as info:
+            c.generate_text("hi")
+    error = info.value
+    assert isinstance(error, modelwire.AllTargetsFailedError)
+    if legacy is None:
+        assert not isinstance(error, (RateLimitException, AuthenticationException))
+    else:
+        assert isinstance(error, legacy)
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back).__mro__[1:] == type(error).__mro__[1:]
+
+
+def test_a_missing_claude_program_is_provider_unavailable(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # the transport looks on the real PATH
+    monkeypatch.delenv("CLAUDE_CLI_PATH", raising=False)
+    with LLMCommunication("claude-cli", env={"PATH": "/nonexistent"}) as c, \
+            pytest.raises(ProviderUnavailableException, match="CLAUDE_CLI_PATH"):
+        c.generate_text("hi")

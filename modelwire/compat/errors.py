@@ -10,6 +10,11 @@
     ├── RateLimitException             429 and our own client-side limiter
     └── AuthenticationException        401, 403, a missing API key
 
+When every target of a call with fallbacks failed for the same one of these
+two reasons, the AllTargetsFailedError is that class and
+ProviderUnavailableException both. A missing ``claude`` program is
+ProviderUnavailableException.
+
 There is no second error tree: a facade re-raises modelwire's own error
 object after giving it a class that derives from both its modelwire class and
 the matching old one (``translate``). So ``except modelwire.RateLimitError``
@@ -75,33 +80,55 @@ _MAP: tuple[tuple[type[ModelwireError], type[LLMException]], ...] = (
     (AllTargetsFailedError, ProviderUnavailableException),
     (UnknownProviderError, ProviderUnavailableException),
 )
-_classes: dict[tuple[type[ModelwireError], type[LLMException]], type[ModelwireError]] = {}
+Legacy = type[LLMException] | tuple[type[LLMException], ...]
+_classes: dict[tuple[type[ModelwireError], tuple[type[LLMException], ...]],
+               type[ModelwireError]] = {}
 
 
 def legacy_class(error: ModelwireError) -> type[LLMException]:
+    """The old class an error becomes (its first, when it becomes more than one)."""
+    return legacy_classes(error)[0]
+
+
+def legacy_classes(error: ModelwireError) -> tuple[type[LLMException], ...]:
     if isinstance(error, StreamInterruptedError):  # cut mid-way: what cut it decides
         cause = error.cause
-        return legacy_class(cause) if isinstance(cause, ModelwireError) \
-            else ProviderUnavailableException
+        return legacy_classes(cause) if isinstance(cause, ModelwireError) \
+            else (ProviderUnavailableException,)
+    if isinstance(error, AllTargetsFailedError):
+        # Every target refused for the same reason (all rate limited, all bad keys):
+        # old code's `except RateLimitException` catches it too.
+        kinds = {legacy_class(e) for e in error.errors}
+        if len(kinds) == 1 and kinds <= {RateLimitException, AuthenticationException}:
+            return (kinds.pop(), ProviderUnavailableException)
+        return (ProviderUnavailableException,)
+    if isinstance(error, _missing_program()):  # the claude-cli program: not here
+        return (ProviderUnavailableException,)
     for kind, legacy in _MAP:
         if isinstance(error, kind):
-            return legacy
-    return LLMException
+            return (legacy,)
+    return (LLMException,)
 
 
-def translate(error: BaseException, legacy: type[LLMException] | None = None) -> BaseException:
-    """The same error object, now also an instance of its old class (idempotent)."""
+def _missing_program() -> type[ModelwireError]:
+    from ..transports.subprocess import MissingProgramError
+    return MissingProgramError
+
+
+def translate(error: BaseException, legacy: Legacy | None = None) -> BaseException:
+    """The same error object, now also an instance of its old class(es) (idempotent)."""
     if not isinstance(error, ModelwireError) or isinstance(error, LLMException):
         return error
-    legacy = legacy or legacy_class(error)
+    bases = legacy_classes(error) if legacy is None else \
+        (legacy if isinstance(legacy, tuple) else (legacy,))
     cls = type(error)
-    both = _classes.get((cls, legacy))
+    both = _classes.get((cls, bases))
     if both is None:
-        both = type(cls.__name__, (cls, legacy), {
+        both = type(cls.__name__, (cls, *bases), {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
             "__doc__": cls.__doc__, "__init__": cls.__init__, "__reduce__": _reduce,
-            "_compat_classes": (cls, legacy)})
-        _classes[(cls, legacy)] = both
+            "_compat_classes": (cls, bases)})
+        _classes[(cls, bases)] = both
     error.__class__ = both
     if getattr(error, "provider", None) is None:
         error.provider = None  # type: ignore[attr-defined]
@@ -116,7 +143,7 @@ def _reduce(self: BaseException) -> tuple[Any, ...]:
     return _rebuild, (cls, legacy, self.args, self.__dict__)
 
 
-def _rebuild(cls: type[ModelwireError], legacy: type[LLMException], args: tuple[Any, ...],
+def _rebuild(cls: type[ModelwireError], legacy: Legacy, args: tuple[Any, ...],
              state: dict[str, Any]) -> BaseException:
     error = cls.__new__(cls)
     error.args = args
