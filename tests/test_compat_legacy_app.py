@@ -319,3 +319,18 @@ def test_a_missing_claude_program_is_provider_unavailable(
     with LLMCommunication("claude-cli", env={"PATH": "/nonexistent"}) as c, \
             pytest.raises(ProviderUnavailableException, match="CLAUDE_CLI_PATH"):
         c.generate_text("hi")
+
+
+@pytest.mark.parametrize("call", ["complete_sync", "stream_sync"])
+def test_llm_request_mistakes_are_typed(call: str) -> None:
+    # Regression: options={"model": ...} raised "got multiple values for argument" and a
+    # plain string instead of an LlmRequest an AttributeError.
+    from modelwire.compat import LlmRequest
+    with ChatClient("mock/m") as client:
+        run = getattr(client, call)
+        with pytest.raises(modelwire.ConfigurationError, match="set the LlmRequest field"):
+            list(run(LlmRequest(messages="hi", options={"model": "mock/x"})))
+        with pytest.raises(modelwire.ConfigurationError, match="takes an LlmRequest") as info:
+            list(run("hi"))
+        assert isinstance(info.value, LLMException)
+        assert "".join(client.stream_sync(LlmRequest(messages="a b"))) == "a b"

@@ -74,6 +74,10 @@ class BaseLlmClient:
         return f"<{type(self).__name__} model={self.model!r}>"
 
     def _model(self, request: LlmRequest) -> str | None:
+        if not isinstance(request, LlmRequest):
+            raise translate(ConfigurationError(
+                f"{type(self).__name__} takes an LlmRequest, got {type(request).__name__}: "
+                f"e.g. LlmRequest(messages='...') or LlmRequest(prompt='...')"))
         return request.model or self.model
 
     async def _invoke(self, aclient: AsyncClient, request: LlmRequest) -> Response:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import ModelwireError
+from ..errors import ConfigurationError, ModelwireError
 from ..response import Provenance, Response, Usage
 from ..types import MessageLike
 
@@ -102,6 +102,12 @@ class LlmRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
     def kwargs(self) -> dict[str, Any]:
+        reserved = sorted({"model", "messages", "prompt"} & set(self.options))
+        if reserved:
+            from .errors import translate
+            raise translate(ConfigurationError(
+                f"LlmRequest.options must not hold {', '.join(reserved)}: set the "
+                f"LlmRequest field{'s' if len(reserved) > 1 else ''} of that name instead"))
         return {"max_tokens": self.max_tokens, "temperature": self.temperature,
                 **self.options}
 
