@@ -247,6 +247,8 @@ def set_alias(alias: str, routes: list[str] | None, path: Path | None = None) ->
     keeps its mode. Routes must name known providers.
     """
     path = config_path() if path is None else path
+    if path.is_symlink():  # a dotfiles link: write its target, keep the link
+        path = path.resolve()
     with _locked(path):  # two writers at once: each sees the other's alias
         data = read_raw(path)
         parse(data, path)  # refuse to rewrite a file that would not load

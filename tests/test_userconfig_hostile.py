@@ -112,3 +112,15 @@ def test_concurrent_alias_writers_lose_nothing_and_never_corrupt(tmp_path: Path)
     assert oct(path.stat().st_mode & 0o777) == oct(0o600)
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".config-")] == []
     assert userconfig.parse(userconfig.read_raw(path), path).aliases == aliases
+
+
+def test_set_alias_keeps_a_symlinked_config_a_symlink(tmp_path: Path) -> None:
+    # Regression: the rename replaced a dotfiles symlink with a plain file.
+    real = tmp_path / "dotfiles" / "modelwire.toml"
+    real.parent.mkdir()
+    real.write_text('[aliases]\nold = "mock/old"\n')
+    link = tmp_path / "config.toml"
+    link.symlink_to(real)
+    userconfig.set_alias("new", ["mock/new"], link)
+    assert link.is_symlink() and link.resolve() == real.resolve()
+    assert set(userconfig.load(link).aliases) == {"old", "new"}
