@@ -36,9 +36,25 @@ def load_env_file(path: Path) -> None:
             os.environ.setdefault(key.strip(), value.strip().strip("'\""))
 
 
+def concrete(model: str) -> str:
+    """An alias's first configured route ('<provider>/<model>'); an id as it is."""
+    if "/" in model:
+        return model
+    with modelwire.Client() as client:
+        try:
+            return client.resolve(model).name
+        except modelwire.ModelwireError as e:  # unknown, or no key for any of its routes
+            sys.exit(f"EXAMPLE_MODEL={model!r}: {type(e).__name__}: {e}")
+
+
 load_env_file(Path(os.environ.get("EXAMPLE_ENV_FILE", HERE / ".env")))
-MODEL = os.environ.get("EXAMPLE_MODEL") or "mock/echo"
-MAX_TOKENS = int(os.environ.get("EXAMPLE_MAX_TOKENS", "32"))
+MODEL = os.environ.get("EXAMPLE_MODEL") or "mock/echo"  # an id or an alias
+MODEL_ID = concrete(MODEL)
+try:
+    MAX_TOKENS = int(os.environ.get("EXAMPLE_MAX_TOKENS") or "32")
+except ValueError:
+    sys.exit(f"EXAMPLE_MAX_TOKENS must be a whole number, got "
+             f"{os.environ['EXAMPLE_MAX_TOKENS']!r}")
 
 
 def basic_usage() -> None:
@@ -53,7 +69,7 @@ def basic_usage() -> None:
 
 def provider_selection() -> None:
     """Models as clients: an alias routes to the first provider that is configured."""
-    routes = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", MODEL]
+    routes = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", MODEL_ID]
     with modelwire.Client(aliases={"my-model": routes}) as client:
         model = client.model("my-model")
         print("routes:", ", ".join(model.routes))
@@ -63,7 +79,7 @@ def provider_selection() -> None:
             if attempt.error:
                 print(f"  {attempt.provider}/{attempt.model} failed: {attempt.error[:100]}")
         print("answer:", response.text.strip(), f"(from {response.provider}/{response.model})")
-        provider = MODEL.split("/", 1)[0]
+        provider = MODEL_ID.split("/", 1)[0]
         model.set_provider(provider, fallback=False)  # pin one route
         print("pinned to:", [t.name for t in model.targets()])
 
@@ -106,7 +122,7 @@ def configuration() -> None:
     """Aliases, default model and fallbacks from a config file; timeouts from code."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.toml"  # normally ~/.config/modelwire/config.toml
-        path.write_text(f'default_model = "everyday"\n\n[aliases]\neveryday = ["{MODEL}"]\n')
+        path.write_text(f'default_model = "everyday"\n\n[aliases]\neveryday = ["{MODEL_ID}"]\n')
         with modelwire.Client(config=path, timeout=modelwire.Timeouts(total=120),
                               max_retries=1) as client:
             response = client.complete(None, "Which model are you?", max_tokens=MAX_TOKENS)
@@ -118,8 +134,8 @@ def integration_through_facades() -> None:
     """Code written for the older interfaces runs unchanged on modelwire."""
     from modelwire.compat import LLMCommunication, RateLimitException, SimpleLLMService
 
-    provider, model = MODEL.split("/", 1)
-    with LLMCommunication(provider, model=model, max_tokens=MAX_TOKENS) as llm:
+    # the old (provider, model) pair; a full id or an alias as `model` names both
+    with LLMCommunication(model=MODEL, max_tokens=MAX_TOKENS) as llm:
         reply = llm.generate_response("Summarize modelwire in one line.")
         print("LLMResponse:", reply.content.strip()[:60], f"({reply.usage.total_tokens} tokens)")
         print("legacy keys:", sorted(reply.to_legacy_format()))

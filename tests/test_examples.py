@@ -101,3 +101,23 @@ def test_a_fake_key_for_the_example_model_is_a_clear_error_not_a_traceback() -> 
     assert "Traceback" not in result.stderr
     assert result.stderr.count("failed: AuthenticationError") == 2, result.stderr
     assert "sk-fake" not in result.stderr + result.stdout
+
+
+def test_example_model_as_an_alias_and_bad_settings() -> None:
+    # Regression: EXAMPLE_MODEL=<alias> (which example.env allows) broke three examples
+    # (a raw ValueError unpacking "provider/model"), and EXAMPLE_MAX_TOKENS=abc was a
+    # traceback at import.
+    from modelwire.testing import FaultServer
+    with FaultServer.run_in_thread() as server:  # serves any model on the OpenAI wire
+        result = run(EXAMPLE_MODEL="gpt-4o-mini", OPENAI_API_KEY="sk-fake-000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("== ") == 6 and "Traceback" not in result.stderr
+    assert "default model from the file: openai/gpt-4o-mini" in result.stdout
+    unconfigured = run(EXAMPLE_MODEL="gpt-4o-mini")
+    assert unconfigured.returncode == 1 and "Traceback" not in unconfigured.stderr
+    assert "EXAMPLE_MODEL='gpt-4o-mini': NoRouteConfiguredError" in unconfigured.stderr
+    assert "OPENAI_API_KEY" in unconfigured.stderr
+    bad = run(EXAMPLE_MAX_TOKENS="abc")
+    assert bad.returncode == 1 and "EXAMPLE_MAX_TOKENS must be a whole number" in bad.stderr
+    assert "Traceback" not in bad.stderr
