@@ -26,14 +26,20 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_env_file(path: Path) -> None:
-    """KEY=VALUE lines (``#`` comments); never overrides the real environment."""
+    """KEY=VALUE lines (``#`` comments, also after a value; an optional ``export``);
+    never overrides the real environment."""
     if not path.is_file():
         return
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+            key, value = line.removeprefix("export ").split("=", 1)
+            value = value.strip()
+            if value[:1] in ("'", '"') and value[0] in value[1:]:
+                value = value[1:value.index(value[0], 1)]  # quoted: taken as written
+            else:
+                value = value.split(" #", 1)[0].split("\t#", 1)[0].strip()
+            os.environ.setdefault(key.strip(), value)
 
 
 def concrete(model: str) -> str:

