@@ -334,3 +334,20 @@ def test_llm_request_mistakes_are_typed(call: str) -> None:
             list(run("hi"))
         assert isinstance(info.value, LLMException)
         assert "".join(client.stream_sync(LlmRequest(messages="a b"))) == "a b"
+
+
+def test_metrics_snapshot_prices_the_usage() -> None:
+    # Regression: cost_usd stayed 0.0 whatever was spent.
+    from modelwire.observe.cost import cost_of
+    usage = modelwire.Usage(1000, 100, 1100, source="reported")
+    metrics = MetricsCollector()
+    metrics.record(modelwire.Response(text="x", model="gpt-4o-mini", provider="openai",
+                                      usage=usage))
+    snap = metrics.snapshot()
+    expected = cost_of("openai", "gpt-4o-mini", usage).total
+    assert expected and snap["cost_usd"] == pytest.approx(expected)
+    assert snap["cost_note"] is None
+    metrics.record(modelwire.Response(text="x", model="no-such-model-9", provider="openai",
+                                      usage=usage))
+    snap = metrics.snapshot()
+    assert snap["cost_usd"] is None and "openai/no-such-model-9" in snap["cost_note"]

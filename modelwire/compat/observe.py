@@ -187,6 +187,8 @@ class MetricsCollector:
             if snap["totals"].get("cost_unpriced_models"):
                 cost = None
                 notes.append("not priced: " + ", ".join(snap["totals"]["cost_unpriced_models"]))
+            elif cost is not None and snap["totals"]["cost_usd"] is not None:
+                cost += snap["totals"]["cost_usd"]
         latency = Histogram()
         errors: dict[str, int] = {}
         events = {"retries": 0, "fallbacks": 0, "breaker_opened": 0}
