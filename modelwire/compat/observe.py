@@ -186,7 +186,8 @@ class MetricsCollector:
                 models[target] = _merge_rows(models.get(target), row)
             if snap["totals"].get("cost_unpriced_models"):
                 cost = None
-                notes.append("not priced: " + ", ".join(snap["totals"]["cost_unpriced_models"]))
+                notes.extend(f"not priced: {t} ({snap['models'][t].get('cost_note')})"
+                             for t in snap["totals"]["cost_unpriced_models"])
             elif cost is not None and snap["totals"]["cost_usd"] is not None:
                 cost += snap["totals"]["cost_usd"]
         latency = Histogram()
