@@ -351,3 +351,14 @@ def test_metrics_snapshot_prices_the_usage() -> None:
                                       usage=usage))
     snap = metrics.snapshot()
     assert snap["cost_usd"] is None and "openai/no-such-model-9" in snap["cost_note"]
+
+
+@pytest.mark.parametrize("option", [{"api_key": "sk-x-0000000000"}, {"timeout": 5},
+                                    {"max_retries": 0}, {"fallbacks": ["mock/b"]},
+                                    {"circuit_breaker": CircuitBreaker(2)}])
+def test_client_settings_next_to_a_shared_client_are_refused(option: dict[str, object]) -> None:
+    # Regression: with client= given these were silently ignored.
+    with modelwire.Client() as shared, \
+            pytest.raises(modelwire.ConfigurationError, match="shared client") as info:
+        LLMCommunication("mock", client=shared, **option)
+    assert isinstance(info.value, LLMException) and "sk-x" not in str(info.value)

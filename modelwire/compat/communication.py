@@ -52,6 +52,13 @@ class LLMCommunication:
                 f"unknown LLMCommunication option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(_CONFIG)}"))
         _check_types(config)
+        if config.get("client") is not None:
+            lost = [k for k in _CLIENT_SETTINGS if config.get(k) is not None]
+            if lost:  # they would be silently ignored: the shared client has its own
+                raise translate(ConfigurationError(
+                    f"LLMCommunication got client= and {', '.join(lost)}: a shared client "
+                    "keeps its own settings; pass them to modelwire.Client(...) instead "
+                    "(e.g. api_keys=, base_urls=, timeout=, max_retries=, fallbacks=)"))
         env = config.get("env")
         with quiet():
             self.manager = ProviderManager(env)
@@ -188,6 +195,10 @@ class LLMCommunication:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+_CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "fallbacks",
+                    "retry_handler", "circuit_breaker")
 
 
 def _given(config: Mapping[str, Any], name: str, default: Any) -> Any:
