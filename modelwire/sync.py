@@ -254,8 +254,8 @@ class Stream:
         return self._loop.run(self._open().collect())
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._loop.run(self._stream.aclose())
+        if self._stream is not None and not (self._loop.closing or self._loop.loop.is_closed()):
+            self._loop.run(self._stream.aclose())  # (a closed client closed it already)
 
     def __enter__(self) -> Stream:
         self._open()

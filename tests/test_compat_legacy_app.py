@@ -362,3 +362,31 @@ def test_client_settings_next_to_a_shared_client_are_refused(option: dict[str, o
             pytest.raises(modelwire.ConfigurationError, match="shared client") as info:
         LLMCommunication("mock", client=shared, **option)
     assert isinstance(info.value, LLMException) and "sk-x" not in str(info.value)
+
+
+EXIT_APP = r"""
+from modelwire.testing import FaultServer
+from modelwire.compat import LLMCommunication, LlmClientFactory, LlmRequest
+server = FaultServer.run_in_thread().__enter__()
+llm = LLMCommunication("openai", model="gpt-4o", api_key="sk-test-00000000",
+                       base_url=server.url_for("openai"))
+print(llm.generate_text("hi"))
+stream = llm.generate_stream("a b c")
+print(next(stream))  # abandoned mid-stream
+factory = LlmClientFactory(2)
+client = factory.create_client("chat", "openai/gpt-4o", api_keys={"openai": "sk-test-0000"},
+                               base_urls={"openai": server.url_for("openai")})
+print(client.complete_sync(LlmRequest(messages="x")).content)
+# an old app that never closes anything: the interpreter exits
+"""
+
+
+def test_an_app_that_closes_nothing_exits_quietly() -> None:
+    # Regression: a generate_stream abandoned at exit printed "Exception ignored in
+    # <generator ...>" (its close ran on the already closed client).
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-X", "dev", "-W", "always", "-c", EXIT_APP],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.count("Hello") == 3, out.stderr
+    assert out.stderr == "", out.stderr

@@ -102,17 +102,12 @@ def legacy_classes(error: ModelwireError) -> tuple[type[LLMException], ...]:
         if len(kinds) == 1 and kinds <= {RateLimitException, AuthenticationException}:
             return (kinds.pop(), ProviderUnavailableException)
         return (ProviderUnavailableException,)
-    if isinstance(error, _missing_program()):  # the claude-cli program: not here
-        return (ProviderUnavailableException,)
+    if any(c.__name__ == "MissingProgramError" for c in type(error).__mro__):
+        return (ProviderUnavailableException,)  # the claude-cli program: not here
     for kind, legacy in _MAP:
         if isinstance(error, kind):
             return (legacy,)
     return (LLMException,)
-
-
-def _missing_program() -> type[ModelwireError]:
-    from ..transports.subprocess import MissingProgramError
-    return MissingProgramError
 
 
 def translate(error: BaseException, legacy: Legacy | None = None) -> BaseException:
