@@ -367,7 +367,8 @@ def test_client_settings_next_to_a_shared_client_are_refused(option: dict[str, o
 EXIT_APP = r"""
 from modelwire.testing import FaultServer
 from modelwire.compat import LLMCommunication, LlmClientFactory, LlmRequest
-server = FaultServer.run_in_thread().__enter__()
+running = FaultServer.run_in_thread()  # kept: dropping it would stop the server
+server = running.__enter__()
 llm = LLMCommunication("openai", model="gpt-4o", api_key="sk-test-00000000",
                        base_url=server.url_for("openai"))
 print(llm.generate_text("hi"))
