@@ -26,19 +26,41 @@ HERE = Path(__file__).resolve().parent
 
 
 def load_env_file(path: Path) -> None:
-    """KEY=VALUE lines (``#`` comments); never overrides the real environment."""
+    """KEY=VALUE lines (``#`` comments, also after a value; an optional ``export``);
+    never overrides the real environment."""
     if not path.is_file():
         return
     for line in path.read_text().splitlines():
         line = line.strip()
         if line and not line.startswith("#") and "=" in line:
-            key, value = line.split("=", 1)
-            os.environ.setdefault(key.strip(), value.strip().strip("'\""))
+            key, value = line.removeprefix("export ").split("=", 1)
+            value = value.strip()
+            if value[:1] in ("'", '"') and value[0] in value[1:]:
+                value = value[1:value.index(value[0], 1)]  # quoted: taken as written
+            else:
+                value = value.split(" #", 1)[0].split("\t#", 1)[0].strip()
+            os.environ.setdefault(key.strip(), value)
+
+
+def concrete(model: str) -> str:
+    """An alias's first configured route ('<provider>/<model>'); an id as it is."""
+    if "/" in model:
+        return model
+    with modelwire.Client() as client:
+        try:
+            return client.resolve(model).name
+        except modelwire.ModelwireError as e:  # unknown, or no key for any of its routes
+            sys.exit(f"EXAMPLE_MODEL={model!r}: {type(e).__name__}: {e}")
 
 
 load_env_file(Path(os.environ.get("EXAMPLE_ENV_FILE", HERE / ".env")))
-MODEL = os.environ.get("EXAMPLE_MODEL") or "mock/echo"
-MAX_TOKENS = int(os.environ.get("EXAMPLE_MAX_TOKENS", "32"))
+MODEL = os.environ.get("EXAMPLE_MODEL") or "mock/echo"  # an id or an alias
+MODEL_ID = concrete(MODEL)
+try:
+    MAX_TOKENS = int(os.environ.get("EXAMPLE_MAX_TOKENS") or "32")
+except ValueError:
+    sys.exit(f"EXAMPLE_MAX_TOKENS must be a whole number, got "
+             f"{os.environ['EXAMPLE_MAX_TOKENS']!r}")
 
 
 def basic_usage() -> None:
@@ -53,13 +75,17 @@ def basic_usage() -> None:
 
 def provider_selection() -> None:
     """Models as clients: an alias routes to the first provider that is configured."""
-    routes = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", MODEL]
+    routes = ["openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5", MODEL_ID]
     with modelwire.Client(aliases={"my-model": routes}) as client:
         model = client.model("my-model")
         print("routes:", ", ".join(model.routes))
         print("serving from:", model.provider)  # the first route whose key is set
-        print("answer:", model.complete("Name a colour.", max_tokens=MAX_TOKENS).text.strip())
-        provider = MODEL.split("/", 1)[0]
+        response = model.complete("Name a colour.", max_tokens=MAX_TOKENS)
+        for attempt in response.attempts:  # a route that failed (a bad key, ...) says why
+            if attempt.error:
+                print(f"  {attempt.provider}/{attempt.model} failed: {attempt.error[:100]}")
+        print("answer:", response.text.strip(), f"(from {response.provider}/{response.model})")
+        provider = MODEL_ID.split("/", 1)[0]
         model.set_provider(provider, fallback=False)  # pin one route
         print("pinned to:", [t.name for t in model.targets()])
 
@@ -102,7 +128,7 @@ def configuration() -> None:
     """Aliases, default model and fallbacks from a config file; timeouts from code."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "config.toml"  # normally ~/.config/modelwire/config.toml
-        path.write_text(f'default_model = "everyday"\n\n[aliases]\neveryday = ["{MODEL}"]\n')
+        path.write_text(f'default_model = "everyday"\n\n[aliases]\neveryday = ["{MODEL_ID}"]\n')
         with modelwire.Client(config=path, timeout=modelwire.Timeouts(total=120),
                               max_retries=1) as client:
             response = client.complete(None, "Which model are you?", max_tokens=MAX_TOKENS)
@@ -114,8 +140,8 @@ def integration_through_facades() -> None:
     """Code written for the older interfaces runs unchanged on modelwire."""
     from modelwire.compat import LLMCommunication, RateLimitException, SimpleLLMService
 
-    provider, model = MODEL.split("/", 1)
-    with LLMCommunication(provider, model=model, max_tokens=MAX_TOKENS) as llm:
+    # the old (provider, model) pair; a full id or an alias as `model` names both
+    with LLMCommunication(model=MODEL, max_tokens=MAX_TOKENS) as llm:
         reply = llm.generate_response("Summarize modelwire in one line.")
         print("LLMResponse:", reply.content.strip()[:60], f"({reply.usage.total_tokens} tokens)")
         print("legacy keys:", sorted(reply.to_legacy_format()))
@@ -146,10 +172,15 @@ def main(names: list[str]) -> int:
         print(f"unknown example(s): {', '.join(unknown)}; choose from {', '.join(EXAMPLES)}",
               file=sys.stderr)
         return 2
+    failed = 0
     for name in names or list(EXAMPLES):
-        print(f"== {name} ({MODEL})")
-        EXAMPLES[name]()
-    return 0
+        print(f"== {name} ({MODEL})", flush=True)
+        try:
+            EXAMPLES[name]()
+        except modelwire.ModelwireError as e:  # a bad key, no network, ...: say so, go on
+            failed += 1
+            print(f"example {name} failed: {type(e).__name__}: {e}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

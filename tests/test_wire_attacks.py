@@ -252,8 +252,9 @@ async def test_an_echoed_key_appears_nowhere(wire: str, mode: str, fault: str,
 
 # --- a careless caller --------------------------------------------------------------
 
+# (surrounding whitespace is stripped, not refused: tests/test_api_key_hygiene.py)
 @pytest.mark.parametrize("key", ["sk-abc\r\nX-Injected: 1", "sk-abc\nX", "sk\x00a", "sk-ä",
-                                 " sk-abc", "sk-abc ", "sk\tabc"])
+                                 "sk abc", "sk\tabc"])
 @pytest.mark.parametrize("wire", list(MODELS))
 async def test_a_key_unfit_for_a_header_is_refused_unsent_and_unshown(
         wire: str, key: str) -> None:
@@ -274,7 +275,7 @@ def test_a_key_that_is_not_a_str_is_refused() -> None:
         AsyncClient(api_keys={"anthropic": b"sk-bytes"}, env={})  # type: ignore[dict-item]
     from modelwire.config import Settings
     settings = Settings({"anthropic": b"sk-bytes"}, {}, {}, {})  # type: ignore[dict-item]
-    with pytest.raises(ConfigurationError, match="must be a str, got bytes"):
+    with pytest.raises(ConfigurationError, match=r"must be a str(ing)?, got bytes"):
         settings.resolve(MODELS["anthropic"])
 
 
@@ -618,9 +619,10 @@ async def test_negative_token_counts_never_lower_usage_or_cost(wire: str) -> Non
 async def test_an_answer_that_is_not_http_says_so(head: bytes) -> None:
     async def handler(conn: Conn) -> None:
         await conn.send(head)
-        await conn.hold(2)
+        await conn.hold(15)
     async with HostileServer(handler) as srv:
-        client = client_for(srv)
+        # generous: a loaded machine must not turn this into a read timeout
+        client = client_for(srv, timeout=Timeouts(connect=5.0, read=15.0, total=30.0))
         err = await outcome(client, "openai", "complete")
         await client.aclose()
     assert isinstance(err, ProviderError), repr(err)
@@ -731,7 +733,7 @@ async def test_health_with_a_key_unfit_for_a_header_sends_nothing() -> None:
         [report] = await client.health_check(["openai"])
         await client.aclose()
     assert srv.conns == []
-    assert not report.ok and "not usable in an HTTP header" in (report.error or "")
+    assert not report.ok and "whitespace or control characters" in (report.error or "")
     assert "X-Injected" not in repr(report)
 
 

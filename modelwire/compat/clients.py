@@ -16,77 +16,108 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from ..client import AsyncClient
 from ..config import Settings
 from ..errors import ConfigurationError, ModelwireError
 from ..response import Response, TextDelta
 from ..routes import BUILTIN_ALIASES, Routes, coerce_aliases
-from ..sync import Client, Stream
+from ..sync import Client, Stream, _closed
 from ._warn import deprecated, quiet
 from .errors import translate, translated
 from .types import LlmRequest, LlmResponse
-
-T = TypeVar("T")
 
 
 class BaseLlmClient:
     """A client for one model (``model``: a modelwire id or alias; a request's
     ``model`` overrides it). ``client``: a modelwire.Client to share (not closed
-    here); else one is made from ``client_options``."""
+    here); else one is made from ``client_options``. Made by LlmClientFactory, it
+    takes its modelwire.Client from the factory's pool for each call instead."""
 
     kind = "base"
 
     def __init__(self, model: str | None = None, *, client: Client | None = None,
+                 _pool: tuple[ClientPool, Mapping[str, Any]] | None = None,
                  **client_options: Any) -> None:
         deprecated(type(self).__name__, "modelwire.Client / AsyncClient")
         self.model = model
-        self._owns = client is None
-        with translated():
-            self.client = client if client is not None else Client(**client_options)
+        self._pool = _pool
+        self._owns = client is None and _pool is None
+        self._client: Client | None = None
+        if _pool is None:
+            self._client = client if client is not None else new_client(client_options)
+
+    @property
+    def client(self) -> Client:
+        """The modelwire.Client calls use (for a pooled client: the pool's, now)."""
+        if self._client is not None:
+            return self._client
+        assert self._pool is not None
+        pool, config = self._pool
+        return pool.get(config)
+
+    @contextmanager
+    def _lease(self) -> Iterator[Client]:
+        """The client for one call; a pooled one is not closed until the call ends."""
+        if self._pool is None:
+            yield self.client
+            return
+        pool, config = self._pool
+        with pool.lease(config) as client:
+            yield client
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} model={self.model!r}>"
 
     def _model(self, request: LlmRequest) -> str | None:
+        if not isinstance(request, LlmRequest):
+            raise translate(ConfigurationError(
+                f"{type(self).__name__} takes an LlmRequest, got {type(request).__name__}: "
+                f"e.g. LlmRequest(messages='...') or LlmRequest(prompt='...')"))
         return request.model or self.model
 
     async def _invoke(self, aclient: AsyncClient, request: LlmRequest) -> Response:
         raise NotImplementedError
 
-    def _stream(self, request: LlmRequest) -> Stream:
+    def _stream(self, client: Client, request: LlmRequest) -> Stream:
         raise NotImplementedError
-
-    def _on_loop(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
-        """Run ``coro`` on the modelwire client's loop; awaitable from any loop."""
-        loop = self.client._loop.loop
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
     async def complete(self, request: LlmRequest) -> LlmResponse:
         """The answer, awaited (from any event loop)."""
-        with translated():
-            response = await self._on_loop(self._invoke(self.client.aio, request))
+        with translated(), self._lease() as client:
+            loop = client._loop
+            if loop.closing or loop.loop.is_closed():
+                raise _closed()
+            future = asyncio.run_coroutine_threadsafe(self._invoke(client.aio, request),
+                                                      loop.loop)
+            try:
+                response = await asyncio.wrap_future(future)
+            except asyncio.CancelledError:
+                if loop.closing:  # the client was closed under this call, not us cancelled
+                    raise _closed(in_flight=True) from None
+                raise
         return LlmResponse.from_response(response)
 
     def complete_sync(self, request: LlmRequest) -> LlmResponse:
         """The answer, blocking."""
-        with translated():
-            response = self.client._loop.run(self._invoke(self.client.aio, request))
+        with translated(), self._lease() as client:
+            response = client._loop.run(self._invoke(client.aio, request))
         return LlmResponse.from_response(response)
 
     def stream_sync(self, request: LlmRequest) -> Iterator[str]:
         """Text pieces as they arrive."""
-        with translated(), self._stream(request) as stream:
+        with translated(), self._lease() as client, self._stream(client, request) as stream:
             for event in stream:
                 if isinstance(event, TextDelta):
                     yield event.text
 
     def close(self) -> None:
-        if self._owns:
-            self.client.close()
+        if self._owns and self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> BaseLlmClient:
         return self
@@ -94,6 +125,16 @@ class BaseLlmClient:
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def new_client(options: Mapping[str, Any]) -> Client:
+    """``modelwire.Client(**options)``; a bad option is a ConfigurationError (also an
+    LLMException), not the TypeError Python raises for an unknown keyword."""
+    try:
+        with translated():
+            return Client(**dict(options))
+    except TypeError as e:
+        raise translate(ConfigurationError(f"bad client configuration: {e}")) from None
 
 
 def _require(value: Any, what: str) -> Any:
@@ -111,9 +152,9 @@ class ChatClient(BaseLlmClient):
         return await aclient.complete(self._model(request),
                                       _require(request.messages, "messages"), **request.kwargs())
 
-    def _stream(self, request: LlmRequest) -> Stream:
-        return self.client.stream(self._model(request), _require(request.messages, "messages"),
-                                  **request.kwargs())
+    def _stream(self, client: Client, request: LlmRequest) -> Stream:
+        return client.stream(self._model(request), _require(request.messages, "messages"),
+                             **request.kwargs())
 
 
 class CompletionClient(BaseLlmClient):
@@ -126,9 +167,9 @@ class CompletionClient(BaseLlmClient):
         return await aclient.complete_text(self._model(request),
                                            _require(request.prompt, "prompt"), **request.kwargs())
 
-    def _stream(self, request: LlmRequest) -> Stream:
-        return self.client.stream_text(self._model(request), _require(request.prompt, "prompt"),
-                                       **request.kwargs())
+    def _stream(self, client: Client, request: LlmRequest) -> Stream:
+        return client.stream_text(self._model(request), _require(request.prompt, "prompt"),
+                                  **request.kwargs())
 
 
 def config_key(config: Mapping[str, Any]) -> str:
@@ -142,42 +183,77 @@ def config_key(config: Mapping[str, Any]) -> str:
 
 
 class ClientPool:
-    """modelwire Clients reused per configuration; at most ``max_size`` open (the least
-    recently used one is closed to make room, even if a client made from it is still
-    held: size the pool for the configurations in use at once); ``close()`` closes
-    them all."""
+    """modelwire Clients reused per configuration; at most ``max_size`` kept (the least
+    recently used one is dropped to make room: closed at once when no call is using
+    it, else as soon as its last call ends, so a call never loses its client);
+    ``close()`` closes them all."""
 
     def __init__(self, max_size: int = 8) -> None:
-        if not isinstance(max_size, int) or max_size < 1:
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
             raise translate(ConfigurationError(f"max_size must be an int >= 1, got {max_size!r}"))
         self.max_size = max_size
         self._clients: OrderedDict[str, Client] = OrderedDict()
+        self._leases: dict[int, int] = {}  # id(client) -> calls using it now
+        self._retired: dict[int, Client] = {}  # dropped from the pool, still in use
         self._lock = threading.Lock()
+        self._closed = False
         self.created = 0
 
     def get(self, config: Mapping[str, Any] | None = None) -> Client:
-        key = config_key(config or {})
+        """The pooled Client for ``config`` (made on first use)."""
         with self._lock:
-            client = self._clients.get(key)
-            if client is not None:
-                self._clients.move_to_end(key)
-                return client
-            with translated():
-                client = Client(**dict(config or {}))
-            self.created += 1
-            self._clients[key] = client
-            while len(self._clients) > self.max_size:
-                _, old = self._clients.popitem(last=False)
-                old.close()
+            return self._get(config)
+
+    @contextmanager
+    def lease(self, config: Mapping[str, Any] | None = None) -> Iterator[Client]:
+        """The Client for ``config``, not closed by eviction until the block ends."""
+        with self._lock:
+            client = self._get(config)
+            self._leases[id(client)] = self._leases.get(id(client), 0) + 1
+        try:
+            yield client
+        finally:
+            with self._lock:
+                n = self._leases[id(client)] - 1
+                if n:
+                    self._leases[id(client)] = n
+                else:
+                    del self._leases[id(client)]
+                done = None if n else self._retired.pop(id(client), None)
+            if done is not None:
+                done.close()
+
+    def _get(self, config: Mapping[str, Any] | None) -> Client:
+        if self._closed:
+            raise translate(ConfigurationError(
+                "this ClientPool (or its LlmClientFactory) was shut down: make a new one"))
+        key = config_key(config or {})
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
             return client
+        client = new_client(config or {})
+        self.created += 1
+        self._clients[key] = client
+        while len(self._clients) > self.max_size:
+            _, old = self._clients.popitem(last=False)
+            if self._leases.get(id(old)):
+                self._retired[id(old)] = old
+            else:
+                old.close()
+        return client
 
     def __len__(self) -> int:
         return len(self._clients)
 
     def close(self) -> None:
         with self._lock:
-            while self._clients:
-                self._clients.popitem()[1].close()
+            self._closed = True
+            clients = [*self._clients.values(), *self._retired.values()]
+            self._clients.clear()
+            self._retired.clear()
+        for client in clients:
+            client.close()
 
 
 class LlmClientFactory:
@@ -195,8 +271,9 @@ class LlmClientFactory:
         if kind not in classes:
             raise translate(ConfigurationError(
                 f"unknown client kind {kind!r}; use 'chat' or 'completion'"))
+        self.pool.get(client_config)  # a bad configuration fails here, not at the first call
         with quiet():
-            return classes[kind](model, client=self.pool.get(client_config))
+            return classes[kind](model, _pool=(self.pool, dict(client_config)))
 
     def shutdown(self) -> None:
         self.pool.close()
@@ -246,6 +323,8 @@ class ConfigurationValidator:
     def validate(self, config: Mapping[str, Any],
                  env: Mapping[str, str] | None = None) -> list[str]:
         """The problems found (empty: valid). ``model`` is resolved as a call would."""
+        if not isinstance(config, Mapping):
+            return [f"the configuration must be a dict, got {type(config).__name__}"]
         problems: list[str] = []
         for name in self._POSITIVE:
             v = config.get(name)

@@ -8,12 +8,14 @@ Errors come out as modelwire's own, each also an instance of its old class
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
-from ..errors import ConfigurationError, ModelwireError
+from ..errors import ConfigurationError, InvalidMessageError, ModelwireError
 from ..response import TextDelta
+from ..routes import BUILTIN_ALIASES, Routes, provider_of
 from ..sync import Client
 from ..types import MessageLike
 from ._warn import deprecated, quiet
@@ -49,24 +51,43 @@ class LLMCommunication:
             raise translate(ConfigurationError(
                 f"unknown LLMCommunication option(s) {', '.join(unknown)}; "
                 f"known: {', '.join(_CONFIG)}"))
+        _check_types(config)
+        if config.get("client") is not None:
+            lost = [k for k in _CLIENT_SETTINGS if config.get(k) is not None]
+            if lost:  # they would be silently ignored: the shared client has its own
+                raise translate(ConfigurationError(
+                    f"LLMCommunication got client= and {', '.join(lost)}: a shared client "
+                    "keeps its own settings; pass them to modelwire.Client(...) instead "
+                    "(e.g. api_keys=, base_urls=, timeout=, max_retries=, fallbacks=)"))
         env = config.get("env")
         with quiet():
             self.manager = ProviderManager(env)
+        shared: Client | None = config.get("client")
+        model = config.get("model")
+        alias = None
+        routes = _routes(shared).get(model) if isinstance(model, str) and "/" not in model \
+            else None
+        if provider is None and routes:
+            alias = model  # a modelwire alias: its routes (and their fallbacks) decide
+            provider = provider_of(routes[0])
         self.provider = provider or self.manager.get_active_provider()
         base = ProviderConfig.from_env(self.provider, self.manager.env)
-        model = config.get("model") or base.model
-        self.model_id = model if model and "/" in model else f"{self.provider}/{model or ''}"
-        self.provider = self.model_id.split("/", 1)[0]
-        self.max_tokens: int | None = config.get("max_tokens") or base.max_tokens
+        model = model or base.model
+        self.model_id = alias or legacy_model_id(_routes(shared), self.provider, model)
+        self.provider = provider_of(self.model_id) if "/" in self.model_id else self.provider
+        self.max_tokens: int | None = _given(config, "max_tokens", base.max_tokens)
         self.temperature: float | None = config.get("temperature")
         self.system_prompt: str | None = config.get("system_prompt")
         self.cache: ResponseCache | None = config.get("cache")
         self.metrics: MetricsCollector | None = config.get("metrics")
         self._api_key = config.get("api_key") or base.api_key
-        self._owns_client = config.get("client") is None
-        self.client: Client = config.get("client") or self._new_client(config, base, env)
-        if self.metrics is not None:
-            self.metrics.attach(self.client)
+        self._owns_client = shared is None
+        self.client: Client = shared or self._new_client(config, base, env)
+        if alias is not None:  # the route a call would take now
+            with contextlib.suppress(ModelwireError):
+                self.provider = self.client.aio.plan(alias)[0].provider
+        if self.metrics is not None and not self._owns_client:
+            self.metrics.attach(self.client)  # a shared client: read its client.metrics
         self.last_response: LLMResponse | None = None
 
     def _new_client(self, config: Mapping[str, Any], base: ProviderConfig,
@@ -74,10 +95,14 @@ class LLMCommunication:
         options: dict[str, Any] = {}
         for helper in (config.get("retry_handler"), config.get("circuit_breaker")):
             if isinstance(helper, (RetryHandler, CircuitBreaker)):
-                options.update(helper.client_options())
+                with translated():
+                    options.update(helper.client_options())
+        metrics = config.get("metrics")
+        if isinstance(metrics, MetricsCollector):
+            options.update(metrics.client_options())  # its middleware counts for us
         if config.get("max_retries") is not None:
             options["max_retries"] = config["max_retries"]
-        timeout = config.get("timeout") or base.timeout
+        timeout = _given(config, "timeout", base.timeout)
         base_url = config.get("base_url") or base.base_url
         with translated():
             return Client(
@@ -91,6 +116,10 @@ class LLMCommunication:
     # --- the old verbs ------------------------------------------------------
 
     def _messages(self, messages: Iterable[MessageLike] | str) -> list[Any]:
+        if isinstance(messages, Mapping) or not isinstance(messages, (str, Iterable)):
+            raise translate(InvalidMessageError(
+                f"messages must be a prompt string or a list of messages like "
+                f"[{{'role': 'user', 'content': '...'}}], got {type(messages).__name__}"))
         msgs: list[Any] = [{"role": "user", "content": messages}] if isinstance(
             messages, str) else list(messages)
         if self.system_prompt and not any(
@@ -118,15 +147,8 @@ class LLMCommunication:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit  # type: ignore[no-any-return]
-        try:
+        with translated():
             response = self.client.complete(self.model_id, msgs, **kw)
-        except ModelwireError as e:
-            if self.metrics is not None:
-                self.metrics.record_error(e)
-            translate(e)
-            raise
-        if self.metrics is not None:
-            self.metrics.record(response)
         result = LLMResponse.from_response(response)
         self.last_response = result
         if self.cache is not None and key is not None:
@@ -137,24 +159,16 @@ class LLMCommunication:
                         **kwargs: Any) -> Iterator[str]:
         """Text pieces as they arrive; ``last_response`` is set when it ends."""
         msgs, kw = self._messages(messages), self._kwargs(kwargs)
-        try:
-            with self.client.stream(self.model_id, msgs, **kw) as stream:
-                for event in stream:
-                    if isinstance(event, TextDelta):
-                        yield event.text
-                response = stream.response
-        except ModelwireError as e:
-            if self.metrics is not None:
-                self.metrics.record_error(e)
-            translate(e)
-            raise
-        if self.metrics is not None:
-            self.metrics.record(response)
+        with translated(), self.client.stream(self.model_id, msgs, **kw) as stream:
+            for event in stream:
+                if isinstance(event, TextDelta):
+                    yield event.text
+            response = stream.response
         self.last_response = LLMResponse.from_response(response)
 
     def get_provider_info(self) -> dict[str, Any]:
         """Provider, model, limits and the detected providers (the key masked)."""
-        return {"provider": self.provider, "model": self.model_id.split("/", 1)[1],
+        return {"provider": self.provider, "model": self.model_id.split("/", 1)[-1],
                 "model_id": self.model_id, "max_tokens": self.max_tokens,
                 "temperature": self.temperature,
                 "api_key": SecureConfig.mask_api_key(self._api_key),
@@ -164,7 +178,7 @@ class LLMCommunication:
     def health_check(self) -> dict[str, Any]:
         """Is the provider usable? modelwire's health check: key present, reachable,
         latency, breaker state, by listing models (never spends tokens)."""
-        provider = self.model_id.split("/", 1)[0]
+        provider = self.provider
         with translated():
             reports = self.client.health_check([provider])
         r = reports[0].to_dict() if reports else {"provider": provider, "error": "no report"}
@@ -183,6 +197,54 @@ class LLMCommunication:
         self.close()
 
 
+_CLIENT_SETTINGS = ("api_key", "base_url", "timeout", "max_retries", "fallbacks",
+                    "retry_handler", "circuit_breaker")
+
+
+def _given(config: Mapping[str, Any], name: str, default: Any) -> Any:
+    """``config[name]`` unless absent or None (0 is a value: the client rejects it)."""
+    value = config.get(name)
+    return default if value is None else value
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "retry_handler": (RetryHandler,), "circuit_breaker": (CircuitBreaker,),
+    "cache": (ResponseCache,), "metrics": (MetricsCollector,), "client": (Client,),
+    "env": (Mapping,)}
+
+
+def _check_types(config: Mapping[str, Any]) -> None:
+    for name, kinds in _TYPES.items():
+        value = config.get(name)
+        if value is not None and not isinstance(value, kinds):
+            raise translate(ConfigurationError(
+                f"LLMCommunication {name}= must be a {kinds[0].__name__} (from "
+                f"{kinds[0].__module__}), got {type(value).__name__} {value!r:.40}"))
+
+
+def _routes(client: Client | None) -> Routes:
+    """The alias table a call would use: the client's, else user config + built-ins."""
+    with translated():
+        if client is not None:
+            return client.aio.routes
+        from .. import userconfig
+        return Routes(userconfig.load().aliases, BUILTIN_ALIASES)
+
+
+def legacy_model_id(routes: Routes, provider: str, model: str | None, *,
+                    alias_anywhere: bool = False) -> str:
+    """The modelwire id for an old (provider, model) pair: a full id as is; an alias's
+    route on ``provider`` when it has one (else, with ``alias_anywhere``, the alias
+    itself); else ``provider/model``."""
+    if model and "/" in model:
+        return model
+    ids = routes.get(model or "") or ()
+    on = [r for r in ids if provider_of(r) == provider]
+    if on:
+        return on[0]
+    return model if alias_anywhere and ids and model else f"{provider}/{model or ''}"
+
+
 class SimpleLLMService:
     """One-call helpers over an LLMCommunication (made from ``config`` when not given)."""
 
@@ -198,13 +260,14 @@ class SimpleLLMService:
 
     def simple_llm(self, prompt: str, model: str | None = None,
                    max_tokens: int | None = None) -> str:
-        """The reply's text; ``model`` (a name on the same provider, or a modelwire id)
-        and ``max_tokens`` override the service's for this call."""
+        """The reply's text; ``model`` (a name on the same provider, a modelwire id, or
+        an alias) and ``max_tokens`` override the service's for this call."""
         comm = self.communication
         if model is None:
             return comm.generate_text(prompt, max_tokens=max_tokens or comm.max_tokens)
-        model_id = model if "/" in model else f"{comm.provider}/{model}"
         with translated():
+            model_id = legacy_model_id(comm.client.aio.routes, comm.provider, model,
+                                       alias_anywhere=True)
             return comm.client.complete(model_id, comm._messages(prompt),
                                         max_tokens=max_tokens or comm.max_tokens).text
 

@@ -5,9 +5,15 @@
     LLMException                       every error raised through a facade
     ├── ProviderUnavailableException   no usable provider: 5xx, 529, timeouts,
     │                                  connection errors, open breaker, all
-    │                                  fallbacks failed, unknown provider
+    │                                  fallbacks failed, unknown provider, a
+    │                                  stream cut short (else as its cause)
     ├── RateLimitException             429 and our own client-side limiter
     └── AuthenticationException        401, 403, a missing API key
+
+When every target of a call with fallbacks failed for the same one of these
+two reasons, the AllTargetsFailedError is that class and
+ProviderUnavailableException both. A missing ``claude`` program is
+ProviderUnavailableException.
 
 There is no second error tree: a facade re-raises modelwire's own error
 object after giving it a class that derives from both its modelwire class and
@@ -35,6 +41,7 @@ from ..errors import (
     RateLimitError,
     RequestTimeoutError,
     ServerError,
+    StreamInterruptedError,
     UnknownProviderError,
 )
 
@@ -73,29 +80,50 @@ _MAP: tuple[tuple[type[ModelwireError], type[LLMException]], ...] = (
     (AllTargetsFailedError, ProviderUnavailableException),
     (UnknownProviderError, ProviderUnavailableException),
 )
-_classes: dict[tuple[type[ModelwireError], type[LLMException]], type[ModelwireError]] = {}
+Legacy = type[LLMException] | tuple[type[LLMException], ...]
+_classes: dict[tuple[type[ModelwireError], tuple[type[LLMException], ...]],
+               type[ModelwireError]] = {}
 
 
 def legacy_class(error: ModelwireError) -> type[LLMException]:
+    """The old class an error becomes (its first, when it becomes more than one)."""
+    return legacy_classes(error)[0]
+
+
+def legacy_classes(error: ModelwireError) -> tuple[type[LLMException], ...]:
+    if isinstance(error, StreamInterruptedError):  # cut mid-way: what cut it decides
+        cause = error.cause
+        return legacy_classes(cause) if isinstance(cause, ModelwireError) \
+            else (ProviderUnavailableException,)
+    if isinstance(error, AllTargetsFailedError):
+        # Every target refused for the same reason (all rate limited, all bad keys):
+        # old code's `except RateLimitException` catches it too.
+        kinds = {legacy_class(e) for e in error.errors}
+        if len(kinds) == 1 and kinds <= {RateLimitException, AuthenticationException}:
+            return (kinds.pop(), ProviderUnavailableException)
+        return (ProviderUnavailableException,)
+    if any(c.__name__ == "MissingProgramError" for c in type(error).__mro__):
+        return (ProviderUnavailableException,)  # the claude-cli program: not here
     for kind, legacy in _MAP:
         if isinstance(error, kind):
-            return legacy
-    return LLMException
+            return (legacy,)
+    return (LLMException,)
 
 
-def translate(error: BaseException, legacy: type[LLMException] | None = None) -> BaseException:
-    """The same error object, now also an instance of its old class (idempotent)."""
+def translate(error: BaseException, legacy: Legacy | None = None) -> BaseException:
+    """The same error object, now also an instance of its old class(es) (idempotent)."""
     if not isinstance(error, ModelwireError) or isinstance(error, LLMException):
         return error
-    legacy = legacy or legacy_class(error)
+    bases = legacy_classes(error) if legacy is None else \
+        (legacy if isinstance(legacy, tuple) else (legacy,))
     cls = type(error)
-    both = _classes.get((cls, legacy))
+    both = _classes.get((cls, bases))
     if both is None:
-        both = type(cls.__name__, (cls, legacy), {
+        both = type(cls.__name__, (cls, *bases), {
             "__module__": cls.__module__, "__qualname__": cls.__qualname__,
             "__doc__": cls.__doc__, "__init__": cls.__init__, "__reduce__": _reduce,
-            "_compat_classes": (cls, legacy)})
-        _classes[(cls, legacy)] = both
+            "_compat_classes": (cls, bases)})
+        _classes[(cls, bases)] = both
     error.__class__ = both
     if getattr(error, "provider", None) is None:
         error.provider = None  # type: ignore[attr-defined]
@@ -110,7 +138,7 @@ def _reduce(self: BaseException) -> tuple[Any, ...]:
     return _rebuild, (cls, legacy, self.args, self.__dict__)
 
 
-def _rebuild(cls: type[ModelwireError], legacy: type[LLMException], args: tuple[Any, ...],
+def _rebuild(cls: type[ModelwireError], legacy: Legacy, args: tuple[Any, ...],
              state: dict[str, Any]) -> BaseException:
     error = cls.__new__(cls)
     error.args = args

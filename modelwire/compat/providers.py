@@ -10,7 +10,6 @@ so when a call is made without it).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -93,7 +92,7 @@ class ProviderManager:
     """Which providers are usable here, and which one is active."""
 
     def __init__(self, env: Mapping[str, str] | None = None, *,
-                 which: Callable[[str], str | None] = shutil.which) -> None:
+                 which: Callable[[str], str | None] | None = None) -> None:
         deprecated("ProviderManager", "modelwire.Client() (default provider) and "
                    "`modelwire providers`")
         self.env = os.environ if env is None else env
@@ -102,7 +101,12 @@ class ProviderManager:
 
     def is_available(self, name: str) -> bool:
         if name == "claude-cli":
-            return has_claude_cli() and self._which("claude") is not None
+            if not has_claude_cli():
+                return False
+            if self._which is not None:
+                return self._which("claude") is not None
+            # modelwire's own check: the `program` option, $CLAUDE_CLI_PATH, then PATH
+            return Settings(env=self.env).is_configured(get_spec(name))
         spec = _spec(name)
         if not spec.requires_key:
             return True
@@ -120,10 +124,10 @@ class ProviderManager:
         """Make ``name`` (any modelwire provider) active. Not usable here:
         ProviderUnavailableException (also a modelwire ConfigurationError)."""
         if not self.is_available(name):
-            need = ("the `claude` program on PATH (and a modelwire with the claude-cli "
-                    "provider)" if name == "claude-cli" else " or ".join(_spec(name).key_env))
+            need = ("install the `claude` program on PATH, or set CLAUDE_CLI_PATH to it"
+                    if name == "claude-cli" else "set " + " or ".join(_spec(name).key_env))
             raise translate(ConfigurationError(
-                f"provider {name!r} is not available here: set {need}"),
+                f"provider {name!r} is not available here: {need}"),
                 ProviderUnavailableException)
         self._active = name
         return name

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from ..errors import ConfigurationError, ModelwireError
 from ..response import Provenance, Response, Usage
 from ..types import MessageLike
 
@@ -14,27 +15,44 @@ from ..types import MessageLike
 @dataclass(slots=True)
 class UsageInfo:
     """Token counts in the old names. ``source`` says whether the provider reported
-    them ("reported") or they were estimated; ``estimated_cost`` is None until
-    modelwire has a price table (never a guess presented as a price)."""
+    them ("reported"), they were estimated ("estimated") or nobody reported them
+    ("none": the counts read 0). ``estimated_cost`` is USD from modelwire's price
+    table (:attr:`modelwire.Response.cost`), or None when the call cannot be
+    priced; ``cost_note`` says why (or, for a free model, that it is free)."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     estimated_cost: float | None = None
     source: Provenance = "none"
+    cost_note: str | None = field(default=None, compare=False)
 
     @classmethod
     def from_usage(cls, usage: Usage) -> UsageInfo:
         # The old fields are ints: counts nobody reported read 0 here, and ``source``
         # stays "none" so they are never mistaken for reported zeros.
         return cls(usage.input_tokens or 0, usage.output_tokens or 0, usage.total_tokens or 0,
-                   None, usage.source)
+                   None, usage.source, "no response to price")
+
+    @classmethod
+    def from_response(cls, r: Response) -> UsageInfo:
+        """The usage and its price (``Response.cost``; None with a note if unpriced)."""
+        info = cls.from_usage(r.usage)
+        try:
+            cost = r.cost
+        except ModelwireError as e:  # the cost extra (genai-prices) is not installed
+            info.cost_note = str(e)
+            return info
+        info.estimated_cost, info.cost_note = cost.total, cost.reason
+        if cost.total is not None and cost.reason is None:
+            info.cost_note = f"{cost.price_table}, {cost.usage_source} usage"
+        return info
 
     def to_dict(self) -> dict[str, Any]:
         return {"prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
                 "total_tokens": self.total_tokens, "estimated_cost": self.estimated_cost,
-                "source": self.source}
+                "source": self.source, "cost_note": self.cost_note}
 
 
 @dataclass(slots=True)
@@ -57,7 +75,7 @@ class LLMResponse:
 
     @classmethod
     def from_response(cls, r: Response) -> LLMResponse:
-        return cls(r.text, r.model, r.provider, UsageInfo.from_usage(r.usage), r.latency,
+        return cls(r.text, r.model, r.provider, UsageInfo.from_response(r), r.latency,
                    r.request_id or f"local-{uuid.uuid4().hex}", finish_reason=r.finish_reason,
                    response=r)
 
@@ -84,6 +102,12 @@ class LlmRequest:
     options: dict[str, Any] = field(default_factory=dict)
 
     def kwargs(self) -> dict[str, Any]:
+        reserved = sorted({"model", "messages", "prompt"} & set(self.options))
+        if reserved:
+            from .errors import translate
+            raise translate(ConfigurationError(
+                f"LlmRequest.options must not hold {', '.join(reserved)}: set the "
+                f"LlmRequest field{'s' if len(reserved) > 1 else ''} of that name instead"))
         return {"max_tokens": self.max_tokens, "temperature": self.temperature,
                 **self.options}
 
@@ -103,5 +127,5 @@ class LlmResponse:
 
     @classmethod
     def from_response(cls, r: Response) -> LlmResponse:
-        return cls(r.text, r.model, r.provider, UsageInfo.from_usage(r.usage),
+        return cls(r.text, r.model, r.provider, UsageInfo.from_response(r),
                    r.finish_reason, r.latency, r.request_id, r)

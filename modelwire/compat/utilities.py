@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidMessageError
+from ..errors import ConfigurationError, InvalidMessageError
 from ..middleware.breaker import BreakerPolicy
 from ..middleware.retry import RetryPolicy, is_retryable
 from ..types import Message, MessageLike, to_messages
@@ -44,7 +44,11 @@ class RetryHandler:
 
     @property
     def policy(self) -> RetryPolicy:
-        return RetryPolicy(initial=self.base_delay, max_wait=self.max_delay, jitter=self.jitter)
+        try:
+            return RetryPolicy(initial=self.base_delay, max_wait=self.max_delay,
+                               jitter=self.jitter)
+        except Exception as e:
+            raise translate(e) from None
 
     def client_options(self) -> dict[str, Any]:
         return {"max_retries": self.max_retries, "retry": self.policy}
@@ -59,10 +63,13 @@ class CircuitBreaker:
     """Breaker settings: open after ``failure_threshold`` consecutive failed calls
     (each counted once, after its retries), probe again after ``recovery_timeout``
     seconds. While open, calls fail at once with CircuitOpenError (also a
-    ProviderUnavailableException)."""
+    ProviderUnavailableException). Only consecutive failures count, as they
+    always did; ``failure_rate`` (e.g. 0.5) also opens it when that share of
+    the calls in the last minute failed (modelwire's own default)."""
 
     failure_threshold: int = 5
     recovery_timeout: float = 30.0
+    failure_rate: float | None = None
 
     def __post_init__(self) -> None:
         deprecated("CircuitBreaker", "modelwire.Client(breaker=BreakerPolicy(...))",
@@ -71,7 +78,8 @@ class CircuitBreaker:
     @property
     def policy(self) -> BreakerPolicy:
         try:
-            return BreakerPolicy(failures=self.failure_threshold, cooldown=self.recovery_timeout)
+            return BreakerPolicy(failures=self.failure_threshold, cooldown=self.recovery_timeout,
+                                 failure_rate=self.failure_rate)
         except Exception as e:
             raise translate(e) from None
 
@@ -86,8 +94,12 @@ class ResponseCache:
     def __init__(self, max_size: int = 256, ttl: float | None = None, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         deprecated("ResponseCache", "the facades' cache= (modelwire has no core cache yet)")
-        if max_size < 1:
-            raise translate(InvalidMessageError(f"max_size must be >= 1, got {max_size!r}"))
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise translate(ConfigurationError(f"max_size must be an int >= 1, got {max_size!r}"))
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
+                                or ttl <= 0):
+            raise translate(ConfigurationError(
+                f"ttl must be a number of seconds > 0 or None, got {ttl!r}"))
         self.max_size, self.ttl, self._clock = max_size, ttl, clock
         self._data: OrderedDict[str, tuple[float, Any]] = OrderedDict()
         self.hits = self.misses = 0
