@@ -1,0 +1,105 @@
+"""Shared state on a real Redis at its edges: budgets across processes, the
+breaker/limiter hand-off under retries, probes and streams, a Redis that loses
+its data, forgets its scripts or refuses a command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from modelwire import AsyncClient, ClientRateLimitError
+from modelwire.errors import BudgetExceededError
+from modelwire.middleware import BreakerPolicy, RateLimit, RetryPolicy
+from modelwire.mock import MockReply
+from modelwire.observe.budget import Budget
+from modelwire.state.redis import RedisStore, redis_key
+
+sys.path.insert(0, str(Path(__file__).parent))
+from redis_server import RedisServer, fresh_url, result, serve, spawn
+
+MODEL = "mock/shared"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    yield from serve()
+
+
+@pytest.fixture()
+def redis_url(redis_server: RedisServer) -> str:
+    return fresh_url(redis_server)
+
+
+async def admitted(url: str, client: AsyncClient) -> int:
+    """Requests in the shared rate-limit window log of MODEL."""
+    import redis.asyncio as aioredis
+    key = client.build_call(MODEL, "x").target.key
+    r = aioredis.Redis.from_url(url)
+    try:
+        return int(await r.zcard(redis_key("modelwire", f"rl|{key}|requests")))
+    finally:
+        await r.aclose()
+
+
+# --- budgets share one spend across processes --------------------------------------
+
+
+@pytest.mark.slow
+def test_four_processes_share_one_token_budget(redis_url: str) -> None:
+    limit = 600  # 40 calls of 15 reported tokens (as estimated: "hi" + max_tokens=10)
+    start = time.time() + 3.0
+    procs = [spawn("budget", url=redis_url, limit=limit, start=start, tasks=3)
+             for _ in range(4)]
+    results = [result(p, timeout=120) for p in procs]
+    spent = sum(r["spent"] for r in results)
+    # Every call reserves its estimate first (atomically, on the server), so the
+    # processes together never pass the limit, and they reach it.
+    assert spent == limit, results
+    assert all(r["requests"] * 15 == r["spent"] for r in results)  # refused: nothing sent
+    # A fifth process is refused at once: the spend is shared, and the store holds
+    # exactly the reported spend of all four (no lost update, every reservation
+    # corrected to the reported usage or given back).
+    fifth = result(spawn("budget", url=redis_url, limit=spent, start=0, tasks=1))
+    assert fifth == {"spent": 0, "refused": 1, "requests": 0, "status": float(spent)}
+
+
+# --- the breaker/limiter hand-off (StateStore.gate) under retries ------------------
+
+
+async def test_a_retried_attempt_takes_rate_limit_capacity_again(redis_url: str) -> None:
+    client = AsyncClient(state=RedisStore(redis_url, timeout=5.0),
+                         rate_limits={MODEL: RateLimit(rpm=100)},
+                         retry=RetryPolicy(initial=0, jitter=0))
+    client.mock.script(MockReply(status=500), MockReply(status=503), MockReply("ok"))
+    assert (await client.complete(MODEL, "hi", max_retries=2)).text == "ok"
+    assert len(client.mock.requests) == 3
+    assert await admitted(redis_url, client) == 3  # one window entry per attempt
+
+
+async def test_a_retry_without_capacity_is_refused_before_it_is_sent(redis_url: str) -> None:
+    client = AsyncClient(state=RedisStore(redis_url, timeout=5.0),
+                         rate_limits={MODEL: RateLimit(rpm=1, max_wait=0)},
+                         retry=RetryPolicy(initial=0, jitter=0))
+    client.mock.script(MockReply(status=500), MockReply("never sent"))
+    with pytest.raises(ClientRateLimitError):
+        await client.complete(MODEL, "hi", max_retries=1)
+    assert len(client.mock.requests) == 1 and await admitted(redis_url, client) == 1
+
+
+async def test_a_half_open_probe_and_a_stream_take_capacity(redis_url: str) -> None:
+    client = AsyncClient(state=RedisStore(redis_url, timeout=5.0),
+                         rate_limits={MODEL: RateLimit(rpm=100)}, max_retries=0,
+                         breaker=BreakerPolicy(failures=1, failure_rate=None, cooldown=0.05))
+    client.mock.script(MockReply(status=500))
+    with pytest.raises(Exception, match="500|server"):
+        await client.complete(MODEL, "hi")
+    time.sleep(0.1)
+    assert (await client.complete(MODEL, "probe")).text == "probe"  # the probe closes it
+    assert await admitted(redis_url, client) == 2
+    async with client.stream(MODEL, "a stream") as s:
+        assert [e async for e in s]
+    assert await admitted(redis_url, client) == 3
