@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..cache.key import dump, load, request_key
 from ..errors import ConfigurationError
-from ..pipeline import CALL_OPTIONS
 from ..response import Response, StreamEvent
 from ..streaming import AsyncStream
 
@@ -40,7 +39,6 @@ if TYPE_CHECKING:
     from ..cache import CacheBackend
     from ..pipeline import Call, Next, Outcome
 
-CALL_OPTIONS.add("cache")
 log = logging.getLogger("modelwire.cache")
 
 
