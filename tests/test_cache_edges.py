@@ -3,14 +3,10 @@ cancelled leaders, cut and concurrent streams, broken disk files."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path
-
 import pytest
 
 from modelwire import AsyncClient
 from modelwire.errors import ConfigurationError, InvalidParameterError
-from modelwire.mock import MockReply
 
 MODEL = "mock/cached"
 

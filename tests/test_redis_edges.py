@@ -4,6 +4,8 @@ its data, forgets its scripts or refuses a command."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sys
 import time
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from modelwire import AsyncClient, ClientRateLimitError, ServerError
+from modelwire import AsyncClient, CircuitOpenError, ClientRateLimitError, ServerError
 from modelwire.middleware import BreakerPolicy, RateLimit, RetryPolicy
 from modelwire.mock import MockReply
 from modelwire.state.redis import RedisStore, redis_key
@@ -101,3 +103,65 @@ async def test_a_half_open_probe_and_a_stream_take_capacity(redis_url: str) -> N
     async with client.stream(MODEL, "a stream") as s:
         assert [e async for e in s]
     assert await admitted(redis_url, client) == 3
+
+
+# --- a Redis that refuses, forgets or loses ------------------------------------------
+
+
+async def test_an_acl_without_evalsha_means_local_state_and_one_warning(
+        redis_server: RedisServer, redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import redis.asyncio as aioredis
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.execute_command("ACL", "SETUSER", "no-scripts", "on", ">pw", "~*", "+@all",
+                                "-evalsha", "-eval")
+    await admin.aclose()
+    url = f"redis://no-scripts:pw@127.0.0.1:{redis_server.port}/0"
+    caplog.set_level(logging.DEBUG, "modelwire.state")
+    for limits in (None, {MODEL: RateLimit(rpm=1000)}):
+        # GET works, EVALSHA does not: the store "comes back" on every read and fails
+        # again on the next script (and a background flush fails while a call reads).
+        store = RedisStore(url, max_backoff=0.05, flush_delay=0.001)
+        client = AsyncClient(state=store, rate_limits=limits)
+        for i in range(25):
+            assert (await client.complete(MODEL, f"call {i}")).text == f"call {i}"
+            await asyncio.sleep(0.01)
+        await store.aclose()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING
+                and "refused" in r.getMessage()]
+    assert len(warnings) == 2, warnings  # one per store, however often it flapped
+    assert "NoPermissionError" in warnings[0] and "evalsha" in warnings[0]
+    assert "unreachable" not in warnings[0] and "pw" not in " ".join(warnings)
+
+
+async def test_scripts_flushed_mid_run_are_loaded_again(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+    store = RedisStore(redis_url, timeout=5.0, flush_delay=60)
+    client = AsyncClient(state=store, rate_limits={MODEL: RateLimit(rpm=1000, tpm=10**6)})
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        for _ in range(3):
+            await client.complete(MODEL, "before")
+        await admin.script_flush()  # held-back writes and the next gate all meet NOSCRIPT
+        for _ in range(3):
+            await client.complete(MODEL, "after")
+        await store.flush()
+        assert store.conn.outages == 0
+        assert await admitted(redis_url, client) == 6
+    finally:
+        await admin.aclose()
+
+
+async def test_a_redis_that_lost_its_data_closes_the_breaker(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+    client = AsyncClient(state=RedisStore(redis_url, timeout=5.0), max_retries=0,
+                         breaker=BreakerPolicy(failures=1, failure_rate=None, cooldown=600))
+    client.mock.script(MockReply(status=500))
+    with pytest.raises(ServerError):
+        await client.complete(MODEL, "hi")
+    with pytest.raises(CircuitOpenError):
+        await client.complete(MODEL, "hi")
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.flushall()  # a restart without persistence
+    await admin.aclose()
+    # The open state is gone: the breaker starts afresh (closed), as a new process would.
+    assert (await client.complete(MODEL, "again")).text == "again"

@@ -48,6 +48,7 @@ from .memory import MemoryStore
 from .redis_scripts import _ACQUIRE, _ADJUST, _GATE, _INCR, _RECORD
 
 log = logging.getLogger("modelwire.state")
+QUIET_AFTER_WARNING = 60.0  # seconds: later outages log at DEBUG (see Connection._mark_down)
 T = TypeVar("T")
 OnError = Literal["local", "raise"]
 
@@ -106,7 +107,10 @@ class Connection:
         self._down_until = 0.0  # time.monotonic() before which Redis is not tried
         self._backoff = 0.0
         self.outages = 0  # how many times Redis was found down (for tests and metrics)
+        self._warned_at: float | None = None  # time.monotonic() of the last loud warning
+        self._loud = False  # whether the current outage was logged at WARNING
         self._closing: set[asyncio.Task[None]] = set()
+        self._retired: set[Any] = set()  # clients replaced after an outage, closed later
 
     def client(self) -> Any:
         loop = asyncio.get_running_loop()
@@ -151,8 +155,9 @@ class Connection:
             return await local()
         if self._down_until:
             self._down_until, self._backoff = 0.0, 0.0
-            log.warning("modelwire: the Redis %s at %s is back; sharing resumes",
-                        self.what, safe_url(self.url))
+            log.log(logging.WARNING if self._loud else logging.DEBUG,
+                    "modelwire: the Redis %s at %s is back; sharing resumes",
+                    self.what, safe_url(self.url))
         return result
 
     def _mark_down(self, error: BaseException) -> None:
@@ -161,20 +166,44 @@ class Connection:
         self._down_until = time.monotonic() + self._backoff
         client, self._client, self._loop = self._client, None, None  # reconnect afresh
         if client is not None:
-            task = asyncio.get_running_loop().create_task(_quiet_close(client))
+            # Not closed at once: other coroutines may be mid-command on it (a
+            # background flush failing while a call connects), and closing the pool
+            # under them breaks redis-py itself (AttributeError, not a RedisError).
+            # Their commands end within a timeout; then it is closed.
+            self._retired.add(client)
+            task = asyncio.get_running_loop().create_task(
+                self._close_later(client, 2 * self.timeout + 0.5))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
         if first:
+            # One warning, not one per flap: a Redis that answers some commands and
+            # refuses others (an ACL without EVALSHA) comes "back" on every GET.
+            # Within QUIET_AFTER_WARNING seconds of a warning, outages log at DEBUG.
+            now = time.monotonic()
             self.outages += 1
-            log.warning("modelwire: the Redis %s at %s is unreachable (%s); %s",
-                        self.what, safe_url(self.url), type(error).__name__,
-                        "going on with local state until it is back"
-                        if self.on_error == "local" else "raising StateStoreError")
+            self._loud = self._warned_at is None or now - self._warned_at >= QUIET_AFTER_WARNING
+            if self._loud:
+                self._warned_at = now
+            log.log(logging.WARNING if self._loud else logging.DEBUG,
+                    "modelwire: the Redis %s at %s %s; %s",
+                    self.what, safe_url(self.url), _describe(error),
+                    "going on with local state until it is back"
+                    if self.on_error == "local" else "raising StateStoreError")
+
+    async def _close_later(self, client: Any, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+        finally:  # even when the loop cancels this at its end
+            if client in self._retired:
+                self._retired.discard(client)
+                await _quiet_close(client)
 
     async def aclose(self) -> None:
         client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await _quiet_close(client)
+        retired, self._retired = list(self._retired), set()
+        for old in [*retired, client]:
+            if old is not None:
+                await _quiet_close(old)
 
 
 async def _quiet_close(client: Any) -> None:
@@ -182,6 +211,20 @@ async def _quiet_close(client: Any) -> None:
         await client.aclose()
     except Exception:
         pass
+
+
+def _describe(error: BaseException) -> str:
+    """What went wrong, for the outage warning: a refusal by the server (an ACL
+    without EVALSHA, a read-only replica, out of memory) names itself, since
+    "unreachable" would send its reader to check the network. A server's error
+    text holds no password (AUTH failures say WRONGPASS) and our keys are hashed."""
+    from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+    if isinstance(error, ResponseError) and not isinstance(error, (ConnectionError,
+                                                                  TimeoutError)):
+        # redis-py prefixes a pipeline's error with the command and its arguments
+        text = str(error).rsplit("caused error: ", 1)[-1]
+        return f"refused a command ({type(error).__name__}: {text[:200]})"
+    return f"is unreachable ({type(error).__name__})"
 
 
 def _is_outage(error: BaseException) -> bool:
