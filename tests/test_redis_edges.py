@@ -16,6 +16,7 @@ import pytest
 from modelwire import AsyncClient, CircuitOpenError, ClientRateLimitError, ServerError
 from modelwire.middleware import BreakerPolicy, RateLimit, RetryPolicy
 from modelwire.mock import MockReply
+from modelwire.observe.budget import Budget
 from modelwire.state.redis import RedisStore, redis_key
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -165,3 +166,66 @@ async def test_a_redis_that_lost_its_data_closes_the_breaker(redis_url: str) -> 
     await admin.aclose()
     # The open state is gone: the breaker starts afresh (closed), as a new process would.
     assert (await client.complete(MODEL, "again")).text == "again"
+
+
+async def test_a_paused_redis_costs_a_call_one_timeout_per_redis_object(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import redis.asyncio as aioredis
+
+    from modelwire.cache.redis import RedisCache
+    store, cache = RedisStore(redis_url, timeout=0.2), RedisCache(redis_url, timeout=0.2)
+    client = AsyncClient(state=store, cache=cache, rate_limits={MODEL: RateLimit(rpm=1000)},
+                         budget=Budget(tokens=10**6))
+    await client.complete(MODEL, "warm up")
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.client_pause(2000)  # every client of the server stalls for 2 s
+    try:
+        took = []
+        for i in range(4):
+            began = time.monotonic()
+            assert (await client.complete(MODEL, f"paused {i}")).text == f"paused {i}"
+            took.append(time.monotonic() - began)
+        # the cache's lookup and the store's first read each wait one 0.2 s timeout,
+        # then both serve from their fallbacks (generous bound: a busy machine)
+        assert took[0] < 1.5 and max(took[1:]) < 0.5, took
+        assert (store.conn.outages, cache.conn.outages) == (1, 1)
+        text = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert any("response cache" in t and "every lookup is a miss" in t for t in text)
+    finally:
+        await admin.client_unpause()
+        await admin.aclose()
+
+
+async def test_nothing_stored_in_redis_names_a_key_a_url_or_a_prompt(redis_url: str) -> None:
+    from modelwire.cache.redis import RedisCache
+    from modelwire.testing.fault_server import Fault, FaultServer
+    model = "openai/gpt-4o-mini"
+    async with FaultServer() as server:
+        server.script(Fault.ok("answer one", usage=(10, 5)), Fault.ok("answer two", usage=(10, 5)))
+        base = server.url_for("openai")
+        async with AsyncClient(api_keys={"openai": "sk-APIKEY-SECRET"},
+                               base_urls={"openai": base}, state=RedisStore(redis_url),
+                               cache=RedisCache(redis_url),
+                               rate_limits={model: RateLimit(rpm=100, tpm=10**5)},
+                               budget=[Budget(usd=1.0, tokens=10**6),
+                                       Budget(tokens=10**6, tag="secret-tag")]) as client:
+            await client.complete(model, "prompt-one", tags=["secret-tag"])
+            async with client.stream(model, "prompt-two") as s:
+                assert [e async for e in s]
+            assert (await client.complete(model, "prompt-one", tags=["secret-tag"])).cached
+    import redis.asyncio as aioredis
+    r = aioredis.Redis.from_url(redis_url)
+    keys, values = [], []
+    async for k in r.scan_iter("*"):
+        keys.append(k)
+        kind = await r.type(k)
+        values += [await r.get(k) or b""] if kind == b"string" else await r.zrange(k, 0, -1)
+    await r.aclose()
+    assert len(keys) >= 8  # breaker, both windows, budgets, two cache entries
+    hosts = base.split("//", 1)[1].split("/", 1)[0].encode()
+    for blob in (b" ".join(keys), b" ".join(values)):
+        assert b"APIKEY-SECRET" not in blob and hosts not in blob and b"127.0.0.1" not in blob
+    # keys name no model, prompt or tag either (a prompt is in its cached answer only
+    # as far as the answer repeats it)
+    assert not any(w in b" ".join(keys) for w in (b"gpt", b"openai", b"prompt", b"secret-tag"))
+    assert not any(w in b" ".join(values) for w in (b"prompt-one", b"prompt-two"))

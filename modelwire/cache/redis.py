@@ -42,7 +42,8 @@ class RedisCache:
                  lock_timeout: float = 10.0, on_error: OnError = "local",
                  timeout: float = 0.5, max_backoff: float = 5.0) -> None:
         self.conn = Connection(url, on_error=on_error, timeout=timeout, max_backoff=max_backoff,
-                               what="response cache")
+                               what="response cache",
+                               fallback="every lookup is a miss until it is back")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
                                 or not ttl > 0):
             raise ConfigurationError(f"ttl must be None or seconds > 0, got {ttl!r}")

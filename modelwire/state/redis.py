@@ -86,7 +86,8 @@ class Connection:
 
     def __init__(self, url: str, *, on_error: OnError = "local", timeout: float = 0.5,
                  max_backoff: float = 5.0, max_connections: int = 64,
-                 what: str = "state store") -> None:
+                 what: str = "state store",
+                 fallback: str = "going on with local state until it is back") -> None:
         self.url = check_url(url)
         if on_error not in ("local", "raise"):
             raise ConfigurationError(f"on_error must be 'local' or 'raise', got {on_error!r}")
@@ -101,6 +102,7 @@ class Connection:
         self.max_backoff = max_backoff
         self.max_connections = max_connections
         self.what = what
+        self.fallback = fallback  # what happens meanwhile, for the outage warning
         self._client: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._scripts: dict[str, Any] = {}
@@ -187,8 +189,7 @@ class Connection:
             log.log(logging.WARNING if self._loud else logging.DEBUG,
                     "modelwire: the Redis %s at %s %s; %s",
                     self.what, safe_url(self.url), _describe(error),
-                    "going on with local state until it is back"
-                    if self.on_error == "local" else "raising StateStoreError")
+                    self.fallback if self.on_error == "local" else "raising StateStoreError")
 
     async def _close_later(self, client: Any, delay: float) -> None:
         try:
