@@ -420,7 +420,7 @@ class AsyncClient:
         await self.aclose()
 
 
-def _check_cache_option(value: Any, middleware: Sequence[Middleware]) -> None:
+def _check_cache_option(value: Any, middleware: list[Middleware]) -> None:
     """``cache=`` per call: a bool, and True needs a client built with a cache."""
     if not isinstance(value, bool):
         raise InvalidParameterError(

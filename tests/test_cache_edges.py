@@ -3,10 +3,15 @@ cancelled leaders, cut and concurrent streams, broken disk files."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from modelwire import AsyncClient
 from modelwire.errors import ConfigurationError, InvalidParameterError
+from modelwire.mock import MockReply
 
 MODEL = "mock/cached"
 
@@ -39,3 +44,129 @@ async def test_to_dict_says_whether_the_answer_was_cached() -> None:
     first = await client.complete(MODEL, "hi")
     again = await client.complete(MODEL, "hi")
     assert (first.to_dict()["cached"], again.to_dict()["cached"]) == (False, True)
+
+
+# --- single flight when the leader goes away ------------------------------------------
+
+
+async def test_a_cancelled_leader_frees_its_waiters() -> None:
+    client = AsyncClient(cache=True)
+    client.mock.script(MockReply("never finished", latency=5.0), MockReply("went myself"))
+    leader = asyncio.create_task(client.complete(MODEL, "same"))
+    while not client.mock.requests:  # the leader's request is out
+        await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(client.complete(MODEL, "same"))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()  # it waits for the leader ...
+    leader.cancel()
+    response = await asyncio.wait_for(waiter, 10)  # ... and goes itself once it is gone
+    assert response.text == "went myself" and not response.cached
+    assert len(client.mock.requests) == 2
+    assert (await client.complete(MODEL, "same")).cached
+
+
+async def test_a_stream_cut_mid_way_is_not_cached() -> None:
+    from modelwire.errors import StreamInterruptedError
+    client = AsyncClient(cache=True, max_retries=0)
+    client.mock.script(MockReply("one two three four five six", disconnect_after=3),
+                       MockReply("the whole answer"))
+    with pytest.raises(StreamInterruptedError):
+        async with client.stream(MODEL, "cut") as s:
+            async for _ in s:
+                pass
+    async with client.stream(MODEL, "cut") as s:
+        assert [e async for e in s]
+    assert s.response.text == "the whole answer" and not s.response.cached
+    assert len(client.mock.requests) == 2
+
+
+# --- size bounds ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["memory", "disk"])
+async def test_an_answer_larger_than_max_entry_bytes_is_not_cached(
+        kind: str, tmp_path: Path) -> None:
+    from modelwire.cache import DiskCache, MemoryCache
+    backend = (MemoryCache(max_entry_bytes=4096) if kind == "memory"
+               else DiskCache(tmp_path / "c.sqlite3", max_entry_bytes=4096))
+    client = AsyncClient(cache=backend)
+    client.mock.script(MockReply("big " * 2000), MockReply("big " * 2000), MockReply("small"))
+    for _ in range(2):
+        await client.complete(MODEL, "huge")
+    assert len(client.mock.requests) == 2 and len(backend) == 0
+    await client.complete(MODEL, "tiny")
+    assert (await client.complete(MODEL, "tiny")).cached and len(backend) == 1
+
+
+@pytest.mark.parametrize("bad", [
+    {"max_entries": 0}, {"max_entries": -1}, {"ttl": 0}, {"ttl": -5}, {"ttl": True},
+    {"max_entry_bytes": 0}, {"max_entry_bytes": "1MB"},
+])
+def test_cache_bounds_are_checked_in_every_backend(bad: dict[str, Any], tmp_path: Path) -> None:
+    from modelwire.cache import DiskCache, MemoryCache
+    with pytest.raises(ConfigurationError, match=next(iter(bad))):
+        MemoryCache(**bad)
+    with pytest.raises(ConfigurationError, match=next(iter(bad))):
+        DiskCache(tmp_path / "c.sqlite3", **bad)
+    if "max_entries" not in bad:
+        pytest.importorskip("redis", reason="the redis package is not installed")
+        from modelwire.cache import RedisCache
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            RedisCache("redis://127.0.0.1:6379/0", **bad)
+
+
+def test_redis_cache_options_are_checked() -> None:
+    pytest.importorskip("redis", reason="the redis package is not installed")
+    from modelwire.cache import RedisCache
+    for bad in ({"lock_timeout": 0}, {"lock_timeout": True}, {"namespace": ""}):
+        with pytest.raises(ConfigurationError, match=next(iter(bad))):
+            RedisCache("redis://127.0.0.1:6379/0", **bad)  # type: ignore[arg-type]
+
+
+# --- the disk file --------------------------------------------------------------------
+
+
+async def test_a_corrupt_disk_cache_file_is_moved_aside_and_started_afresh(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from modelwire.cache import DiskCache
+    path = tmp_path / "responses.sqlite3"
+    path.write_bytes(b"not a database at all " * 200)
+    client = AsyncClient(cache=DiskCache(path))
+    await client.complete(MODEL, "hi")
+    assert (await client.complete(MODEL, "hi")).cached
+    assert (tmp_path / "responses.sqlite3.corrupt").read_bytes().startswith(b"not a database")
+    assert any("moved it to" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_disk_cache_file_overwritten_mid_run_only_costs_misses(tmp_path: Path) -> None:
+    from modelwire.cache import DiskCache
+    path = tmp_path / "responses.sqlite3"
+    client = AsyncClient(cache=DiskCache(path))
+    await client.complete(MODEL, "before")
+    with open(path, "r+b") as f:
+        f.write(b"\0" * 4096)  # the header is gone
+    assert (await client.complete(MODEL, "after")).text == "after"
+    assert len(client.mock.requests) == 2
+
+
+def test_two_processes_share_one_disk_cache_file(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    path = tmp_path / "shared.sqlite3"
+    script = (
+        "import asyncio, sys\n"
+        "from modelwire.cache import DiskCache\n"
+        "async def main(me):\n"
+        "    c = DiskCache(sys.argv[1], max_entries=100)\n"
+        "    for i in range(300):\n"
+        "        await c.set(f'{me}-{i}', {'n': i, 'pad': 'x' * 500})\n"
+        "        await c.get(f'{1 - me}-{i}')\n"
+        "asyncio.run(main(int(sys.argv[2])))\n")
+    root = str(Path(__file__).resolve().parent.parent)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(me)],
+                              stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": root})
+             for me in (0, 1)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors  # no "database is locked"
+    from modelwire.cache import DiskCache
+    assert len(DiskCache(path, max_entries=100)) == 100
