@@ -170,3 +170,25 @@ def test_two_processes_share_one_disk_cache_file(tmp_path: Path) -> None:
     assert [p.returncode for p in procs] == [0, 0], errors  # no "database is locked"
     from modelwire.cache import DiskCache
     assert len(DiskCache(path, max_entries=100)) == 100
+
+
+# --- tenants --------------------------------------------------------------------------
+
+
+async def test_tenant_decides_sharing_over_the_api_key() -> None:
+    from modelwire.cache import MemoryCache
+    from modelwire.middleware import ResponseCache
+    backend = MemoryCache()
+
+    def client(tenant: str | None, key: str) -> AsyncClient:
+        return AsyncClient(cache=ResponseCache(backend, tenant=tenant), api_keys={"mock": key})
+
+    first = client("team-a", "sk-one")
+    first.mock.script(MockReply("team a's answer"))
+    await first.complete(MODEL, "hi")
+    # the same tenant with another key shares the entry (the tenant is the identity) ...
+    assert (await client("team-a", "sk-two").complete(MODEL, "hi")).cached
+    # ... another tenant with the same key does not, nor does the key without a tenant
+    for other in (client("team-b", "sk-one"), client(None, "sk-one")):
+        r = await other.complete(MODEL, "hi")
+        assert not r.cached and r.text == "hi"
