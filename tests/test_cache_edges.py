@@ -192,3 +192,22 @@ async def test_tenant_decides_sharing_over_the_api_key() -> None:
     for other in (client("team-b", "sk-one"), client(None, "sk-one")):
         r = await other.complete(MODEL, "hi")
         assert not r.cached and r.text == "hi"
+
+
+async def test_a_stream_its_caller_dropped_unread_frees_its_waiters() -> None:
+    import gc
+
+    from modelwire.pipeline import Timeouts
+    client = AsyncClient(cache=True)
+    client.mock.script(MockReply("a b c"), MockReply("x y z"))
+    leader = await client.stream(MODEL, "same").__aenter__()  # neither read nor closed
+    del leader
+    gc.collect()
+    waiter = asyncio.create_task(_read(client, Timeouts(total=30)))
+    events, cached = await asyncio.wait_for(waiter, 10)  # not its 30 s deadline
+    assert events and not cached and len(client.mock.requests) == 2
+
+
+async def _read(client: AsyncClient, timeout: Any) -> tuple[list[Any], bool]:
+    async with client.stream(MODEL, "same", timeout=timeout) as s:
+        return [e async for e in s], s.response.cached

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -89,6 +90,7 @@ class ResponseCache:
         self.poll = poll
         self.shared = callable(getattr(backend, "lock", None))
         self._flights: dict[str, asyncio.Future[None]] = {}
+        self._unlocking: set[asyncio.Task[None]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -217,6 +219,26 @@ class ResponseCache:
             self._release(key, flight)
 
         stream._batches = _Tee(inner, events, finish)
+
+        # A stream its caller dropped without reading or closing it never reaches
+        # finish(): once it is collected, free the waiters (and stop extending the
+        # lock, which then expires) rather than keep them until their deadline.
+        loop = asyncio.get_running_loop()
+
+        def abandoned() -> None:
+            if refresher is not None:
+                refresher.cancel()
+            if token is not None and not flight.done():
+                task = loop.create_task(self._unlock(key, token))
+                self._unlocking.add(task)
+                task.add_done_callback(self._unlocking.discard)
+            self._release(key, flight)
+
+        def on_collect() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(abandoned)
+
+        weakref.finalize(stream, on_collect).atexit = False
 
     def _release(self, key: str, flight: asyncio.Future[None]) -> None:
         if self._flights.get(key) is flight:
