@@ -211,3 +211,29 @@ async def test_a_stream_its_caller_dropped_unread_frees_its_waiters() -> None:
 async def _read(client: AsyncClient, timeout: Any) -> tuple[list[Any], bool]:
     async with client.stream(MODEL, "same", timeout=timeout) as s:
         return [e async for e in s], s.response.cached
+
+
+# --- the CLI --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [["chat"], ["chat", "--no-stream"],
+                                     ["complete", "--no-stream"]])
+def test_the_cli_cache_flag_answers_a_repeat_from_the_disk_cache(
+        command: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from modelwire.cli.app import app
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    runner = CliRunner()
+    args = [*command, "-m", "mock/echo", "--json", "--cache", "-t", "0.7", "hello cache"]
+    runs = [runner.invoke(app, args) for _ in range(2)]
+    assert [r.exit_code for r in runs] == [0, 0], runs[0].output
+    answers = [json.loads(r.stdout) for r in runs]
+    assert [a["cached"] for a in answers] == [False, True]  # sampled, but asked for
+    assert answers[1]["text"] == "hello cache"
+    assert (tmp_path / "modelwire" / "responses.sqlite3").is_file()
+    without = json.loads(runner.invoke(app, [*command, "-m", "mock/echo", "--json",
+                                             "hello cache"]).stdout)
+    assert without["cached"] is False

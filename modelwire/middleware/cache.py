@@ -1,8 +1,9 @@
 """ResponseCache: exact-match caching of complete() and stream() results.
 
-Outermost of the resilience layers (``metrics > cache > fallback > retry >
-breaker > ratelimit``), so a hit sends nothing and spends no quota, and an
-answer a fallback produced is cached under the request as asked.
+Outermost of the resilience layers (``metrics > cache > budget > fallback >
+breaker > retry > ratelimit``), so a hit sends nothing, spends no quota and
+charges no budget, and an answer a fallback produced is cached under the
+request as asked.
 
 * Key: the normalized request plus a hash of each target's API key (or
   ``tenant=``); see :mod:`modelwire.cache.key`. Two tenants never share.
