@@ -229,3 +229,37 @@ async def test_nothing_stored_in_redis_names_a_key_a_url_or_a_prompt(redis_url: 
     # as far as the answer repeats it)
     assert not any(w in b" ".join(keys) for w in (b"gpt", b"openai", b"prompt", b"secret-tag"))
     assert not any(w in b" ".join(values) for w in (b"prompt-one", b"prompt-two"))
+
+
+# --- single flight across processes when the holder is killed --------------------------
+
+
+@pytest.mark.slow
+async def test_a_waiting_process_goes_itself_once_the_killed_holders_lock_expires(
+        redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from modelwire.cache.redis import RedisCache
+    holder = spawn("cached_call", url=redis_url, text="never finished", latency=60,
+                   lock_timeout=1.0)
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        for _ in range(400):
+            if [k async for k in r.scan_iter("modelwire:cache-lock:*")]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("the holder never took the lock")
+        waiter = AsyncClient(cache=RedisCache(redis_url, lock_timeout=1.0, timeout=5.0))
+        waiter.mock.script(MockReply("went myself"))
+        task = asyncio.create_task(waiter.complete("mock/shared", "what is shared?"))
+        await asyncio.sleep(0.5)
+        assert not task.done() and not waiter.mock.requests  # it waits for the holder
+        holder.kill()  # SIGKILL: no unlock, no last word
+        holder.communicate()
+        response = await asyncio.wait_for(task, 20)  # the lock expires within 1 s
+        assert response.text == "went myself" and not response.cached
+        assert len(waiter.mock.requests) == 1
+        assert not [k async for k in r.scan_iter("modelwire:cache-lock:*")]  # unlocked
+    finally:
+        await r.aclose()
