@@ -263,3 +263,22 @@ async def test_a_waiting_process_goes_itself_once_the_killed_holders_lock_expire
         assert not [k async for k in r.scan_iter("modelwire:cache-lock:*")]  # unlocked
     finally:
         await r.aclose()
+
+
+async def test_an_answer_larger_than_the_redis_entry_bound_is_not_cached(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    from modelwire.cache.redis import RedisCache
+    client = AsyncClient(cache=RedisCache(redis_url, max_entry_bytes=64 * 1024, timeout=5.0))
+    client.mock.script(*[MockReply("word " * 40_000)] * 2, MockReply("small"))  # ~200 KB
+    for _ in range(2):
+        assert not (await client.complete(MODEL, "huge")).cached
+    await client.complete(MODEL, "tiny")
+    assert (await client.complete(MODEL, "tiny")).cached
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        entries = [k async for k in r.scan_iter("modelwire:cache:*")]
+        assert len(entries) == 1 and await r.strlen(entries[0]) < 64 * 1024
+        assert await r.pttl(entries[0]) > 0  # every entry has its TTL
+    finally:
+        await r.aclose()
