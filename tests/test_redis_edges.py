@@ -81,14 +81,23 @@ async def test_a_retried_attempt_takes_rate_limit_capacity_again(redis_url: str)
     assert await admitted(redis_url, client) == 3  # one window entry per attempt
 
 
-async def test_a_retry_without_capacity_is_refused_before_it_is_sent(redis_url: str) -> None:
+async def test_a_retry_without_capacity_is_not_sent_and_the_failure_still_counts(
+        redis_url: str) -> None:
     client = AsyncClient(state=RedisStore(redis_url, timeout=5.0),
                          rate_limits={MODEL: RateLimit(rpm=1, max_wait=0)},
-                         retry=RetryPolicy(initial=0, jitter=0))
+                         retry=RetryPolicy(initial=0, jitter=0),
+                         breaker=BreakerPolicy(failures=1, failure_rate=None, cooldown=600))
     client.mock.script(MockReply(status=500), MockReply("never sent"))
-    with pytest.raises(ClientRateLimitError):
+    # The call failed with the provider's 500 (the limiter only refused its retry):
+    # that is what the caller sees, and what the breaker (outside retry) counts.
+    with pytest.raises(ServerError) as info:
         await client.complete(MODEL, "hi", max_retries=1)
+    assert any("retry was not sent" in n for n in getattr(info.value, "__notes__", []))
     assert len(client.mock.requests) == 1 and await admitted(redis_url, client) == 1
+    with pytest.raises(CircuitOpenError):
+        await client.complete(MODEL, "hi")
+    with pytest.raises(ClientRateLimitError):  # a first attempt refused: the refusal itself
+        await client.complete(MODEL, "other", breaker=False)
 
 
 async def test_a_half_open_probe_and_a_stream_take_capacity(redis_url: str) -> None:
