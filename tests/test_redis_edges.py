@@ -291,3 +291,21 @@ async def test_an_answer_larger_than_the_redis_entry_bound_is_not_cached(redis_u
         assert await r.pttl(entries[0]) > 0  # every entry has its TTL
     finally:
         await r.aclose()
+
+
+async def test_writes_held_back_when_redis_dies_land_in_the_local_state(
+        tmp_path: Path) -> None:
+    from redis_server import find_redis_server
+    server = RedisServer(find_redis_server(), str(tmp_path))
+    server.start()
+    try:
+        store = RedisStore(server.url, flush_delay=60)
+        await store.defer_record([("cb|x", 2.0, None)], ["cb|streak"])
+        await store.window_adjust("rl|w", 10, 3)
+        assert len(store._pending) == 2
+    finally:
+        server.stop()
+    assert await store.get("cb|x") == 2.0  # Redis is gone: served locally, writes kept
+    assert store.conn.outages == 1
+    assert await store.window_acquire("rl|w", 4, 10, 1) == 0.0
+    assert await store.window_acquire("rl|w", 4, 10, 1) > 0  # 3 + 1 used of 4

@@ -272,6 +272,7 @@ class RedisStore:
         self._ids = itertools.count()
         self._id = os.urandom(6).hex()
         self._pending: list[Issue] = []
+        self._pending_local: list[Callable[[], Awaitable[None]]] = []  # the same, locally
         self._flush_at: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -292,6 +293,18 @@ class RedisStore:
 
     async def _exec(self, issue: Issue | None) -> Any:
         pending, self._pending = self._pending, []
+        fallbacks, self._pending_local = self._pending_local, []
+        try:
+            return await self._exec_with(pending, issue)
+        except Exception as e:
+            if fallbacks and _is_outage(e):
+                # Redis went down with writes held back: they land in the local
+                # state that serves meanwhile, rather than vanish.
+                for local in fallbacks:
+                    await local()
+            raise
+
+    async def _exec_with(self, pending: list[Issue], issue: Issue | None) -> Any:
         from redis.exceptions import NoScriptError
         try:
             return await self._send(pending, issue)
@@ -322,6 +335,7 @@ class RedisStore:
             await self.conn.run(_nothing, local)  # down: local state (or StateStoreError)
             return
         self._pending.append(write)
+        self._pending_local.append(local)
         if self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().call_later(self.flush_delay,
                                                                    self._flush_soon)
