@@ -237,3 +237,14 @@ def test_the_cli_cache_flag_answers_a_repeat_from_the_disk_cache(
     without = json.loads(runner.invoke(app, [*command, "-m", "mock/echo", "--json",
                                              "hello cache"]).stdout)
     assert without["cached"] is False
+
+
+async def test_a_replayed_stream_read_to_its_end_is_one_successful_call_in_metrics() -> None:
+    client = AsyncClient(cache=True)
+    for _ in range(2):
+        async with client.stream(MODEL, "one two") as s:
+            assert [e async for e in s]
+    assert client.metrics is not None
+    stats = client.metrics.snapshot()["models"][MODEL]
+    assert (stats["calls"], stats["successes"], stats["streams_abandoned"],
+            stats["cache_hits"]) == (2, 2, 0, 1)

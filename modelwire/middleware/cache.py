@@ -60,6 +60,7 @@ class ReplayStream(AsyncStream):
             self._response = self._final
             for callback in self.on_finish:
                 await callback(self._final)
+            await self._end(self._final)  # ended whole: not "closed early" (metrics, OTel)
             return None
 
     @property
