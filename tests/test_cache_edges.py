@@ -149,25 +149,30 @@ async def test_a_disk_cache_file_overwritten_mid_run_only_costs_misses(tmp_path:
     assert len(client.mock.requests) == 2
 
 
-def test_two_processes_share_one_disk_cache_file(tmp_path: Path) -> None:
+def test_processes_starting_together_share_one_new_disk_cache_file(tmp_path: Path) -> None:
     import subprocess
     import sys
+    import time
     path = tmp_path / "shared.sqlite3"
+    # Each process waits for the same moment, then opens the (new) file and writes:
+    # switching a new file to WAL answered "database is locked" to all but one.
     script = (
-        "import asyncio, sys\n"
+        "import asyncio, sys, time\n"
         "from modelwire.cache import DiskCache\n"
-        "async def main(me):\n"
+        "async def main(me, start):\n"
+        "    time.sleep(max(start - time.time(), 0))\n"
         "    c = DiskCache(sys.argv[1], max_entries=100)\n"
         "    for i in range(300):\n"
         "        await c.set(f'{me}-{i}', {'n': i, 'pad': 'x' * 500})\n"
-        "        await c.get(f'{1 - me}-{i}')\n"
-        "asyncio.run(main(int(sys.argv[2])))\n")
+        "        await c.get(f'{(me + 1) % 4}-{i}')\n"
+        "asyncio.run(main(int(sys.argv[2]), float(sys.argv[3])))\n")
     root = str(Path(__file__).resolve().parent.parent)
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(me)],
+    start = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(path), str(me), start],
                               stderr=subprocess.PIPE, text=True, env={"PYTHONPATH": root})
-             for me in (0, 1)]
+             for me in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], errors  # no "database is locked"
+    assert [p.returncode for p in procs] == [0] * 4, errors  # no "database is locked"
     from modelwire.cache import DiskCache
     assert len(DiskCache(path, max_entries=100)) == 100
 

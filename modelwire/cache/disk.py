@@ -67,15 +67,26 @@ class DiskCache:
     def _open(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                              timeout=5.0)
-        try:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, "
-                       "value BLOB NOT NULL, expires REAL, used REAL NOT NULL)")
-            db.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries (used)")
-        except BaseException:
-            db.close()
-            raise
-        return db
+        # Switching a new file to WAL needs it to itself, and SQLite answers "database
+        # is locked" at once (no busy wait) when another process is doing the same:
+        # two CLI runs starting together. Try again for up to 5 s.
+        deadline = time.monotonic() + 5.0
+        while True:
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                db.execute("CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY, "
+                           "value BLOB NOT NULL, expires REAL, used REAL NOT NULL)")
+                db.execute("CREATE INDEX IF NOT EXISTS entries_used ON entries (used)")
+                return db
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    db.close()
+                    raise
+                time.sleep(0.02)
+            except BaseException:
+                db.close()
+                raise
 
     def __repr__(self) -> str:
         return f"<DiskCache {self.path} max_entries={self.max_entries} ttl={self.ttl}>"
