@@ -253,3 +253,10 @@ async def test_a_replayed_stream_read_to_its_end_is_one_successful_call_in_metri
     stats = client.metrics.snapshot()["models"][MODEL]
     assert (stats["calls"], stats["successes"], stats["streams_abandoned"],
             stats["cache_hits"]) == (2, 2, 0, 1)
+
+
+async def test_cache_true_on_embed_is_an_error_not_ignored() -> None:
+    client = AsyncClient(cache=True)
+    with pytest.raises(InvalidParameterError, match="embed"):
+        await client.embed("mock/embed", ["a"], cache=True)
+    assert len((await client.embed("mock/embed", ["a"], cache=False)).vectors) == 1
