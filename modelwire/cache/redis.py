@@ -21,7 +21,7 @@ import os
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..state.redis import Connection, OnError, safe_url
+from ..state.redis_conn import Connection, OnError, safe_url
 from .key import decode, encode
 from .memory import MAX_ENTRY_BYTES, check_bounds
 
