@@ -309,3 +309,13 @@ async def test_writes_held_back_when_redis_dies_land_in_the_local_state(
     assert store.conn.outages == 1
     assert await store.window_acquire("rl|w", 4, 10, 1) == 0.0
     assert await store.window_acquire("rl|w", 4, 10, 1) > 0  # 3 + 1 used of 4
+
+
+async def test_a_db_the_server_does_not_have_means_local_state_and_a_clear_warning(
+        redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = RedisStore(redis_url.rsplit("/", 1)[0] + "/99")  # 16 dbs by default
+    client = AsyncClient(state=store, rate_limits={MODEL: RateLimit(rpm=100)})
+    for i in range(3):
+        assert (await client.complete(MODEL, f"call {i}")).text == f"call {i}"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "DB index is out of range" in warnings[0], warnings
