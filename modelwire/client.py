@@ -249,6 +249,8 @@ class AsyncClient:
         if "breaker" in options and not isinstance(options["breaker"], bool):
             raise InvalidParameterError(
                 f"breaker (per call) must be True or False, got {options['breaker']!r}")
+        if options and options.get("cache") is not None:
+            _check_cache_option(options["cache"], self.middleware)
         if fallbacks is not None:
             validate.model_ids("fallbacks", fallbacks)
         if options and "budget" in options and self.budgets is None:
@@ -441,6 +443,21 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+def _check_cache_option(value: Any, middleware: list[Middleware]) -> None:
+    """``cache=`` per call: a bool, and True needs a client built with a cache."""
+    if not isinstance(value, bool):
+        raise InvalidParameterError(
+            f"cache (per call) must be True or False, got {value!r}")
+    if value:
+        from .middleware import find
+        from .middleware.cache import ResponseCache
+        if find(middleware, ResponseCache) is None:
+            raise ConfigurationError(
+                "cache=True on a call needs a client with a response cache: build it with "
+                "AsyncClient(cache=True) (in memory), cache=DiskCache() or "
+                "cache=RedisCache(url); nothing would be cached otherwise")
 
 
 def _byte_limit(name: str, value: Any) -> int:

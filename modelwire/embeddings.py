@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from .errors import InvalidMessageError
+from .errors import InvalidMessageError, InvalidParameterError
 from .response import Attempt, Embeddings, Usage
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ async def embed(client: AsyncClient, model: str | None, inputs: str | Sequence[s
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
             batch_size, int) or batch_size < 1):
         raise InvalidMessageError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    if kwargs.get("cache") is True:
+        raise InvalidParameterError(
+            "embed() does not use the response cache (it holds chat and text answers); "
+            "drop cache=True")
     base = replace(client.build_call(model, None, prompt="", **kwargs), mode="embed",
                    prompt=None)
     from .providers.embed import batch_size as limit

@@ -30,7 +30,7 @@ Outcome = Union[Response, "AsyncStream"]
 
 # Per-call keyword arguments middleware understands (they land in Call.options).
 # A middleware that reads a new one adds its name here, so typos are caught.
-CALL_OPTIONS: set[str] = {"max_retries", "breaker", "budget", "tags"}
+CALL_OPTIONS: set[str] = {"max_retries", "breaker", "budget", "cache", "tags"}
 Next = Callable[["Call"], Awaitable[Outcome]]
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # default limit of one complete() body

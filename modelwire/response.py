@@ -139,6 +139,7 @@ class Response:
             "model": self.model,
             "request_id": self.request_id,
             "latency": self.latency,
+            "cached": self.cached,
         }
 
 

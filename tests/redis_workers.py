@@ -109,7 +109,32 @@ async def cached_stream(a: dict[str, Any]) -> dict[str, Any]:
     return {"cached": response.cached, "events": events, "requests": len(c.mock.requests)}
 
 
-MODES = {"rpm": rpm, "open_breaker": open_breaker, "one_call": one_call,
+async def budget(a: dict[str, Any]) -> dict[str, Any]:
+    from modelwire.errors import BudgetExceededError
+    from modelwire.observe.budget import Budget
+    c = AsyncClient(state=RedisStore(a["url"], timeout=5.0),
+                    budget=Budget(tokens=a["limit"], period="hour"))
+    await asyncio.sleep(max(a["start"] - time.time(), 0))
+    spent = refused = 0
+
+    async def task() -> None:
+        nonlocal spent, refused
+        while True:
+            c.mock.script(MockReply("ok", usage=(5, 10)))
+            try:
+                r = await c.complete(MODEL, "hi", max_tokens=10)
+            except BudgetExceededError:
+                refused += 1
+                return
+            spent += (r.usage.input_tokens or 0) + (r.usage.output_tokens or 0)
+
+    await asyncio.gather(*(task() for _ in range(a["tasks"])))
+    assert c.budgets is not None
+    return {"spent": spent, "refused": refused, "requests": len(c.mock.requests),
+            "status": (await c.budgets.status())["client"]["tokens"]}
+
+
+MODES = {"rpm": rpm, "budget": budget, "open_breaker": open_breaker, "one_call": one_call,
          "cached_call": cached_call, "cached_stream": cached_stream}
 
 if __name__ == "__main__":

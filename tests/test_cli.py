@@ -30,7 +30,7 @@ from modelwire.transports.mock import MockTransport
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-SECRET"
 RESPONSE_KEYS = {"text", "tool_calls", "finish_reason", "usage", "provider", "model",
-                 "request_id", "latency"}
+                 "request_id", "latency", "cached"}
 
 runner = CliRunner()
 

@@ -8,11 +8,19 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..state.base import Clock
+from .key import encode
+
+MAX_ENTRY_BYTES = 1 << 20  # default bound of one entry (its JSON), in every backend
 
 
-def check_bounds(max_entries: Any, ttl: Any) -> None:
+def check_bounds(max_entries: Any, ttl: Any, max_entry_bytes: Any = MAX_ENTRY_BYTES) -> None:
     if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
         raise ConfigurationError(f"max_entries must be an int >= 1, got {max_entries!r}")
+    if (isinstance(max_entry_bytes, bool) or not isinstance(max_entry_bytes, int)
+            or max_entry_bytes < 1):
+        raise ConfigurationError(
+            f"max_entry_bytes must be an int >= 1 (bytes of one entry's JSON), "
+            f"got {max_entry_bytes!r}")
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
                             or not ttl > 0):
         raise ConfigurationError(f"ttl must be None or seconds > 0, got {ttl!r}")
@@ -20,12 +28,15 @@ def check_bounds(max_entries: Any, ttl: Any) -> None:
 
 class MemoryCache:
     """At most ``max_entries`` entries (least recently used evicted first), each
-    living ``ttl`` seconds (None: until evicted). ``clock`` is injectable."""
+    living ``ttl`` seconds (None: until evicted); an answer whose entry is larger
+    than ``max_entry_bytes`` (as JSON) is not cached, so memory stays bounded by
+    about ``max_entries * max_entry_bytes``. ``clock`` is injectable."""
 
     def __init__(self, *, max_entries: int = 1024, ttl: float | None = 3600.0,
-                 clock: Clock = time.monotonic) -> None:
-        check_bounds(max_entries, ttl)
+                 max_entry_bytes: int = MAX_ENTRY_BYTES, clock: Clock = time.monotonic) -> None:
+        check_bounds(max_entries, ttl, max_entry_bytes)
         self.max_entries = max_entries
+        self.max_entry_bytes = max_entry_bytes
         self.ttl = ttl
         self.clock = clock
         self._entries: OrderedDict[str, tuple[dict[str, Any], float | None]] = OrderedDict()
@@ -48,6 +59,8 @@ class MemoryCache:
         return entry
 
     async def set(self, key: str, entry: dict[str, Any]) -> None:
+        if len(encode(entry)) > self.max_entry_bytes:
+            return
         expires = None if self.ttl is None else self.clock() + self.ttl
         self._entries[key] = (entry, expires)
         self._entries.move_to_end(key)

@@ -21,8 +21,9 @@ import os
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..state.redis import Connection, OnError, safe_url
+from ..state.redis_conn import Connection, OnError, safe_url
 from .key import decode, encode
+from .memory import MAX_ENTRY_BYTES, check_bounds
 
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -38,15 +39,17 @@ class RedisCache:
     shared = True  # the middleware does single flight across processes through lock()
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, ttl: float | None = 3600.0,
-                 namespace: str = "modelwire", max_entry_bytes: int = 1 << 20,
+                 namespace: str = "modelwire", max_entry_bytes: int = MAX_ENTRY_BYTES,
                  lock_timeout: float = 10.0, on_error: OnError = "local",
                  timeout: float = 0.5, max_backoff: float = 5.0) -> None:
         self.conn = Connection(url, on_error=on_error, timeout=timeout, max_backoff=max_backoff,
-                               what="response cache")
-        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, (int, float))
-                                or not ttl > 0):
-            raise ConfigurationError(f"ttl must be None or seconds > 0, got {ttl!r}")
-        if not isinstance(lock_timeout, (int, float)) or not lock_timeout > 0:
+                               what="response cache",
+                               fallback="every lookup is a miss until it is back")
+        check_bounds(1, ttl, max_entry_bytes)
+        if not isinstance(namespace, str) or not namespace:
+            raise ConfigurationError(f"namespace must be a non-empty string, got {namespace!r}")
+        if (isinstance(lock_timeout, bool) or not isinstance(lock_timeout, (int, float))
+                or not lock_timeout > 0):
             raise ConfigurationError(f"lock_timeout must be seconds > 0, got {lock_timeout!r}")
         self.ttl = ttl
         self.namespace = namespace

@@ -49,6 +49,10 @@ FallbackOpt = Annotated[list[str] | None, typer.Option(
     "--fallback", help="A model to try when the first fails (repeat for several, in order).",
     show_default=False)]
 
+CacheOpt = Annotated[bool, typer.Option(
+    "--cache", help="Answer a repeated request from the disk cache "
+                    "(~/.cache/modelwire/responses.sqlite3; sampled calls too).")]
+
 
 def _call_options(temperature: float | None, max_tokens: int | None, seed: int | None,
                   stop: list[str] | None, top_p: float | None, timeout: float | None,
@@ -87,6 +91,15 @@ def new_client() -> "AsyncClient":
     """The client every command uses (tests replace this)."""
     from ..client import AsyncClient
     return AsyncClient()
+
+
+def _client(cache: bool) -> "AsyncClient":
+    """``new_client()``, or with ``--cache`` a client on the disk cache."""
+    if not cache:
+        return new_client()
+    from ..cache import DiskCache
+    from ..client import AsyncClient
+    return AsyncClient(cache=DiskCache())
 
 
 def _fail(err: BaseException) -> NoReturn:
@@ -262,6 +275,7 @@ def chat(
     resume: Annotated[bool, typer.Option(
         "--continue", "-c", help="Continue the last conversation (kept in the data dir).")
     ] = False,
+    cache: CacheOpt = False,
 ) -> None:
     """Send one message and print the reply as it streams.
 
@@ -269,8 +283,8 @@ def chat(
     """
     from . import session
     if (prompt is None and session.stdin_is_terminal()) or resume:
-        if as_json or no_stream:
-            _usage("--json and --no-stream are for one-shot chats")
+        if as_json or no_stream or cache:
+            _usage("--json, --no-stream and --cache are for one-shot chats")
         _run(lambda: _session(prompt, model, system, resume,
                               {"temperature": temperature, "max_tokens": max_tokens}))
         return
@@ -278,9 +292,11 @@ def chat(
     messages = ([{"role": "system", "content": system}] if system else []) + [
         {"role": "user", "content": text}]
     options = _call_options(temperature, max_tokens, seed, stop, top_p, timeout, fallback)
+    if cache:
+        options["cache"] = True
 
     async def main() -> int:
-        async with new_client() as client:
+        async with _client(cache) as client:
             if no_stream:
                 response = await client.complete(model, messages, **options)
             else:
@@ -317,13 +333,16 @@ def complete(
     top_p: TopPOpt = None,
     timeout: TimeoutOpt = None,
     fallback: FallbackOpt = None,
+    cache: CacheOpt = False,
 ) -> None:
     """Plain text completion (no chat template): print the continuation."""
     text = _prompt(prompt)
     options = _call_options(temperature, max_tokens, seed, stop, top_p, timeout, fallback)
+    if cache:
+        options["cache"] = True
 
     async def main() -> int:
-        async with new_client() as client:
+        async with _client(cache) as client:
             if no_stream:
                 response = await client.complete_text(model, text, **options)
             else:

@@ -1,8 +1,9 @@
 """ResponseCache: exact-match caching of complete() and stream() results.
 
-Outermost of the resilience layers (``metrics > cache > fallback > retry >
-breaker > ratelimit``), so a hit sends nothing and spends no quota, and an
-answer a fallback produced is cached under the request as asked.
+Outermost of the resilience layers (``metrics > cache > budget > fallback >
+breaker > retry > ratelimit``), so a hit sends nothing, spends no quota and
+charges no budget, and an answer a fallback produced is cached under the
+request as asked.
 
 * Key: the normalized request plus a hash of each target's API key (or
   ``tenant=``); see :mod:`modelwire.cache.key`. Two tenants never share.
@@ -27,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..cache.key import dump, load, request_key
 from ..errors import ConfigurationError
-from ..pipeline import CALL_OPTIONS
 from ..response import Response, StreamEvent
 from ..streaming import AsyncStream
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     from ..cache import CacheBackend
     from ..pipeline import Call, Next, Outcome
 
-CALL_OPTIONS.add("cache")
 log = logging.getLogger("modelwire.cache")
 
 
@@ -60,6 +60,7 @@ class ReplayStream(AsyncStream):
             self._response = self._final
             for callback in self.on_finish:
                 await callback(self._final)
+            await self._end(self._final)  # ended whole: not "closed early" (metrics, OTel)
             return None
 
     @property
@@ -91,6 +92,7 @@ class ResponseCache:
         self.poll = poll
         self.shared = callable(getattr(backend, "lock", None))
         self._flights: dict[str, asyncio.Future[None]] = {}
+        self._unlocking: set[asyncio.Task[None]] = set()
         self.hits = 0
         self.misses = 0
 
@@ -219,6 +221,26 @@ class ResponseCache:
             self._release(key, flight)
 
         stream._batches = _Tee(inner, events, finish)
+
+        # A stream its caller dropped without reading or closing it never reaches
+        # finish(): once it is collected, free the waiters (and stop extending the
+        # lock, which then expires) rather than keep them until their deadline.
+        loop = asyncio.get_running_loop()
+
+        def abandoned() -> None:
+            if refresher is not None:
+                refresher.cancel()
+            if token is not None and not flight.done():
+                task = loop.create_task(self._unlock(key, token))
+                self._unlocking.add(task)
+                task.add_done_callback(self._unlocking.discard)
+            self._release(key, flight)
+
+        def on_collect() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(abandoned)
+
+        weakref.finalize(stream, on_collect).atexit = False
 
     def _release(self, key: str, flight: asyncio.Future[None]) -> None:
         if self._flights.get(key) is flight:

@@ -36,7 +36,13 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import ConfigurationError, ProviderError, RequestTimeoutError, StreamInterruptedError
+from ..errors import (
+    ClientRateLimitError,
+    ConfigurationError,
+    ProviderError,
+    RequestTimeoutError,
+    StreamInterruptedError,
+)
 from ..hooks import Hooks
 from ..state.base import Clock, Sleep
 
@@ -159,14 +165,27 @@ class Retry:
             retry=retry_if_exception(retryable), before_sleep=before_sleep, reraise=True,
         )
         pending: ProviderError | None = first
-        async for attempt in retrying:
-            with attempt:
-                if pending is not None:
-                    # Attempt 1 already failed before tenacity was built: replay
-                    # its error so tenacity's numbering, waits and stops stay exact.
-                    error, pending = pending, None
-                    _raise(error)
-                return await next(call)
+        last: ProviderError = first
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    if pending is not None:
+                        # Attempt 1 already failed before tenacity was built: replay
+                        # its error so tenacity's numbering, waits and stops stay exact.
+                        error, pending = pending, None
+                        _raise(error)
+                    try:
+                        return await next(call)
+                    except ProviderError as e:
+                        if not isinstance(e, ClientRateLimitError):
+                            last = e
+                        raise
+        except ClientRateLimitError as refusal:
+            # Our own limiter refused the retry: the call failed with the provider's
+            # error (which the breaker must count, and the caller must see), not
+            # with the refusal, which only says why it was not tried again.
+            last.add_note(f"modelwire: a retry was not sent: {refusal}")
+            raise last from None
         raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 

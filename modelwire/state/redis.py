@@ -33,23 +33,20 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import logging
 import math
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-from ..errors import ConfigurationError, MissingDependencyError, StateStoreError
+from ..errors import ConfigurationError, StateStoreError
 from .base import Clock
 from .memory import MemoryStore
+from .redis_conn import Connection, OnError, _is_outage, safe_url
 from .redis_scripts import _ACQUIRE, _ADJUST, _GATE, _INCR, _RECORD
 
-log = logging.getLogger("modelwire.state")
 T = TypeVar("T")
-OnError = Literal["local", "raise"]
 
 Window = tuple[str, float, float, float]
 """``(key, limit, window seconds, cost)`` for :meth:`RedisStore.gate`."""
@@ -61,134 +58,6 @@ def redis_key(namespace: str, key: str) -> str:
     kind = key.split("|", 1)[0] if "|" in key else "k"
     digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
     return f"{namespace}:{kind}:{{{digest}}}"
-
-
-def check_url(url: Any) -> str:
-    if not isinstance(url, str) or urlsplit(url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            "the Redis URL must look like redis://[:password@]host:port/db, rediss://... "
-            "(TLS) or unix:///path/to/socket")
-    return url
-
-
-def safe_url(url: str) -> str:
-    """The URL without user, password or query (for reprs and messages)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-class Connection:
-    """One lazily made ``redis.asyncio`` client per event loop (each with its own
-    connection pool), plus the outage policy shared by RedisStore and RedisCache."""
-
-    def __init__(self, url: str, *, on_error: OnError = "local", timeout: float = 0.5,
-                 max_backoff: float = 5.0, max_connections: int = 64,
-                 what: str = "state store") -> None:
-        self.url = check_url(url)
-        if on_error not in ("local", "raise"):
-            raise ConfigurationError(f"on_error must be 'local' or 'raise', got {on_error!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        try:
-            import redis.asyncio  # noqa: F401
-        except ImportError:
-            raise MissingDependencyError(f"the Redis {what}", "redis", "redis") from None
-        self.on_error = on_error
-        self.timeout = float(timeout)
-        self.max_backoff = max_backoff
-        self.max_connections = max_connections
-        self.what = what
-        self._client: Any = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._scripts: dict[str, Any] = {}
-        self._down_until = 0.0  # time.monotonic() before which Redis is not tried
-        self._backoff = 0.0
-        self.outages = 0  # how many times Redis was found down (for tests and metrics)
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            from redis.asyncio import Redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-            self._client = Redis.from_url(
-                self.url, socket_timeout=self.timeout, socket_connect_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 0), max_connections=self.max_connections)
-            self._loop = loop
-            self._scripts = {}
-        return self._client
-
-    def script(self, lua: str) -> Any:
-        s = self._scripts.get(lua)
-        if s is None:
-            s = self._scripts[lua] = self.client().register_script(lua)
-        return s
-
-    @property
-    def down(self) -> bool:
-        return bool(self._down_until) and time.monotonic() < self._down_until
-
-    async def run(self, remote: Callable[[], Awaitable[T]], local: Callable[[], Awaitable[T]]
-                  ) -> T:
-        """``remote()`` on Redis; on an outage, ``local()`` (or StateStoreError)."""
-        if self._down_until and time.monotonic() < self._down_until:
-            if self.on_error == "raise":
-                raise StateStoreError(f"the Redis {self.what} at {safe_url(self.url)} "
-                                      "is unreachable (retrying after a backoff)")
-            return await local()
-        try:
-            result = await remote()
-        except Exception as e:
-            if not _is_outage(e):
-                raise
-            self._mark_down(e)
-            if self.on_error == "raise":
-                raise StateStoreError(f"the Redis {self.what} at {safe_url(self.url)} failed: "
-                                      f"{type(e).__name__}") from e
-            return await local()
-        if self._down_until:
-            self._down_until, self._backoff = 0.0, 0.0
-            log.warning("modelwire: the Redis %s at %s is back; sharing resumes",
-                        self.what, safe_url(self.url))
-        return result
-
-    def _mark_down(self, error: BaseException) -> None:
-        first = not self._down_until
-        self._backoff = min(self.max_backoff, self._backoff * 2 if self._backoff else 0.5)
-        self._down_until = time.monotonic() + self._backoff
-        client, self._client, self._loop = self._client, None, None  # reconnect afresh
-        if client is not None:
-            task = asyncio.get_running_loop().create_task(_quiet_close(client))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
-        if first:
-            self.outages += 1
-            log.warning("modelwire: the Redis %s at %s is unreachable (%s); %s",
-                        self.what, safe_url(self.url), type(error).__name__,
-                        "going on with local state until it is back"
-                        if self.on_error == "local" else "raising StateStoreError")
-
-    async def aclose(self) -> None:
-        client, self._client, self._loop = self._client, None, None
-        if client is not None:
-            await _quiet_close(client)
-
-
-async def _quiet_close(client: Any) -> None:
-    try:
-        await client.aclose()
-    except Exception:
-        pass
-
-
-def _is_outage(error: BaseException) -> bool:
-    """Anything Redis or the socket says (down, slow, out of memory, read-only
-    replica, wrong password): never a reason to fail an LLM call."""
-    from redis.exceptions import RedisError
-    return isinstance(error, (RedisError, OSError, asyncio.TimeoutError))
 
 
 def _float(value: Any) -> float | None:
@@ -228,6 +97,7 @@ class RedisStore:
         self._ids = itertools.count()
         self._id = os.urandom(6).hex()
         self._pending: list[Issue] = []
+        self._pending_local: list[Callable[[], Awaitable[None]]] = []  # the same, locally
         self._flush_at: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -248,6 +118,18 @@ class RedisStore:
 
     async def _exec(self, issue: Issue | None) -> Any:
         pending, self._pending = self._pending, []
+        fallbacks, self._pending_local = self._pending_local, []
+        try:
+            return await self._exec_with(pending, issue)
+        except Exception as e:
+            if fallbacks and _is_outage(e):
+                # Redis went down with writes held back: they land in the local
+                # state that serves meanwhile, rather than vanish.
+                for local in fallbacks:
+                    await local()
+            raise
+
+    async def _exec_with(self, pending: list[Issue], issue: Issue | None) -> Any:
         from redis.exceptions import NoScriptError
         try:
             return await self._send(pending, issue)
@@ -278,6 +160,7 @@ class RedisStore:
             await self.conn.run(_nothing, local)  # down: local state (or StateStoreError)
             return
         self._pending.append(write)
+        self._pending_local.append(local)
         if self._flush_at is None:
             self._flush_at = asyncio.get_running_loop().call_later(self.flush_delay,
                                                                    self._flush_soon)
