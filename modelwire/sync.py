@@ -7,6 +7,8 @@ thread boundary a network chunk at a time, not an event at a time.
 ``with Client() as client:`` (or ``client.close()``) releases connections at
 a point of your choosing; a Client never closed is closed quietly when it is
 garbage-collected or at interpreter exit (no "Unclosed client session").
+Closing cancels calls still running on other threads (they raise
+ConfigurationError at once); a closed Client refuses new calls the same way.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .client import AsyncClient, StreamRequest
+from .errors import ConfigurationError
 from .response import Embeddings, Response, StreamEvent
 from .streaming import AsyncStream
 from .types import MessageLike, ToolLike
@@ -39,17 +42,41 @@ class _LoopThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever,
                                        name="modelwire-loop", daemon=True)
+        self.closing = False  # close() has begun: no new calls; calls in flight are cancelled
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self.closing or self.loop.is_closed():
+            coro.close()  # never scheduled: no "coroutine was never awaited" warning
+            raise ConfigurationError(
+                "this Client is closed: create a new modelwire.Client() (or use "
+                "`with modelwire.Client() as client:` around all of its calls)")
         fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         try:
             return fut.result(timeout)
         except KeyboardInterrupt:
             fut.cancel()
             raise
+        except CancelledError:
+            if self.closing:  # close() from another thread cancelled this call
+                raise ConfigurationError(
+                    "the Client was closed while this call was running (close() from "
+                    "another thread, or at interpreter exit)") from None
+            raise
+
+    def shut_down(self, client: AsyncClient) -> None:
+        """Refuse new calls, cancel the ones in flight, close ``client``, stop the loop."""
+        self.closing = True
+        if self.loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(_cancel_calls_then_close(client), self.loop)
+            try:
+                fut.result(5.0)
+            except Exception:
+                pass
+        self.stop()
 
     def stop(self) -> None:
+        self.closing = True
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
@@ -171,12 +198,19 @@ def _shut_down(loop: _LoopThread, client: AsyncClient) -> None:
     if threading.current_thread() is loop.thread:  # collected on its own loop: no waiting
         loop.loop.create_task(client.aclose())
         return
-    try:
-        loop.run(client.aclose(), timeout=5.0)
-    except Exception:
-        pass
-    finally:
-        loop.stop()
+    loop.shut_down(client)
+
+
+async def _cancel_calls_then_close(client: AsyncClient) -> None:
+    """On the loop: cancel every call still running (their callers get a clear error
+    instead of waiting forever on a stopped loop), then close the client."""
+    me = asyncio.current_task()
+    calls = [t for t in asyncio.all_tasks() if t is not me]
+    for t in calls:
+        t.cancel()
+    if calls:
+        await asyncio.wait(calls, timeout=2.0)
+    await client.aclose()
 
 
 class Stream:

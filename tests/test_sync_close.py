@@ -63,3 +63,50 @@ def test_no_unclosed_warnings(name: str) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr
     if name == "dropped and collected":
         assert "loop threads: []" in proc.stdout
+
+
+def test_a_call_in_flight_when_another_thread_closes_the_client_fails_clearly() -> None:
+    """It used to wait forever on the stopped loop."""
+    import threading
+
+    import modelwire
+    from modelwire.mock import MockReply
+
+    client = modelwire.Client()
+    client.mock.script(MockReply("late", latency=30))
+    outcome: dict[str, BaseException] = {}
+    started = threading.Event()
+
+    def call() -> None:
+        started.set()
+        try:
+            client.complete("mock/slow", "hi")
+        except BaseException as e:  # the test inspects it
+            outcome["error"] = e
+
+    worker = threading.Thread(target=call, daemon=True)
+    worker.start()
+    started.wait(5)
+    while not client.mock.requests and worker.is_alive():  # the request reached the mock
+        threading.Event().wait(0.01)
+    client.close()
+    worker.join(20)
+    assert not worker.is_alive(), "the call still waits on a closed client"
+    err = outcome["error"]
+    assert isinstance(err, modelwire.ConfigurationError)
+    assert "closed while this call was running" in str(err)
+
+
+def test_a_closed_client_refuses_calls_with_a_clear_error() -> None:
+    import warnings
+
+    import modelwire
+
+    client = modelwire.Client()
+    client.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "coroutine ... was never awaited"
+        with pytest.raises(modelwire.ConfigurationError, match="this Client is closed"):
+            client.complete("mock/echo", "hi")
+        with pytest.raises(modelwire.ConfigurationError, match="this Client is closed"):
+            list(client.stream("mock/echo", "hi"))
