@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .response import Response, StreamEvent, ToolCall
-from .types import ImagePart, Message, MessageLike, TextPart, ToolLike, to_messages
+from .types import _ROLES, ImagePart, Message, MessageLike, TextPart, ToolLike, to_messages
 
 if TYPE_CHECKING:
     from .client import AsyncClient
@@ -172,18 +172,27 @@ class AsyncConversation:
     @classmethod
     def load(cls, path: str | Path, client: AsyncClient,
              tools: Sequence[ToolLike] | None = None) -> AsyncConversation:
-        return cls.from_dict(_read(path), client, tools)
+        return _load(path, client, tools)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], client: AsyncClient,
                   tools: Sequence[ToolLike] | None = None) -> AsyncConversation:
         if data.get("format") != "modelwire.conversation" or data.get("version") != 1:
             raise ConfigurationError("not a saved modelwire conversation (format/version)")
+        _check_saved(data)
         conv = cls(client, data.get("model"), system=data.get("system"), tools=tools,
                    max_context_tokens=data.get("max_context_tokens"),
                    summarize_with=data.get("summarize_with"),
                    keep_recent=data.get("keep_recent", 6), **dict(data.get("settings") or {}))
-        conv.messages = [message_from_dict(m) for m in data.get("messages") or ()]
+        messages = []
+        for i, m in enumerate(data.get("messages") or ()):
+            try:
+                messages.append(message_from_dict(m))
+            except (KeyError, TypeError, AttributeError, IndexError) as e:
+                raise ConfigurationError(
+                    f"saved conversation: messages[{i}] is damaged ({type(e).__name__}: "
+                    f"{e})") from None
+        conv.messages = messages
         conv.summary = data.get("summary")
         conv.summary_cache = dict(data.get("summary_cache") or {})
         return conv
@@ -225,6 +234,15 @@ def message_from_dict(d: Mapping[str, Any]) -> Message:
     return Message(d["role"], content, calls, d.get("tool_call_id"), d.get("name"))
 
 
+def _load(path: str | Path, client: AsyncClient,
+          tools: Sequence[ToolLike] | None) -> AsyncConversation:
+    data = _read(path)
+    try:
+        return AsyncConversation.from_dict(data, client, tools)
+    except ConfigurationError as e:  # say which file
+        raise ConfigurationError(f"{str(path)!r}: {e}") from None
+
+
 def _read(path: str | Path) -> dict[str, Any]:
     try:
         data = json.loads(Path(path).read_text("utf-8"))
@@ -233,6 +251,34 @@ def _read(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigurationError(f"{str(path)!r} is not a saved modelwire conversation")
     return data
+
+
+_SAVED_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str, type(None)), "system": (str, type(None)), "summary": (str, type(None)),
+    "summarize_with": (str, type(None)), "settings": (dict, type(None)),
+    "summary_cache": (dict, type(None)), "messages": (list, type(None)),
+}
+
+
+def _check_saved(data: Mapping[str, Any]) -> None:
+    """A saved conversation's fields have their saved types, and every message is a
+    message: a damaged file is a ConfigurationError, never a TypeError from deep inside."""
+    for key, kinds in _SAVED_TYPES.items():
+        if not isinstance(data.get(key), kinds):
+            raise ConfigurationError(
+                f"saved conversation: {key!r} has the wrong type "
+                f"({type(data.get(key)).__name__}; the file is damaged)")
+    for i, m in enumerate(data.get("messages") or ()):
+        if not isinstance(m, dict) or m.get("role") not in _ROLES:
+            role = m.get("role") if isinstance(m, dict) else None
+            raise ConfigurationError(
+                f"saved conversation: messages[{i}] is not a message (role {role!r}; "
+                f"expected one of {', '.join(_ROLES)}) (the file is damaged)")
+        content = m.get("content", "")
+        if not isinstance(content, (str, list)) or (isinstance(content, list) and not all(
+                isinstance(p, dict) for p in content)):
+            raise ConfigurationError(
+                f"saved conversation: messages[{i}].content is damaged")
 
 
 def _jsonable(settings: Mapping[str, Any]) -> dict[str, Any]:
@@ -296,4 +342,4 @@ class Conversation:
     @classmethod
     def load(cls, path: str | Path, client: Client,
              tools: Sequence[ToolLike] | None = None) -> Conversation:
-        return cls(client, AsyncConversation.from_dict(_read(path), client.aio, tools))
+        return cls(client, _load(path, client.aio, tools))

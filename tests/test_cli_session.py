@@ -186,3 +186,15 @@ def _wait_until_blocked_reading(pid: int) -> None:
         if stat.read_text().rsplit(")", 1)[1].split()[0] == "S":
             return
         time.sleep(0.01)
+
+
+def test_continue_with_a_damaged_file_says_how_to_start_afresh(
+        mocks: list[MockTransport]) -> None:
+    path = session.last_path()
+    path.parent.mkdir(parents=True)
+    path.write_text('{"format": "modelwire.conversation", "version": 1, "messages": [5]}')
+    result = runner.invoke(app, ["chat", "-c", "-m", "mock/echo", "hi"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ConfigurationError: ")
+    assert "damaged" in result.stderr and f"Remove {path} to start afresh" in result.stderr
+    assert "Traceback" not in result.stderr

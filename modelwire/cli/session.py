@@ -43,7 +43,12 @@ def open_conversation(client: AsyncClient, model: str | None, system: str | None
     from ..conversation import AsyncConversation
     path = last_path()
     if resume and path.exists():
-        conv = AsyncConversation.load(path, client)
+        from ..errors import ConfigurationError
+        try:
+            conv = AsyncConversation.load(path, client)
+        except ConfigurationError as e:
+            raise ConfigurationError(
+                f"{e}. Remove {path} to start afresh") from None
         if model is not None:
             conv.model = model
         if system is not None:
