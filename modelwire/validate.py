@@ -36,18 +36,26 @@ def number(name: str, value: Any, low: float, high: float) -> None:
 def integer(name: str, value: Any, low: int, what: str) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < _INT64:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParameterError(f"{name} must be {what}, got {value!r}")
+    if not low <= value < _INT64:
+        raise InvalidParameterError(
+            f"{name} must be {what} from {low} to {_INT64 - 1} (a 64-bit integer), "
+            f"got {value!r}")
 
 
 def stop_sequences(stop: Any) -> list[str] | None:
     if stop is None:
         return None
     if isinstance(stop, str):
-        return [stop]
+        stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
         raise InvalidParameterError(
             f"stop must be a string or a list of strings, got {stop!r:.200}")
+    if any(s == "" for s in stop):  # "" is found everywhere: the answer would be empty
+        raise InvalidParameterError(
+            "stop holds an empty string, which would end every answer before its first "
+            "character; pass non-empty stop strings (or none)")
     if len(stop) > MAX_STOP_SEQUENCES:
         raise InvalidParameterError(
             f"stop has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES} are allowed "
