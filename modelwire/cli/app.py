@@ -112,15 +112,44 @@ def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
 
 def _prompt(prompt: str | None) -> str:
     """The argument, else stdin when it is piped."""
+    where = "PROMPT"
     if prompt is None:
         if sys.stdin is None or sys.stdin.isatty():
             _usage("no prompt: pass PROMPT or pipe text on stdin")
-        prompt = sys.stdin.read()
+        prompt, where = _read_stdin(), "stdin"
         if prompt.endswith("\n"):
             prompt = prompt[:-1]
+    try:  # undecodable bytes arrive as lone surrogates, which no provider can take
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        _usage(f"{where} is not valid text in the terminal's encoding (an undecodable "
+               f"byte at position {e.start})")
     if not prompt.strip():
         _usage("the prompt is empty")
     return prompt
+
+
+def _read_stdin() -> str:
+    """stdin decoded strictly in its encoding: a binary file is a usage error, not a
+    UnicodeDecodeError traceback."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # replaced by a text-only stream (tests)
+        return sys.stdin.read()
+    data = raw.read()
+    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        _usage(f"stdin is not {encoding} text: byte 0x{data[e.start]:02x} at position "
+               f"{e.start} cannot be decoded")
+
+
+def _stdout_is_utf8() -> bool:
+    import codecs
+    try:
+        return codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _usage(message: str) -> NoReturn:
@@ -129,7 +158,8 @@ def _usage(message: str) -> NoReturn:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    # exact on any terminal: non-ASCII as \u escapes where stdout is not UTF-8
+    sys.stdout.write(json.dumps(data, ensure_ascii=not _stdout_is_utf8()) + "\n")
     sys.stdout.flush()
 
 
