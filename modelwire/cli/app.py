@@ -135,8 +135,8 @@ def _read_stdin() -> str:
     raw = getattr(sys.stdin, "buffer", None)
     if raw is None:  # replaced by a text-only stream (tests)
         return sys.stdin.read()
-    data = raw.read()
-    encoding = getattr(sys.stdin, "encoding", None) or "utf-8"
+    data: bytes = raw.read()
+    encoding: str = getattr(sys.stdin, "encoding", None) or "utf-8"
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
