@@ -553,3 +553,20 @@ def test_an_undecodable_prompt_argument_is_a_usage_error() -> None:
                           env=_env(), cwd=ROOT, timeout=60)
     assert proc.returncode == 2
     assert "PROMPT is not valid text" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
+def test_an_empty_answer_is_said_on_stderr(scripted: Scripted, extra: list[str]) -> None:
+    """A base model asked to chat ends its turn at once: an empty line alone, exit 0,
+    read like a glitch."""
+    scripted.script([MockReply("")])
+    result = invoke("chat", "-m", "mock/m", *extra, "q")
+    assert result.exit_code == 0
+    assert result.stdout == "\n"
+    assert "answer is empty (finish_reason=stop)" in result.stderr
+
+
+def test_a_tool_call_alone_is_not_called_empty(scripted: Scripted) -> None:
+    scripted.script([MockReply(tool_calls=[("f", {"a": 1})])])
+    result = invoke("chat", "-m", "mock/m", "q")
+    assert "empty" not in result.stderr and "tool call: f" in result.stderr

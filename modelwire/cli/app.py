@@ -214,6 +214,11 @@ def _finish(response: "Response", as_json: bool, streamed: bool) -> int:
                   file=sys.stderr)
     if response.refusal:
         print("modelwire: the model refused (see the text above)", file=sys.stderr)
+    if not response.text and not response.tool_calls and not response.refusal:
+        # an empty line alone reads like a glitch (a base model asked to chat, say)
+        print(f"modelwire: the model's answer is empty (finish_reason="
+              f"{response.finish_reason}); a base model answers `modelwire complete`, "
+              "not chat", file=sys.stderr)
     if response.finish_reason in ("length", "content_filter"):
         why = "the token limit" if response.finish_reason == "length" else "a content filter"
         print(f"modelwire: the response was cut short by {why} "
