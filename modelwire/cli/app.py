@@ -72,12 +72,18 @@ def _options(
     verbose: Annotated[int, typer.Option(
         "--verbose", "-v", count=True, show_default=False,
         help="Log what modelwire does on stderr: -v retries, fallbacks and breakers; "
-             "-vv every request too (same as MODELWIRE_LOG=info / debug).")] = 0,
+             "-vv every request too (same as MODELWIRE_LOG=info / debug); -vvv also "
+             "llama.cpp's own log (thousands of lines a model load).")] = 0,
 ) -> None:
     """One interface to every major LLM provider. Models are '<provider>/<model>'."""
+    import logging
+
     from ..hooks import configure_logging
     if verbose:
         configure_logging("DEBUG" if verbose > 1 else "INFO")
+        # llama.cpp's DEBUG dump would bury the request lines -vv is asked for
+        logging.getLogger("modelwire.llama").setLevel(
+            logging.DEBUG if verbose > 2 else logging.INFO)
 
 
 def new_client() -> "AsyncClient":
