@@ -88,7 +88,9 @@ class AsyncClient:
     ) -> None:
         self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
         self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
-        self.settings = Settings(api_keys or {}, base_urls or {}, provider_options or {})
+        self.settings = Settings(_string_map("api_keys", api_keys),
+                                 _string_map("base_urls", base_urls),
+                                 _options_map(provider_options))
         self._aliases: Mapping[str, Sequence[str]] = {}
         if aliases is not None:
             from .routes import coerce_aliases  # lazily: keeps `import modelwire` lean
@@ -416,6 +418,36 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+def _string_map(name: str, value: Any) -> Mapping[str, str]:
+    """``api_keys=`` / ``base_urls=``: provider name -> string (None: not given, as for
+    ``os.environ.get(...)``). Never echoes a value
+    (a key passed as ``api_keys="sk-..."`` must not land in the message)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{name} must be a dict of provider name to string, like "
+            f"{name}={{'openai': ...}}; got a {type(value).__name__}")
+    for provider, v in value.items():
+        if not isinstance(provider, str) or not (v is None or isinstance(v, str)):
+            raise ConfigurationError(
+                f"{name} must map provider names to strings; the entry for "
+                f"{provider if isinstance(provider, str) else type(provider).__name__!r} "
+                f"holds a {type(v).__name__}")
+    return value
+
+
+def _options_map(value: Any) -> Mapping[str, Mapping[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in value.items()):
+        raise ConfigurationError(
+            "provider_options must be a dict of provider name to a dict of options, like "
+            "provider_options={'azure': {'api_version': 'v1'}}")
+    return value
 
 
 def _byte_limit(name: str, value: Any) -> int:
