@@ -198,3 +198,15 @@ def test_continue_with_a_damaged_file_says_how_to_start_afresh(
     assert result.stderr.startswith("error: ConfigurationError: ")
     assert "damaged" in result.stderr and f"Remove {path} to start afresh" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_an_answer_cut_by_an_error_still_ends_its_line() -> None:
+    client = AsyncClient(middleware=[])
+    client.mock.script(MockReply("half an answer", disconnect_after=2))
+    conv = session.open_conversation(client, "mock/m", None, resume=False)
+    lines = iter(["hi", "/exit"])
+    out, err = io.StringIO(), io.StringIO()
+    assert await session.interactive(conv, lambda _: next(lines), out, err) == 0
+    assert out.getvalue().endswith("\n") and out.getvalue().strip()
+    assert "error: StreamInterruptedError" in err.getvalue()
+    await client.aclose()

@@ -71,15 +71,18 @@ def save_last(conv: AsyncConversation, err: TextIO) -> None:
 async def turn(conv: AsyncConversation, text: str, out: TextIO) -> None:
     """Send one message and write the streamed answer."""
     from ..response import TextDelta
-    tail = ""
-    async for event in conv.stream(text):
-        if type(event) is TextDelta:
-            out.write(event.text)
+    tail, done = "", False
+    try:
+        async for event in conv.stream(text):
+            if type(event) is TextDelta:
+                out.write(event.text)
+                out.flush()
+                tail = event.text[-1:] or tail
+        done = True
+    finally:  # also when Ctrl-C or an error cuts the answer: the next line starts clean
+        if (tail and tail != "\n") or (done and not tail):
+            out.write("\n")
             out.flush()
-            tail = event.text[-1:] or tail
-    if tail != "\n":
-        out.write("\n")
-        out.flush()
 
 
 async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: TextIO,
