@@ -8,12 +8,14 @@ thread boundary a network chunk at a time, not an event at a time.
 a point of your choosing; a Client never closed is closed quietly when it is
 garbage-collected or at interpreter exit (no "Unclosed client session").
 Closing cancels calls still running on other threads (they raise
-ConfigurationError at once); a closed Client refuses new calls the same way.
+ConfigurationError at once); a closed Client refuses new calls the same way, and so
+does a Client inherited by a forked child (its loop thread stays in the parent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
@@ -43,11 +45,17 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever,
                                        name="modelwire-loop", daemon=True)
         self.closing = False  # close() has begun: no new calls; calls in flight are cancelled
+        self.pid = os.getpid()  # a forked child has the loop object but not its thread
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if self.closing or self.loop.is_closed():
+        if self.closing or self.loop.is_closed() or os.getpid() != self.pid:
             coro.close()  # never scheduled: no "coroutine was never awaited" warning
+            if os.getpid() != self.pid:  # it used to wait forever
+                raise ConfigurationError(
+                    "this Client was created in another process (this one was forked from "
+                    "it, e.g. by multiprocessing), where its event-loop thread stays: create "
+                    "a Client in each process (a Pool's initializer, say)")
             raise ConfigurationError(
                 "this Client is closed: create a new modelwire.Client() (or use "
                 "`with modelwire.Client() as client:` around all of its calls)")
@@ -66,6 +74,9 @@ class _LoopThread:
 
     def shut_down(self, client: AsyncClient) -> None:
         """Refuse new calls, cancel the ones in flight, close ``client``, stop the loop."""
+        if os.getpid() != self.pid:  # a forked child: the loop and connections are the parent's
+            self.closing = True
+            return
         self.closing = True
         if self.loop.is_running():
             fut = asyncio.run_coroutine_threadsafe(_cancel_calls_then_close(client), self.loop)

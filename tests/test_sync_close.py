@@ -110,3 +110,32 @@ def test_a_closed_client_refuses_calls_with_a_clear_error() -> None:
             client.complete("mock/echo", "hi")
         with pytest.raises(modelwire.ConfigurationError, match="this Client is closed"):
             list(client.stream("mock/echo", "hi"))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX")
+def test_a_forked_child_gets_a_clear_error_not_a_hang() -> None:
+    """multiprocessing's fork copies the Client but not its loop thread: a call used to
+    wait forever, and exit waited on it too."""
+    code = textwrap.dedent("""
+        import os, sys, modelwire
+        client = modelwire.Client()
+        assert client.complete("mock/m", "parent").text == "parent"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                client.complete("mock/m", "child")
+                print("child: answered")
+            except modelwire.ConfigurationError as e:
+                print("child:", e)
+            sys.stdout.flush()
+            sys.exit(0)  # a normal exit: the finalizer runs here and must not wait
+        _, status = os.waitpid(pid, 0)
+        print("parent again:", client.complete("mock/m", "again").text, status)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "child: this Client was created in another process" in proc.stdout, proc.stdout
+    assert "parent again: again 0" in proc.stdout  # the parent's client is untouched
+    assert "Traceback" not in proc.stderr
