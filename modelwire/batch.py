@@ -30,7 +30,8 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from .client import AsyncClient
 
 _KEYS = frozenset({"id", "messages", "prompt", "model", "options", "custom_id"})
+# complete() arguments a request sets with its own fields (or that batch decides)
+_RESERVED_OPTIONS = frozenset({"model", "messages", "prompt", "stream"})
 
 
 @dataclass(slots=True)
@@ -62,6 +65,9 @@ class BatchRequest:
         rid = data.get("id", data.get("custom_id"))
         if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
             raise InvalidMessageError(f"{where}: needs an \"id\" (a string or an integer)")
+        if "id" in data and "custom_id" in data:
+            raise InvalidMessageError(f"{where} (id {rid!r}): give \"id\" or \"custom_id\", "
+                                      "not both")
         unknown = sorted(set(data) - _KEYS)
         if unknown:
             raise InvalidMessageError(
@@ -71,13 +77,24 @@ class BatchRequest:
         if has_messages == has_prompt:
             raise InvalidMessageError(
                 f"{where} (id {rid!r}): give exactly one of \"messages\" or \"prompt\"")
-        options = data.get("options") or {}
+        options = data.get("options")
+        if options is None:
+            options = {}
         if not isinstance(options, Mapping):
             raise InvalidMessageError(f"{where} (id {rid!r}): \"options\" must be an object")
+        reserved = sorted(_RESERVED_OPTIONS & set(options))
+        if reserved:
+            raise InvalidMessageError(
+                f"{where} (id {rid!r}): \"options\" cannot set {', '.join(reserved)}; "
+                "use the request's own \"model\", \"messages\" or \"prompt\" "
+                "(a batch never streams)")
         model = data.get("model")
         if model is not None and not isinstance(model, str):
             raise InvalidMessageError(f"{where} (id {rid!r}): \"model\" must be a string")
-        messages = data["messages"] if has_messages else str(data["prompt"])
+        if has_prompt and not isinstance(data["prompt"], str):
+            raise InvalidMessageError(f"{where} (id {rid!r}): \"prompt\" must be a string, got "
+                                      f"{type(data['prompt']).__name__}")
+        messages = data["messages"] if has_messages else data["prompt"]
         return cls(str(rid), messages, model, dict(options))
 
 
@@ -114,7 +131,7 @@ async def run_batch(client: AsyncClient, requests: Iterable[RequestLike], *,
                     model: str | None = None, concurrency: int = 16,
                     on_result: OnResult | None = None) -> list[BatchResult]:
     """See :meth:`AsyncClient.batch`. Invalid requests fail before any traffic."""
-    if not isinstance(concurrency, int) or concurrency < 1:
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigurationError(f"concurrency must be a positive int, got {concurrency!r}")
     parsed = [BatchRequest.parse(r, f"request {i}") for i, r in enumerate(requests)]
     seen: set[str] = set()
@@ -132,7 +149,9 @@ async def run_batch(client: AsyncClient, requests: Iterable[RequestLike], *,
             if inspect.isawaitable(maybe):
                 await maybe
 
-    await _pool(concurrency, (one(i, r) for i, r in enumerate(parsed)))
+    # never more workers than requests: concurrency=10**9 is not a billion tasks
+    await _pool(min(concurrency, max(len(parsed), 1)),
+                (one(i, r) for i, r in enumerate(parsed)))
     return [r for r in results if r is not None]
 
 
@@ -145,6 +164,9 @@ async def _run_one(client: AsyncClient, request: BatchRequest,
         return BatchResult(request.id, error=e)
     except TypeError as e:  # an option complete() does not take
         return BatchResult(request.id, error=ConfigurationError(f"bad options: {e}"))
+    except ValueError as e:  # an option's value, or text that cannot be encoded
+        return BatchResult(request.id, error=ConfigurationError(
+            f"the request cannot be sent: {e}"))
     return BatchResult(request.id, response=response)
 
 
@@ -168,22 +190,31 @@ async def _pool(size: int, jobs: Iterable[Awaitable[None]]) -> None:
 
 
 def read_requests(path: str | os.PathLike[str]) -> list[BatchRequest]:
-    """The JSONL input: one request a line (blank lines ignored), ids unique."""
+    """The JSONL input: one request a line (blank lines ignored), ids unique.
+
+    UTF-8, with or without a byte-order mark; CRLF line ends are fine."""
     out: list[BatchRequest] = []
     seen: set[str] = set()
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except ValueError as e:
-                raise InvalidMessageError(f"{path}:{n}: not valid JSON ({e})") from None
-            request = BatchRequest.parse(data, f"{path}:{n}")
-            if request.id in seen:
-                raise InvalidMessageError(f"{path}:{n}: id {request.id!r} appears twice")
-            seen.add(request.id)
-            out.append(request)
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise InvalidMessageError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                                  "save it as UTF-8 JSONL") from None
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the input {path}: {e.strerror or e}") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except ValueError as e:
+            raise InvalidMessageError(f"{path}:{n}: not valid JSON ({e})") from None
+        request = BatchRequest.parse(data, f"{path}:{n}")
+        if request.id in seen:
+            raise InvalidMessageError(f"{path}:{n}: id {request.id!r} appears twice")
+        seen.add(request.id)
+        out.append(request)
     return out
 
 
@@ -191,6 +222,51 @@ def read_requests(path: str | os.PathLike[str]) -> list[BatchRequest]:
 class OutputState:
     done: dict[str, bool]  # id -> ok, for every complete line already in the output
     truncated: int = 0  # bytes of a half-written last line that were cut off
+
+
+def check_paths(input_path: str | os.PathLike[str],
+                output_path: str | os.PathLike[str]) -> None:
+    """Refuse, before any traffic, an output that is the input or cannot be written."""
+    out = Path(output_path)
+    if out.is_dir():
+        raise ConfigurationError(f"the output {out} is a directory; name a file in it")
+    if out.exists() and not out.is_file():  # /dev/stdout, a FIFO: no resuming from those
+        raise ConfigurationError(f"the output {out} is not a regular file; results are "
+                                 "appended to, and resumed from, a file")
+    if not out.parent.is_dir():
+        raise ConfigurationError(f"the output's directory {out.parent} does not exist; "
+                                 "create it first")
+    if out.exists() and Path(input_path).exists() and os.path.samefile(input_path, out):
+        raise ConfigurationError(f"the output {out} is the input file; results go to a "
+                                 "file of their own")
+
+
+@contextmanager
+def output_lock(output_path: str | os.PathLike[str]) -> Iterator[None]:
+    """One run per output at a time (``OUTPUT.lock``, an advisory lock the OS drops
+    if the process dies): a second run would write every id twice, or submit and
+    pay for a second provider batch."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    lock = Path(output_path)
+    lock = lock.with_name(lock.name + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigurationError(
+                f"another run is writing {output_path} (it holds {lock}); wait for it to "
+                "finish or stop it") from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
 
 
 def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) -> OutputState:
@@ -201,8 +277,15 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
     p = Path(path)
     if not p.exists():
         return OutputState({})
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ConfigurationError(f"cannot read the output {p}: {e.strerror or e}") from None
     cut = len(data) - (data.rfind(b"\n") + 1)
+    if cut and _is_result(data[-cut:]):  # whole but for its newline (an editor's save, or
+        with open(p, "ab") as f:         # a write cut just before it): kept, not redone
+            f.write(b"\n")
+        data, cut = data + b"\n", 0
     if cut:
         with open(p, "r+b") as f:
             f.truncate(len(data) - cut)
@@ -215,6 +298,8 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
         try:
             row = json.loads(line)
             rid, ok = str(row["id"]), "response" in row
+            if not ok and "error" not in row:
+                raise KeyError("response")  # a request line, say: not a result
         except (ValueError, KeyError, TypeError):
             raise ConfigurationError(
                 f"{path}:{n} is not a batch result line; is this the right output file? "
@@ -230,6 +315,15 @@ def prepare_output(path: str | os.PathLike[str], *, retry_errors: bool = False) 
     return OutputState(done, cut)
 
 
+def _is_result(line: bytes) -> bool:
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(row, dict) and isinstance(row.get("id"), (str, int)) and (
+        isinstance(row.get("response"), dict) or isinstance(row.get("error"), dict))
+
+
 class ResultWriter:
     """Appends one result line per call: one write, flushed (and fsynced on close)."""
 
@@ -237,7 +331,9 @@ class ResultWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, row: Mapping[str, Any]) -> None:
-        line = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        # a lone surrogate (JSON allows "\ud800") is written back as that same escape
+        line = (json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n").encode(
+            "utf-8", "backslashreplace")
         view = memoryview(line)
         while view:
             view = view[os.write(self._fd, view):]
@@ -255,6 +351,16 @@ async def run_file(client: AsyncClient, input_path: str | os.PathLike[str],
                    on_result: OnResult | None = None,
                    on_start: Callable[[int, int], None] | None = None) -> dict[str, int]:
     """JSONL in, JSONL out, resumable. Returns counts: total, skipped, ok, errors."""
+    check_paths(input_path, output_path)
+    with output_lock(output_path):
+        return await _run_file(client, input_path, output_path, model, concurrency,
+                               retry_errors, on_result, on_start)
+
+
+async def _run_file(client: AsyncClient, input_path: str | os.PathLike[str],
+                    output_path: str | os.PathLike[str], model: str | None, concurrency: int,
+                    retry_errors: bool, on_result: OnResult | None,
+                    on_start: Callable[[int, int], None] | None) -> dict[str, int]:
     requests = read_requests(input_path)
     state = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in state.done]

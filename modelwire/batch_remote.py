@@ -23,7 +23,15 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .batch import BatchRequest, BatchResult, ResultWriter, prepare_output, read_requests
+from .batch import (
+    BatchRequest,
+    BatchResult,
+    ResultWriter,
+    check_paths,
+    output_lock,
+    prepare_output,
+    read_requests,
+)
 from .endpoint import tag
 from .errors import ConfigurationError, ProviderError, UnsupportedFeatureError
 from .health import PROBE_TIMEOUTS
@@ -38,6 +46,8 @@ if TYPE_CHECKING:
 
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TIMEOUTS = Timeouts(connect=10.0, read=300.0, total=900.0)  # uploads and downloads
+_MAX_REQUESTS = {"openai": 50_000, "anthropic": 100_000}  # per batch, as documented
+_READ_ATTEMPTS = 8  # a poll or download failing retryably this often in a row gives up
 
 
 def custom_id(request_id: str) -> str:
@@ -57,6 +67,15 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
                              model: str | None = None, poll_interval: float = 30.0,
                              retry_errors: bool = False,
                              log: Callable[[str], None] = lambda _m: None) -> dict[str, int]:
+    check_paths(input_path, output_path)
+    with output_lock(output_path):
+        return await _run(client, input_path, output_path, model, poll_interval,
+                          retry_errors, log)
+
+
+async def _run(client: AsyncClient, input_path: str | os.PathLike[str],
+               output_path: str | os.PathLike[str], model: str | None, poll_interval: float,
+               retry_errors: bool, log: Callable[[str], None]) -> dict[str, int]:
     requests = read_requests(input_path)
     out = prepare_output(output_path, retry_errors=retry_errors)
     todo = [r for r in requests if r.id not in out.done]
@@ -75,6 +94,16 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
     if any(c.target.spec.name != first.target.spec.name for c in calls.values()):
         raise ConfigurationError("a provider batch goes to one provider: every request's "
                                  "model must name the same provider")
+    models = sorted({c.target.model for c in calls.values()})
+    if wire == "openai" and len(models) > 1:
+        raise ConfigurationError(
+            f"an OpenAI batch runs one model, these requests name {', '.join(models)}: "
+            "split the input by model (or run without --provider-batch)")
+    limit = _MAX_REQUESTS[wire]
+    if len(calls) > limit:
+        raise ConfigurationError(
+            f"{len(calls)} requests to send; a {wire} batch takes at most {limit}: split the "
+            "input into smaller files")
     codec = get_codec(first.target.spec)
     transport = client.transport_for(first.target.spec)
 
@@ -88,6 +117,26 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
             raise tag(codec.classify_error(resp.status, resp.headers, body), first)
         return body
 
+    async def patiently(request: WireRequest, timeouts: Timeouts = _TIMEOUTS) -> bytes:
+        """Polls and downloads (never submissions) ride out a provider's bad moments."""
+        for attempt in range(1, _READ_ATTEMPTS + 1):
+            try:
+                return await send(request, timeouts)
+            except ProviderError as e:
+                if not e.retryable or attempt == _READ_ATTEMPTS:
+                    if spath.exists():  # else every rerun resumes into the same wall
+                        e.message += (f" (the batch is recorded in {spath}; a rerun resumes "
+                                      "it; if it is gone for good, delete that file to "
+                                      "submit anew)")
+                        e.args = (e.message,)
+                    raise
+                wait = e.retry_after if e.retry_after is not None else \
+                    min(max(poll_interval, 1.0) * attempt, 300.0)
+                log(f"{type(e).__name__} ({e.message[:120]}); trying again in {wait:.0f}s "
+                    f"({attempt}/{_READ_ATTEMPTS - 1})")
+                await asyncio.sleep(min(wait, 3600.0))
+        raise AssertionError("unreachable")
+
     state = _load_state(spath)
     earlier: set[str] = set()  # custom_ids of this batch already in the output
     if state:
@@ -95,6 +144,17 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
     if state and not set(calls) <= set(state.get("custom_ids") or {}):
         raise ConfigurationError(
             f"{spath} belongs to a batch of other requests; delete it to submit anew")
+    if state and state.get("provider") not in (None, first.target.provider):
+        raise ConfigurationError(
+            f"{spath} is a batch submitted to {state['provider']!r}, not to "
+            f"{first.target.provider!r}: rerun with that provider's model, or delete the "
+            "file to submit anew")
+    if state and isinstance(state.get("models"), list) and \
+            not set(models) <= set(map(str, state["models"])):
+        raise ConfigurationError(
+            f"{spath} is a batch for {', '.join(map(str, state['models']))}, not "
+            f"{', '.join(models)}: its answers come from the model it was submitted with; "
+            "rerun with that model, or delete the file to submit anew")
     if state:
         batch_id = str(state["batch_id"])
         log(f"resuming provider batch {batch_id}")
@@ -108,33 +168,43 @@ async def run_provider_batch(client: AsyncClient, input_path: str | os.PathLike[
         else:
             created = await send(batch_anthropic.encode_create(items, codec))
             batch_id = batch_anthropic.decode_status(created).id
-        _save_state(spath, {"provider": first.target.provider, "batch_id": batch_id,
-                            "custom_ids": by_custom})
+        _save_state(spath, {"provider": first.target.provider, "models": models,
+                            "batch_id": batch_id, "custom_ids": by_custom})
         log(f"submitted provider batch {batch_id} ({len(items)} requests)")
 
     module: Any = batch_openai if wire == "openai" else batch_anthropic
     while True:
-        status = module.decode_status(await send(module.encode_poll(first, codec, batch_id),
-                                                 PROBE_TIMEOUTS))
+        status = module.decode_status(await patiently(
+            module.encode_poll(first, codec, batch_id), PROBE_TIMEOUTS))
         if status.done:
             break
         log(f"batch {batch_id}: {status.status} {status.counts}")
         await asyncio.sleep(poll_interval)
 
+    bodies = []  # every results file first: a refused download writes nothing
+    for file_ref in status.output_file_ids:
+        request = (batch_openai.encode_download(first, codec, file_ref) if wire == "openai"
+                   else batch_anthropic.encode_results(first, codec, file_ref))
+        bodies.append(await patiently(request))
     writer = ResultWriter(output_path)
     written: set[str] = set()
+    problems: list[str] = []
     try:
-        for file_ref in status.output_file_ids:
-            request = (batch_openai.encode_download(first, codec, file_ref) if wire == "openai"
-                       else batch_anthropic.encode_results(first, codec, file_ref))
-            for cid, outcome in module.decode_results(await send(request), codec, calls,
-                                                       ignore=earlier):
+        for body in bodies:
+            for cid, outcome in module.decode_results(body, codec, calls, ignore=earlier,
+                                                       problems=problems):
                 if cid in written:
                     continue
                 written.add(cid)
                 _write(writer, by_custom[cid], outcome, calls[cid], counts)
+        for problem in problems[:5]:
+            log(f"skipped a bad results line: {problem}")
+        if len(problems) > 5:
+            log(f"... and {len(problems) - 5} more bad results lines")
         for cid in calls.keys() - written:  # nothing silently lost
             why = "; ".join(status.errors) or f"batch ended {status.status!r}"
+            if problems:
+                why += f"; {len(problems)} results line(s) could not be read"
             _write(writer, by_custom[cid], ProviderError(
                 f"no result for this request in provider batch {batch_id} ({why})",
                 code="missing_result"), calls[cid], counts)
@@ -155,7 +225,14 @@ def _write(writer: ResultWriter, rid: str, outcome: Response | ProviderError, ca
 
 
 def _call(client: AsyncClient, request: BatchRequest, model: str | None) -> Call:
-    return client.build_call(request.model or model, request.messages, **request.options)
+    """The request's call; a mistake in it names the id (the whole batch is refused)."""
+    try:
+        return client.build_call(request.model or model, request.messages, **request.options)
+    except ConfigurationError as e:
+        e.args = (f"request {request.id!r}: {e}", *e.args[1:])
+        raise
+    except (TypeError, ValueError) as e:
+        raise ConfigurationError(f"request {request.id!r}: bad options: {e}") from None
 
 
 def _wire(call: Call) -> str:
@@ -174,10 +251,11 @@ def _load_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         data = json.loads(path.read_text())
-    except ValueError:
+    except (ValueError, OSError):
         raise ConfigurationError(f"{path} is not valid JSON; delete it to submit anew") \
             from None
-    if not isinstance(data, dict) or "batch_id" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("batch_id"), str) \
+            or not isinstance(data.get("custom_ids"), dict):
         raise ConfigurationError(f"{path} is not a batch state file; delete it to submit anew")
     return data
 

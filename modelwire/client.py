@@ -228,6 +228,10 @@ class AsyncClient:
     ) -> Call:
         """Validate everything and resolve every target before any traffic."""
         unknown = sorted(set(options) - CALL_OPTIONS) if options else None
+        if unknown == ["retries"]:  # complete() takes it; a stream cannot be repaired
+            raise InvalidParameterError(
+                "retries= (structured-output repair) works with complete(), not with a "
+                "stream: the invalid answer has already been streamed to you")
         if unknown:
             raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
         if "breaker" in options and not isinstance(options["breaker"], bool):
@@ -326,7 +330,8 @@ class AsyncClient:
         return await run_batch(self, requests, model=model, concurrency=concurrency,
                                on_result=on_result)
 
-    async def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+    async def count_tokens(self, model: str | None,
+                           messages: Iterable[MessageLike] | str | None = None,
                            *, text: str | None = None,
                            tools: Iterable[ToolLike] | None = None) -> TokenCount:
         """Input tokens of a prompt. Anthropic and Gemini count on their servers
@@ -334,7 +339,9 @@ class AsyncClient:
         breaker and limits, never billed); every other model is counted offline by
         :func:`modelwire.count_tokens` (``exact`` or a flagged ``estimate``)."""
         from .observe.tokens import TokenCount, count_tokens, split_model
-        provider, _ = split_model(model)
+        if not isinstance(model, str) or "/" not in model:
+            model = self.plan(model)[0].name  # an alias or the default, as complete() has it
+        provider, _ = split_model(model)  # an offline count needs no key: no resolve()
         if not hasattr(get_codec(get_spec(provider)), "encode_count_tokens"):
             return count_tokens(model, messages, text=text, tools=tools)
         if messages is None and text is None:
@@ -342,6 +349,9 @@ class AsyncClient:
         call = self.build_call(model, messages if messages is not None else text,
                                tools=tools, fallbacks=[])
         call.options["verb"] = "count_tokens"
+        # a separate, free endpoint: its failures must not open the model's breaker
+        # (nor its success close it); retries and limits still apply
+        call.options["breaker"] = False
         outcome = await self._run(call)
         assert isinstance(outcome, Response)
         how = "one user message" if messages is None else "the chat request"

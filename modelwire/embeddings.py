@@ -11,7 +11,7 @@ counts (``source="none"`` unless every batch reported them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +26,10 @@ _IN_FLIGHT = 4
 
 async def embed(client: AsyncClient, model: str | None, inputs: str | Sequence[str], *,
                 batch_size: int | None = None, **kwargs: Any) -> Embeddings:
+    if isinstance(inputs, (bytes, bytearray, Mapping)) or not isinstance(inputs, Iterable):
+        raise InvalidMessageError(
+            f"inputs is a {type(inputs).__name__}; embed() takes a string or a list of "
+            "strings (decode bytes first)")
     texts = [inputs] if isinstance(inputs, str) else list(inputs)
     if not texts:
         raise InvalidMessageError("embed() needs at least one input text")
@@ -54,8 +58,20 @@ async def embed(client: AsyncClient, model: str | None, inputs: str | Sequence[s
                 model=base.target.model)
         return outcome
 
-    parts = await asyncio.gather(*(one(b) for b in batches))
+    tasks = [asyncio.ensure_future(one(b)) for b in batches]
+    try:
+        parts = await asyncio.gather(*tasks)
+    finally:  # one batch failed (or the caller cancelled): the rest are not paid for
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     first = parts[0]
+    sizes = {len(v) for p in parts for v in p.vectors}
+    if len(sizes) > 1:  # a hostile or misconfigured server: vectors cannot be compared
+        from .errors import MalformedResponseError
+        raise MalformedResponseError(
+            f"the embeddings have different dimensions ({', '.join(map(str, sorted(sizes)))})",
+            provider=base.target.provider, model=base.target.model)
     reported = all(p.usage.source == "reported" and p.usage.input_tokens is not None
                    for p in parts)
     tokens = sum(p.usage.input_tokens or 0 for p in parts)

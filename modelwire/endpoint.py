@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from .accumulate import DONE, Delta, Done, Finish, Meta, StreamAccumulator, ToolCallChunk
 from .errors import (
+    InvalidMessageError,
     MalformedResponseError,
     ProviderError,
     RedirectError,
@@ -77,6 +78,16 @@ def _timeouts(call: Call) -> Timeouts:
     return timeouts
 
 
+def _encode(encode: Callable[[Call], WireRequest], call: Call) -> WireRequest:
+    try:
+        return encode(call)
+    except UnicodeEncodeError as e:  # a lone surrogate ("\\ud800" in JSON) in some text
+        raise InvalidMessageError(
+            f"the request holds text that is not valid Unicode ({e.object[e.start:e.end]!r}, "
+            "a lone surrogate): clean it first, e.g. text.encode('utf-8', 'replace')"
+            ".decode()") from None
+
+
 async def _http_error(codec: Codec, resp: WireResponse, call: Call) -> ProviderError:
     if resp.status < 400:  # a 3xx: never followed, so the key never leaves for another host
         await resp.aclose()
@@ -109,7 +120,7 @@ def _redirect(status: int, location: str | None) -> RedirectError:
 
 async def complete(call: Call, codec: Codec, transport: Transport) -> Response:
     started = time.perf_counter()
-    request = codec.encode(call)
+    request = _encode(codec.encode, call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 300:
@@ -137,7 +148,7 @@ async def verb(call: Call, codec: Any,
     """One exchange for a codec's other verbs (count tokens, embed): the same
     limits and error boundary as complete()."""
     started = time.perf_counter()
-    request = encode(call)
+    request = _encode(encode, call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 300:
@@ -157,6 +168,10 @@ def count_tokens(call: Call, codec: Any, transport: Transport) -> Awaitable[Resp
     provider counts them, in ``usage.input_tokens`` of an otherwise empty Response."""
     def decode(body: bytes, headers: Mapping[str, str], call: Call) -> Response:
         n = codec.decode_count_tokens(body, headers, call)
+        if n < 0:  # a count below zero is no count (one check for every codec)
+            raise MalformedResponseError(
+                f"the count-tokens answer has a negative count ({n})",
+                provider=call.target.provider, model=call.target.model, body=body[:500])
         return Response(usage=Usage(n, 0, n, source="reported"))
     return verb(call, codec, transport, codec.encode_count_tokens, decode)
 
@@ -190,7 +205,7 @@ async def _first_event_bounded(call: Call, codec: Codec, transport: Transport,
 
 async def _open_stream(call: Call, codec: Codec, transport: Transport) -> AsyncStream:
     started = time.perf_counter()
-    request = codec.encode(call)
+    request = _encode(codec.encode, call)
     try:
         resp = await transport.send(request, _timeouts(call))
         if resp.status >= 300:

@@ -12,6 +12,7 @@
     │   ├── MissingDependencyError     an extra is not installed; names the pip command
     │   ├── UnsupportedFeatureError    the provider/model cannot do what was asked
     │   └── BudgetExceededError        the call would pass a budget=; refused before traffic
+    ├── StateStoreError                the shared state store (Redis) failed, on_error="raise"
     └── ProviderError                  the provider (or the path to it) failed
         ├── AuthenticationError        401
         ├── PermissionDeniedError      403
@@ -119,9 +120,19 @@ class BudgetExceededError(ConfigurationError):
             return f"${v:.6f}" if unit == "usd" else f"{v:.0f} tokens"
         when = (f"; it resets in {retry_after:.0f}s" if retry_after is not None
                 else "; it has no period, so raise its limit")
+        if estimate > limit:  # waiting will not help: the call alone is over
+            when = ("; this call alone is estimated above the limit (input tokens + "
+                    "max_tokens, or Budget.output_tokens without it): lower max_tokens= "
+                    "or raise the limit")
         super().__init__(
-            f"budget {budget!r} would be exceeded: {fmt(spent)} spent + {fmt(estimate)} "
+            f"budget {budget!r} would be exceeded: {fmt(spent)} spent or reserved + "
+            f"{fmt(estimate)} "
             f"estimated for this call > limit {fmt(limit)}{when}")
+
+
+class StateStoreError(ModelwireError):
+    """The shared state store (e.g. Redis) is unreachable or failed, and the store
+    was built with ``on_error="raise"`` (the default goes on with local state)."""
 
 
 class ProviderError(ModelwireError):

@@ -9,7 +9,8 @@ never imported (it prints on import): its ``model.zip`` is read directly.
 
 What runs here is the sentence-transformers pipeline of that model: BERT
 WordPiece tokenization (lower-cased, accents stripped, punctuation split, at
-most 256 tokens), the 6-layer BERT encoder, mean pooling and L2
+most 256 tokens: a longer input is refused unless the call passes
+``extra={"truncate": True}``), the 6-layer BERT encoder, mean pooling and L2
 normalization. It reproduces the model card's published similarity matrix to
 three decimals (tests/test_local_embed.py).
 """
@@ -72,14 +73,17 @@ class MiniLM:
 
     # --- tokenization (BertNormalizer + BertPreTokenizer + WordPiece) -----------------
 
-    def tokens(self, text: str) -> list[int]:
+    def tokens(self, text: str, limit: int | None = MAX_TOKENS) -> list[int]:
+        """[CLS] + WordPiece ids + [SEP], cut to ``limit`` tokens (None: all of them)."""
         ids = [self.vocab["[CLS]"]]
         unk = self.vocab["[UNK]"]
         for word in _pre_tokenize(_normalize(text)):
             ids += _wordpiece(word, self.vocab, unk)
-            if len(ids) >= MAX_TOKENS - 1:
+            if limit is not None and len(ids) >= limit - 1:
                 break
-        return [*ids[:MAX_TOKENS - 1], self.vocab["[SEP]"]]
+        if limit is not None:
+            ids = ids[:limit - 1]
+        return [*ids, self.vocab["[SEP]"]]
 
     # --- the encoder --------------------------------------------------------------------
 
@@ -232,6 +236,14 @@ def answer(body: bytes | None) -> tuple[int, bytes]:
     if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
         return 400, error_body("'input' must be a string or a list of strings", 400, "input")
     model = load()
+    if req.get("truncate") is not True:  # like a hosted API: a too-long input is an error,
+        for i, text in enumerate(texts):  # not an embedding of its first part only
+            n = len(model.tokens(text, None))
+            if n > MAX_TOKENS:
+                return 400, error_body(
+                    f"input[{i}] has {n} tokens; {MODEL} reads at most {MAX_TOKENS}: split "
+                    f"it, or pass extra={{'truncate': True}} to embed its first "
+                    f"{MAX_TOKENS} tokens", 400, "input")
     vectors = model.embed(texts)
     tokens = sum(len(model.tokens(t)) for t in texts)  # the model's own tokenizer's count
     data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]

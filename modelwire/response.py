@@ -96,6 +96,7 @@ class Response:
     raw: Any = None  # decoded provider JSON (non-streamed calls)
     attempts: list[Attempt] = field(default_factory=list)
     parsed: Any = None  # the validated value when the call asked for a response_format
+    cached: bool = False  # served from the response cache (usage is the original call's)
     _cost: Cost | None = field(default=None, init=False, repr=False, compare=False)
 
     @property

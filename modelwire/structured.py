@@ -18,7 +18,7 @@ A schema whose root is not an object (``list[Item]``, ``int``) is wrapped as
 ``{"value": ...}`` on the wire, because tools and strict modes need an object
 root, and unwrapped when parsed. ``Response.parsed`` holds the validated value
 (an instance of the model / dataclass, or plain JSON for a dict schema, which
-is checked for JSON-ness, an object root and its top-level ``required`` keys).
+is validated against the whole schema with jsonschema).
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .types import MessageLike
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*\n?(.*?)\n?\s*```\s*$", re.S)
+_FENCED = re.compile(r"```(?:json)?[ \t]*\n(.*?)\n?[ \t]*```", re.S)
 _NAME_BAD = re.compile(r"[^a-zA-Z0-9_-]")
 
 
@@ -55,12 +56,23 @@ class OutputSpec:
     def openai(self, provider: str) -> dict[str, Any]:
         if provider == "llamacpp":  # llama.cpp's server: grammar from the schema
             return {"type": "json_object", "schema": self.schema}
+        schema, strict = self._strict()
         return {"type": "json_schema", "json_schema": {
-            "name": self.name, "schema": strict_schema(self.schema), "strict": True}}
+            "name": self.name, "schema": schema, "strict": strict}}
 
     def responses(self) -> dict[str, Any]:
-        return {"format": {"type": "json_schema", "name": self.name,
-                           "schema": strict_schema(self.schema), "strict": True}}
+        schema, strict = self._strict()
+        return {"format": {"type": "json_schema", "name": self.name, "schema": schema,
+                           "strict": strict}}
+
+    def _strict(self) -> tuple[dict[str, Any], bool]:
+        """Strict mode's schema, or the schema as is when strict mode cannot express it
+        (a dict field): then the answer is only validated here (and ``retries=`` repairs)."""
+        from .errors import UnsupportedFeatureError
+        try:
+            return strict_schema(self.schema), True
+        except UnsupportedFeatureError:
+            return self.schema, False
 
     def anthropic_tool(self) -> dict[str, Any]:
         return {"name": self.name, "description": "Give the final answer with this tool.",
@@ -77,7 +89,7 @@ class OutputSpec:
 
     def parse(self, text: str) -> Any:
         """The validated value of ``text``; raises StructuredOutputError."""
-        m = _FENCE.match(text)
+        m = _FENCE.match(text) or _FENCED.search(text)  # a fenced block, maybe after prose
         body = m.group(1) if m else text
         try:
             value = json.loads(body)
@@ -88,10 +100,12 @@ class OutputSpec:
 
     def validate(self, value: Any, text: str) -> Any:
         if self.wrapped:
-            if not isinstance(value, dict) or "value" not in value:
+            if isinstance(value, dict) and "value" in value:
+                value = value["value"]
+            elif self.adapter is None:
                 raise StructuredOutputError("the answer lacks its 'value' key", raw_text=text,
                                             errors=["expected an object with a 'value' key"])
-            value = value["value"]
+            # else: a model that ignored the wrapper and sent the bare value: validate it
         if self.adapter is None:
             problems = _check_plain(value, self.schema)
             if problems:
@@ -161,23 +175,47 @@ def _from_schema(schema: Mapping[str, Any]) -> OutputSpec:
 
 
 def _check_plain(value: Any, schema: Mapping[str, Any]) -> list[str]:
+    """The answer against a JSON Schema dict (jsonschema, as tool schemas are checked)."""
     if not isinstance(value, dict):
         return [f"expected a JSON object, got {type(value).__name__}"]
-    return [f"{k}: Field required" for k in schema.get("required") or () if k not in value]
+    from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]
+    from jsonschema.validators import validator_for  # type: ignore[import-untyped]
+    try:
+        validator = validator_for(schema)(schema)
+        errors = sorted(validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+    except SchemaError as e:  # the caller's schema itself is broken
+        raise ConfigurationError(f"response_format is not a valid JSON Schema: "
+                                 f"{e.message[:200]}") from None
+    out: list[str] = []
+    for err in errors[:10]:
+        where = [str(p) for p in err.absolute_path]
+        if err.validator == "required" and isinstance(err.instance, dict):  # pydantic's words
+            out += [f"{'.'.join([*where, k])}: Field required" for k in err.validator_value
+                    if k not in err.instance]
+        else:
+            out.append(f"{'.'.join(where) or 'value'}: {err.message[:200]}")
+    return out
 
 
 def finish(response: Response, spec: OutputSpec) -> Response:
     """Set ``response.parsed`` (Anthropic: the forced tool's input becomes the text)."""
     calls = [c for c in response.tool_calls if c.name == spec.name]
-    if calls and not response.text:  # the forced tool (Anthropic) carried the answer
+    if calls:  # the forced tool (Anthropic) carried the answer (even after some prose)
         response.tool_calls = [c for c in response.tool_calls if c.name != spec.name]
         response.text = calls[0].raw_arguments
         if response.finish_reason == "tool_calls" and not response.tool_calls:
             response.finish_reason = "stop"
+    elif response.tool_calls:  # the model asked for tools: not its answer yet (run_tools
+        return response       # sends the results back; the final turn is parsed)
     try:
         response.parsed = spec.parse(response.text)
     except StructuredOutputError as e:
         e.response = response
+        if response.finish_reason == "length":  # not the model's mistake: the limit's
+            raise StructuredOutputError(
+                f"the answer was cut off at max_tokens (finish_reason 'length') before its "
+                f"JSON was complete; raise max_tokens ({e})", raw_text=e.raw_text,
+                errors=e.errors, response=response) from None
         raise
     return response
 
@@ -200,9 +238,8 @@ def partial_value(text: str) -> Any:
 
 def partial_of(response: Response, spec: OutputSpec) -> Any:
     """The structured value so far of a stream's partial response."""
-    text = response.text
-    if not text:
-        text = next((c.raw_arguments for c in response.tool_calls if c.name == spec.name), "")
+    forced = next((c.raw_arguments for c in response.tool_calls if c.name == spec.name), None)
+    text = response.text if forced is None else forced  # as finish() decides
     value = partial_value(text)
     if spec.wrapped and isinstance(value, dict):
         return value.get("value")

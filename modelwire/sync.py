@@ -59,9 +59,9 @@ class _LoopThread:
             raise ConfigurationError(
                 "this Client is closed: create a new modelwire.Client() (or use "
                 "`with modelwire.Client() as client:` around all of its calls)")
-        fut: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        fut: Future[T | _Fatal] = asyncio.run_coroutine_threadsafe(_guarded(coro), self.loop)
         try:
-            return fut.result(timeout)
+            result = fut.result(timeout)
         except KeyboardInterrupt:
             fut.cancel()
             raise
@@ -71,6 +71,9 @@ class _LoopThread:
                     "the Client was closed while this call was running (close() from "
                     "another thread, or at interpreter exit)") from None
             raise
+        if isinstance(result, _Fatal):  # raised in the loop thread: raised here instead
+            raise result.exception
+        return result
 
     def shut_down(self, client: AsyncClient) -> None:
         """Refuse new calls, cancel the ones in flight, close ``client``, stop the loop."""
@@ -93,6 +96,23 @@ class _LoopThread:
             self.thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
+
+
+class _Fatal:
+    __slots__ = ("exception",)
+
+    def __init__(self, exception: BaseException) -> None:
+        self.exception = exception
+
+
+async def _guarded(coro: Coroutine[Any, Any, T]) -> T | _Fatal:
+    """A KeyboardInterrupt/SystemExit raised in a task (a tool raising it, say) would
+    escape the loop thread's run_forever, kill it and leave the caller waiting
+    forever: it travels back to the calling thread as a value."""
+    try:
+        return await coro
+    except (KeyboardInterrupt, SystemExit) as e:
+        return _Fatal(e)
 
 
 class Client:
@@ -140,7 +160,7 @@ class Client:
         from .model_client import Model
         return Model(self, name)
 
-    def count_tokens(self, model: str, messages: Iterable[MessageLike] | str | None = None,
+    def count_tokens(self, model: str | None, messages: Iterable[MessageLike] | str | None = None,
                      *, text: str | None = None,
                      tools: Iterable[ToolLike] | None = None) -> TokenCount:
         return self._loop.run(self._async.count_tokens(model, messages, text=text, tools=tools))
@@ -235,6 +255,10 @@ class Stream:
         self._stream: AsyncStream | None = None
         self._batch: list[StreamEvent] = []
         self._pos = 0
+        # `for ev in client.stream(...): break` drops this object unclosed: close the
+        # stream then, so metrics, OTel and the breaker see it end (abandoned) and its
+        # connection is freed
+        weakref.finalize(self, _close_dropped, loop, request).atexit = False
 
     def _open(self) -> AsyncStream:
         if self._stream is None:
@@ -279,6 +303,20 @@ class Stream:
         self.close()
 
 
+def _close_dropped(loop: _LoopThread, request: StreamRequest) -> None:
+    """Close a stream whose sync wrapper was dropped before it ended (never raises)."""
+    stream = request._stream
+    if stream is None or stream.ended or loop.loop.is_closed():
+        return
+    try:
+        if threading.current_thread() is loop.thread:  # collected on the loop itself
+            loop.loop.create_task(stream.aclose())
+        else:
+            loop.run(stream.aclose(), timeout=5.0)
+    except Exception:  # a finalizer has no caller to tell; the loop may be stopping
+        pass
+
+
 class SyncToolStream:
     """Sync twin of :class:`~modelwire.tools.loop.ToolStream`."""
 
@@ -288,11 +326,20 @@ class SyncToolStream:
 
     def __iter__(self) -> Iterator[StreamEvent | ToolResultEvent]:
         events = aiter(self._stream)
-        while True:
-            event = self._loop.run(_next(events))
-            if event is _END:
-                return
-            yield event
+        try:
+            while True:
+                event = self._loop.run(_next(events))
+                if event is _END:
+                    return
+                yield event
+        finally:  # the caller stopped early: stop the tools still running, end the stream
+            self.close()
+
+    def __enter__(self) -> SyncToolStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @property
     def result(self) -> ToolRunResult:

@@ -8,6 +8,7 @@ Callers may pass OpenAI-style dicts or these typed objects; ``to_messages`` and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Union, overload
@@ -218,6 +219,9 @@ def _tool_call(c: Any, i: int, j: int) -> ToolCall:
     return ToolCall(str(c.get("id") or ""), str(fn["name"]), args, raw or "{}")
 
 
+_TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+
+
 def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
     """Validate and convert the caller's tools; ``parameters`` must be a JSON Schema
     object (checked against the JSON Schema meta-schema: InvalidParameterError)."""
@@ -244,6 +248,15 @@ def to_tools(tools: Iterable[ToolLike] | None) -> list[Tool]:
                         {"type": "object", "properties": {}} if params is None else params)
         if not isinstance(tool.name, str) or not tool.name:
             raise InvalidParameterError(f"tools[{i}] needs a non-empty string name")
+        if not _TOOL_NAME.fullmatch(tool.name):
+            raise InvalidParameterError(
+                f"tools[{i}] has the name {tool.name[:80]!r}: OpenAI, Anthropic and Gemini "
+                "accept 1 to 64 letters, digits, '_' and '-' only; rename it (from_function "
+                "and @tool take name=)")
+        if any(o.name == tool.name for o in out):
+            raise InvalidParameterError(
+                f"tools[{i}]: two tools are named {tool.name!r}; tool names must be unique "
+                "(the model calls tools by name)")
         if not isinstance(tool.description, str):
             raise InvalidParameterError(f"tools[{i}] ({tool.name!r}): description must be a "
                                         f"string, got {type(tool.description).__name__}")

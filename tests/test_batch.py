@@ -225,7 +225,7 @@ def test_thousand_requests_killed_interrupted_and_resumed(tmp_path: Path) -> Non
         proc = _start(inp, out, server)
         _wait_for_lines(proc, out, 150)
         proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)  # reaps it and closes its pipes
         first = _ids(out)
         assert 150 <= sum(first.values()) < 1000 and max(first.values()) == 1
 

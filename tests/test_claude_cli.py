@@ -158,6 +158,17 @@ async def test_server_529_is_a_typed_overloaded_error(claude_program: str,
     assert (err.status, err.retryable, err.provider) == (529, True, "claude-cli")
 
 
+async def test_a_400_is_sent_once_not_quietly_resent(claude_program: str,
+                                                     tmp_path: Path) -> None:
+    """Left alone, the program re-sends a 400 with fewer beta headers (3 requests)."""
+    async with FaultServer() as server, _client(claude_program, server, tmp_path) as client:
+        server.script(Fault.status(400), Fault.ok("should never be seen"))
+        with pytest.raises(ProviderError) as info:
+            await client.complete(MODEL, "hi")
+        assert len(server.requests) == 1
+    assert info.value.status == 400 and not info.value.retryable
+
+
 async def test_529_then_ok_is_retried_by_modelwire(claude_program: str, tmp_path: Path) -> None:
     async with FaultServer() as server, \
             _client(claude_program, server, tmp_path, max_retries=1) as client:

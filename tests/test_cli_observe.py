@@ -83,3 +83,45 @@ def test_bench_runs_against_the_local_model() -> None:
     (row,) = json.loads(result.stdout)
     assert row["ok"] == 2 and row["ttft_p50_s"] is not None
     assert row["cost_per_call_usd"] == 0.0 and "local" in row["cost_note"]
+
+
+def test_tokens_resolves_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_app, "new_client", lambda: AsyncClient(
+        aliases={"fast": ["openai/gpt-4o"]}, api_keys={"openai": "k"}, config=False))
+    result = invoke("tokens", "-m", "fast", "--json", "hello world")
+    assert result.exit_code == 0, result.output  # was InvalidModelError
+    out = json.loads(result.stdout)
+    assert (out["tokens"], out["provenance"], out["model"]) == (2, "exact", "openai/gpt-4o")
+
+
+def test_bench_interrupted_prints_what_it_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    import modelwire.cli.observe as observe
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT has a non-default handler here, so asyncio.run cannot catch it")
+    real, finished = observe._one, []
+
+    async def one(*args: Any) -> None:
+        await real(*args)
+        finished.append(1)
+        if len(finished) == 7:  # Ctrl-C, as the terminal sends it
+            signal.raise_signal(signal.SIGINT)
+    monkeypatch.setattr(observe, "_one", one)
+    result = invoke("bench", "-m", "mock/a", "-m", "mock/b", "hi", "-n", "1000",
+                    "-c", "1", "--json")
+    assert result.exit_code == 130  # was 130 with nothing printed
+    (row,) = json.loads(result.stdout)  # mock/b never started
+    assert row["model"] == "mock/a" and row["calls"] == row["ok"] >= 7
+    assert "interrupted" in result.stderr
+
+
+def test_cost_resolves_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("genai_prices", reason="genai-prices is not installed")
+    monkeypatch.setattr(cli_app, "new_client", lambda: AsyncClient(
+        aliases={"big": ["openai/gpt-4o"]}, api_keys={"openai": "k"}, config=False))
+    result = invoke("cost", "-m", "big", "--input", "1000000", "--json")
+    assert result.exit_code == 0, result.output  # was InvalidModelError
+    assert json.loads(result.stdout)["total"] == pytest.approx(2.5)
+    result = invoke("cost", "-m", "nosuchalias", "--input", "1")
+    assert result.exit_code == 2 and "InvalidModelError" in result.stderr

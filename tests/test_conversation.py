@@ -99,12 +99,14 @@ async def test_a_tool_call_is_never_separated_from_its_result() -> None:
     c = AsyncClient(middleware=[])
     conv = c.conversation("mock/m", max_context_tokens=20, keep_recent=1)
     call = modelwire.ToolCall("call_1", "lookup", {"key": "k"}, '{"key": "k"}')
-    conv.messages = [Message("user", "old " * 40), Message("assistant", "", [call]),
+    conv.messages = [Message("user", "old " * 40), Message("assistant", "old answer"),
+                     Message("user", "look it up"), Message("assistant", "", [call]),
                      Message("tool", "value " * 20, tool_call_id="call_1", name="lookup")]
     c.mock.script(MockReply("sum"))
     assert await conv.compact()
-    # keep_recent=1 would cut between the call and its result: the cut moves back
-    assert [m.role for m in conv.messages] == ["assistant", "tool"]
+    # keep_recent=1 would cut between the call and its result: the cut moves back to the
+    # user turn that led to them (Anthropic and Gemini need the history to open with one)
+    assert [m.role for m in conv.messages] == ["user", "assistant", "tool"]
 
 
 async def test_save_and_load_round_trip_without_keys(tmp_path: Path) -> None:

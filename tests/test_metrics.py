@@ -41,14 +41,18 @@ def test_histogram_quantiles_within_two_percent(dist: str) -> None:
 
 
 def test_histogram_memory_is_fixed() -> None:
+    from modelwire.observe.metrics import _NBUCKETS
     h = Histogram()
-    n = len(h.buckets)
+    assert len(h.buckets) == 0  # allocated as values land: an unused model costs little
     for i in range(100_000):
         h.add(i * 1e-3)
     h.add(1e9)  # overflow bucket
     h.add(0.0)  # underflow bucket
     h.add(float("nan"))  # ignored
-    assert len(h.buckets) == n and h.count == 100_002
+    assert 0 < len(h.buckets) <= _NBUCKETS and h.count == 100_002
+    for i in range(1, 3_000):  # values over the whole range: still at most _NBUCKETS
+        h.add(10.0 ** (-7 + i * 15 / 3_000))
+    assert len(h.buckets) <= _NBUCKETS
     assert h.quantile(1.0) == 1e9 and h.quantile(0.0) == 0.0
 
 

@@ -140,3 +140,18 @@ async def test_provider_names_follow_the_conventions() -> None:
     assert span.attributes["gen_ai.provider.name"] == "gcp.gemini"
     assert span.attributes["server.address"] == "127.0.0.1"
     assert "modelwire.served_by" not in span.attributes
+
+
+async def test_embeddings_are_an_embeddings_operation_with_input_tokens_only() -> None:
+    otel, exporter, reader = setup()
+    async with AsyncClient(otel=otel) as client:
+        await client.embed("mock/emb", ["hello", "world"])
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "embeddings emb"  # was "chat emb"
+    assert span.attributes["gen_ai.operation.name"] == "embeddings"
+    assert "gen_ai.usage.input_tokens" in span.attributes
+    assert "gen_ai.usage.output_tokens" not in span.attributes
+    assert "gen_ai.response.finish_reasons" not in span.attributes
+    kinds = {p.attributes["gen_ai.token.type"]
+             for p in metric_points(reader)["gen_ai.client.token.usage"]}
+    assert kinds == {"input"}

@@ -61,3 +61,25 @@ async def test_scrape_over_http() -> None:
 def test_register_needs_a_collector() -> None:
     with pytest.raises(ConfigurationError, match="metrics=False"):
         register(None, CollectorRegistry())  # type: ignore[arg-type]
+
+
+def test_serve_on_a_taken_port_is_a_configuration_error() -> None:
+    registry = CollectorRegistry()
+    first = serve(0, registry=registry)
+    assert first.server_address[0] == "127.0.0.1"  # loopback unless asked otherwise
+    try:
+        with pytest.raises(ConfigurationError, match="port="):  # was a raw OSError
+            serve(first.server_port, registry=registry)
+    finally:
+        first.shutdown()
+        first.server_close()
+
+
+def test_registering_twice_is_refused_not_a_doubled_exposition() -> None:
+    registry = CollectorRegistry()
+    client = AsyncClient()
+    assert client.metrics is not None
+    register(client.metrics, registry)
+    with pytest.raises(ConfigurationError, match="already registered"):  # was accepted:
+        register(client.metrics, registry)  # every series twice, a failed scrape
+    assert sum(1 for _ in registry.collect()) > 0

@@ -262,9 +262,9 @@ def test_client_options_are_validated() -> None:
         AsyncClient(rate_limit={}, retries=3)
     client = AsyncClient(rate_limits={MODEL: {"rpm": 10}}, state=MemoryStore())
     assert [type(m).__name__ for m in client.middleware] == [
-        "MetricsMiddleware", "BudgetMiddleware", "Fallback", "Breaker", "Retry", "RateLimiter"]
+        "MetricsMiddleware", "Fallback", "BudgetMiddleware", "Breaker", "Retry", "RateLimiter"]
     assert [type(m).__name__ for m in default_middleware(client, breaker=False)] == [
-        "MetricsMiddleware", "BudgetMiddleware", "Fallback", "Retry"]
+        "MetricsMiddleware", "Fallback", "BudgetMiddleware", "Retry"]
 
 
 def test_estimate_counts_text_tools_images_and_output() -> None:

@@ -8,7 +8,9 @@ with an HTML comment on the line before it that says why::
     <!-- readme-test: skip (needs a Redis server) -->
 
 ``<!-- readme-test: llama -->`` marks a block that runs the local model (the
-``llama`` pytest marker). Anything else after ``readme-test:`` is an error.
+``llama`` pytest marker); ``<!-- readme-test: redis -->`` one that needs Redis: it
+runs with ``REDIS_URL`` set to a real redis-server the test starts on 127.0.0.1.
+Anything else after ``readme-test:`` is an error.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Block:
     line: int  # 1-based line of the opening fence
     heading: str
     code: str
-    mark: str | None  # None, "llama", or "skip (<reason>)"
+    mark: str | None  # None, "llama", "redis", or "skip (<reason>)"
 
 
 def blocks(text: str) -> list[Block]:
@@ -119,22 +121,35 @@ def _params() -> list[object]:
 def test_the_readme_has_examples_and_every_opt_out_says_why() -> None:
     assert len(BLOCKS) >= 5
     for b in BLOCKS:
-        if b.mark is None or b.mark == "llama":
+        if b.mark in (None, "llama", "redis"):
             continue
         assert re.fullmatch(r"skip \(.+\)", b.mark), (
-            f"README line {b.line}: '<!-- readme-test: {b.mark} -->' must be 'llama' or "
-            f"'skip (<why>)'")
+            f"README line {b.line}: '<!-- readme-test: {b.mark} -->' must be 'llama', "
+            f"'redis' or 'skip (<why>)'")
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on 127.0.0.1 for the blocks marked ``redis``."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from redis_server import serve
+    for server in serve():
+        yield server.url
 
 
 @pytest.mark.parametrize("block", _params())
-def test_readme_example_runs(block: Block, server: FaultServer, tmp_path: Path) -> None:
+def test_readme_example_runs(block: Block, server: FaultServer, tmp_path: Path,
+                             request: pytest.FixtureRequest) -> None:
     if block.mark is not None and block.mark.startswith("skip"):
         pytest.skip(f"README line {block.line}: {block.mark}")
     if block.mark == "llama" and importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("needs llama-cpp-python: pip install 'modelwire[local]'")
+    env = example_env(server)
+    if block.mark == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
     path = tmp_path / f"readme_line_{block.line}.py"
     path.write_text(block.code, encoding="utf-8")
-    proc = subprocess.run([sys.executable, "-c", GUARD, str(path)], env=example_env(server),
+    proc = subprocess.run([sys.executable, "-c", GUARD, str(path)], env=env,
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (
         f"README example at line {block.line} ({block.heading}) failed:\n{block.code}\n"

@@ -127,3 +127,29 @@ async def test_provider_counts_are_not_model_calls(server: CountServer) -> None:
         assert client.budgets is not None and client.metrics is not None
         assert (await client.budgets.status())["client"]["tokens"] == 0
         assert client.metrics.snapshot()["models"] == {}
+
+
+async def test_a_negative_provider_count_is_a_malformed_answer(server: CountServer) -> None:
+    from modelwire.errors import MalformedResponseError
+    server.answers = [(200, {"input_tokens": -5}), (200, {"totalTokens": -1})]
+    async with client_for(server) as client:
+        with pytest.raises(MalformedResponseError, match="negative count"):
+            await client.count_tokens("anthropic/claude-sonnet-4-5", MSGS)
+        with pytest.raises(MalformedResponseError, match="negative count"):
+            await client.count_tokens("gemini/gemini-2.5-flash", MSGS)
+
+
+async def test_failing_counts_do_not_open_the_models_breaker(server: CountServer) -> None:
+    from modelwire.errors import ServerError
+    busy = {"type": "error", "error": {"type": "api_error", "message": "count is down"}}
+    answer = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+              "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+              "usage": {"input_tokens": 3, "output_tokens": 1}}
+    server.answers = [(500, busy)] * 8 + [(200, answer)]
+    async with AsyncClient(api_keys={"anthropic": "k"}, base_urls={"anthropic": server.url},
+                           max_retries=0) as client:
+        for _ in range(8):  # more failures than the breaker's threshold (5)
+            with pytest.raises(ServerError):  # was CircuitOpenError from the 6th on
+                await client.count_tokens("anthropic/claude-x", "hi")
+        r = await client.complete("anthropic/claude-x", "hi")  # was refused: breaker open
+    assert r.text == "hi" and server.requests[-1][0] == "/v1/messages"

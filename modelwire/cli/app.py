@@ -2,13 +2,16 @@
 
 Error contract: a :class:`~modelwire.ModelwireError` becomes one line on
 stderr, ``error: <Type>: <message>``, exit 1 (2 for a ConfigurationError);
-Ctrl-C exits 130 without a traceback.
+Ctrl-C exits 130 without a traceback; SIGTERM and SIGHUP cancel the same way
+(exit 143 / 129), so cleanup runs and no subprocess outlives the command.
 """
 
 import asyncio
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -100,13 +103,60 @@ def _fail(err: BaseException) -> NoReturn:
     raise typer.Exit(2 if isinstance(err, ConfigurationError) else 1)
 
 
+class _Terminated(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+_STOP_GRACE = 3.0  # seconds a terminated command has to clean up before it just exits
+
+
+async def _until_terminated(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """``main()``, cancelled like Ctrl-C on SIGTERM or SIGHUP (``kill``, ``timeout``, a
+    closed terminal): cleanup runs, so no program it started (claude-cli) outlives it.
+
+    A Python-level handler, not the loop's: it runs even while the loop is stuck in
+    blocking code, and arms a watchdog so that the command ends regardless."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+    got: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        if got:  # a second one: no more patience
+            os._exit(128 + signum)
+        got.append(signum)
+        if task is not None and not task.done():
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)  # wake the loop
+        watchdog = threading.Timer(_STOP_GRACE, os._exit, (128 + signum,))
+        watchdog.daemon = True
+        watchdog.start()
+
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except (ValueError, OSError):  # not the main thread, or no such signal here
+            pass
+    try:
+        return await main()
+    except asyncio.CancelledError:
+        if got:
+            raise _Terminated(got[0]) from None
+        raise
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
     """Run one command's coroutine under the CLI error contract."""
     from ..errors import ModelwireError
     try:
-        code = asyncio.run(main())
+        code = asyncio.run(_until_terminated(main))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    except _Terminated as e:
+        raise typer.Exit(128 + e.signum) from None
     except ModelwireError as e:
         _fail(e)
     except BrokenPipeError:  # `modelwire chat ... | head`: the reader left; stay quiet

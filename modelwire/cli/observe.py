@@ -97,6 +97,7 @@ def bench(
         from rich.progress import Progress
 
         results = []
+        interrupted = False
         console = Console(file=sys.stderr)
         async with _app.new_client() as client:
             with Progress(console=console, transient=True,
@@ -112,7 +113,13 @@ def bench(
                         async with sem:
                             await _one(client, model, text, max_tokens, row)
                         progress.advance(task)
-                    await asyncio.gather(*(one() for _ in range(n)))
+                    try:
+                        await asyncio.gather(*(one() for _ in range(n)))
+                    except asyncio.CancelledError:  # Ctrl-C: report what was measured
+                        done = len(row["latency"]) + sum(row["errors"].values())
+                        results.append(_summary(model, done, row))
+                        interrupted = True
+                        break
                     results.append(_summary(model, n, row))
         if as_json:
             _print_json(results)
@@ -132,6 +139,10 @@ def bench(
             for r in results:
                 if r["cost_note"] and not r["cost_per_call_usd"]:
                     print(f"cost of {r['model']}: {r['cost_note']}")
+        if interrupted:  # the runner turns this into exit status 130
+            print("bench interrupted: the figures above cover the calls that finished",
+                  file=sys.stderr)
+            return 130
         return 1 if any(r["ok"] == 0 for r in results) else 0
 
     _run(main)
@@ -158,11 +169,14 @@ def tokens(
     body = _prompt(text)
 
     async def main() -> int:
+        from ..observe.tokens import count_tokens
         if chat:
             async with _app.new_client() as client:
                 count = await client.count_tokens(model, body)
+        elif "/" not in model:  # an alias: resolved as a call would resolve it
+            async with _app.new_client() as client:
+                count = count_tokens(client.resolve(model).name, text=body)
         else:
-            from ..observe.tokens import count_tokens
             count = count_tokens(model, text=body)
         if as_json:
             _print_json(count.to_dict())
@@ -191,6 +205,8 @@ def cost(
     if cached > input_tokens:
         _usage("--cached cannot exceed --input (cached tokens are part of the input)")
     try:
+        if "/" not in model:  # an alias: resolved as a call would resolve it (no traffic)
+            model = _app.new_client().resolve(model).name
         provider, name = split_model(model)
         c = cost_of(provider, name, Usage(input_tokens, output_tokens,
                                           input_tokens + output_tokens,

@@ -1,19 +1,24 @@
 """Middleware: retry, fallback, breaker, rate limits. ``default_middleware`` builds the chain.
 
 The default chain, outermost first:
-``Metrics > Budget > Fallback > Breaker > Retry > RateLimiter``
-(Budget passes calls straight through until a budget applies; the rate limiter is
-there only with ``rate_limits=``). So
-the breaker counts calls, not attempts (a call that failed after its retries is
-one failure; an open breaker rejects the call before any attempt and fallback
-moves on), retries happen per target, and the limiter sits next to the wire so
-a refused call never spends quota. Client keywords:
+``Metrics > ResponseCache > Fallback > Budget > Breaker > Retry > RateLimiter``
+(the cache only with ``cache=``; Budget passes calls straight through until a
+budget applies, and prices each target as fallback tries it: a free local model
+first and a paid fallback after is refused only if the fallback would pass the
+budget; the rate limiter only with ``rate_limits=``). So a cache hit is seen by
+metrics but charges no budget and sends nothing; the breaker counts calls, not
+attempts (a call that failed after its retries is one failure; an open breaker
+rejects the call before any attempt and fallback moves on); retries happen per
+target; and the limiter sits next to the wire so a refused call never spends
+quota. Client keywords:
 
 * ``max_retries=2`` (a client argument; per call too). 0 disables retries.
 * ``retry=RetryPolicy(...)``: backoff and the longest Retry-After honoured.
 * ``breaker=True | False | BreakerPolicy(...)``: on by default (None means default).
 * ``rate_limits={"openai/gpt-4o-mini": RateLimit(rpm=..., tpm=...)}``: off unless given.
 * ``state=StateStore``: where breaker and limiter state live (default: in memory).
+* ``cache=True | MemoryCache() | DiskCache() | RedisCache(url) | ResponseCache(...)``:
+  the response cache (off unless given); per call ``cache=True | False``.
 * ``hooks=Hooks | callback | [callbacks]``: observability (``client.hooks``).
 * ``metrics=True | False | MetricsCollector``: ``client.metrics`` (on by default), fed
   by the outermost middleware and the hooks above.
@@ -39,6 +44,7 @@ from .retry import Retry, RetryPolicy
 if TYPE_CHECKING:
     from ..client import AsyncClient
     from ..pipeline import Middleware
+    from .cache import ResponseCache
     from .ratelimit import LimitsBackend, RateLimit, RateLimiter, StoreBackend
 
 _LAZY = {"LimitsBackend", "RateLimit", "RateLimiter", "StoreBackend"}
@@ -50,15 +56,19 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         from . import ratelimit
         return getattr(ratelimit, name)
+    if name == "ResponseCache":  # likewise a client without cache=
+        from .cache import ResponseCache
+        return ResponseCache
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Breaker", "BreakerPolicy", "Fallback", "Hooks", "LimitsBackend", "RateLimit",
-    "RateLimiter", "Retry", "RetryPolicy", "StoreBackend", "default_middleware", "find",
-    "moves_on",
+    "RateLimiter", "ResponseCache", "Retry", "RetryPolicy", "StoreBackend",
+    "default_middleware", "find", "link_gate", "moves_on",
 ]
 
-_OPTIONS = ("breaker", "budget", "hooks", "metrics", "otel", "rate_limits", "retry", "state")
+_OPTIONS = ("breaker", "budget", "cache", "hooks", "metrics", "otel", "rate_limits", "retry",
+            "state")
 
 
 def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
@@ -98,11 +108,20 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         from .ratelimit import LimitsBackend, RateLimiter, StoreBackend
         backend = StoreBackend(store) if state is not None else LimitsBackend()
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
+        link_gate(chain)
+
+    # Outer layers, innermost first: budget, cache, metrics, OpenTelemetry.
     from ..observe.budget import BudgetMiddleware, coerce_budgets
     budget = options.get("budget")
     budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
     client.budgets = budgets
-    chain.insert(0, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
+    # inside Fallback: each target tried is reserved at its own price
+    chain.insert(1, budgets)  # type: ignore[arg-type]  # returns next's awaitable as is
+    cache = options.get("cache")
+    if cache is not None and cache is not False:
+        from .cache import ResponseCache
+        chain.insert(0, cache if isinstance(cache, ResponseCache)
+                     else ResponseCache(None if cache is True else cache))
     metrics = options.get("metrics", True)
     if metrics is not None and metrics is not False:
         from ..observe.metrics import MetricsCollector, MetricsMiddleware
@@ -126,6 +145,17 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         hooks.subscribe(otel.on_event)
         chain.insert(0, otel)
     return chain
+
+
+def link_gate(chain: list[Middleware]) -> None:
+    """Let the breaker read its state and take the limiter's windows in one store
+    round trip (``StateStore.gate``) when both share a store that has it."""
+    from .ratelimit import RateLimiter, StoreBackend
+    breaker, limiter = find(chain, Breaker), find(chain, RateLimiter)
+    if (breaker is not None and limiter is not None
+            and isinstance(limiter.backend, StoreBackend)
+            and limiter.backend.store is breaker.store and hasattr(breaker.store, "gate")):
+        breaker.limiter = limiter
 
 
 def find(middleware: list[Middleware] | tuple[Middleware, ...], kind: type[Any]) -> Any:

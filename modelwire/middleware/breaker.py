@@ -53,10 +53,12 @@ from ..hooks import Hooks
 from ..response import Response
 from ..state.base import StateStore
 from ..state.memory import MemoryStore
+from .gate import PREPAID
 
 if TYPE_CHECKING:
     from ..events import BreakerClosed, BreakerOpened
     from ..pipeline import Call, Next, Outcome, Target
+    from .ratelimit import RateLimiter
 
 State = Literal["closed", "open", "half-open"]
 _BUCKETS = 10  # the failure-rate window is kept as this many counters
@@ -112,7 +114,7 @@ class Breaker:
     """Middleware: one circuit per ``Target.key``. ``call.options["breaker"] = False``
     bypasses it for one call."""
 
-    __slots__ = ("_bucket_len", "_hooks", "_reasons", "_seen", "policy", "store")
+    __slots__ = ("_bucket_len", "_hooks", "_reasons", "_seen", "limiter", "policy", "store")
 
     def __init__(self, policy: BreakerPolicy | None = None, *, store: StateStore | None = None,
                  hooks: Hooks | None = None) -> None:
@@ -122,6 +124,9 @@ class Breaker:
         self._bucket_len = self.policy.window / _BUCKETS
         self._seen: dict[str, str] = {}  # Target.key -> Target.name, for state()
         self._reasons: dict[str, str] = {}  # Target.key -> why it last opened (this process)
+        # Set by default_middleware when the limiter shares this store and the store
+        # has ``gate``: the breaker then asks for the limiter's windows in its read.
+        self.limiter: RateLimiter | None = None
 
     def __repr__(self) -> str:
         return f"Breaker({self.policy!r})"
@@ -130,7 +135,17 @@ class Breaker:
         if call.options.get("breaker") is False:
             return await next(call)
         target = call.target
-        probe = await self._admit(target)
+        prepaid = None
+        if self.limiter is not None and (windows := self.limiter.windows_for(call)):
+            # One round trip: the breaker's state and the limiter's windows together.
+            if target.key not in self._seen:
+                self._seen[target.key] = target.name
+            opened, wait = await self.store.gate(f"cb|{target.key}|open", windows)  # type: ignore[attr-defined]
+            probe = None if opened is None else await self._admit(target)
+            if opened is None:
+                prepaid = PREPAID.set((call, wait))
+        else:
+            probe = await self._admit(target)
         if probe is not None and call.options.get("max_retries") != 0:
             # A probe is one request: retrying it would only hammer a sick target.
             call = replace(call, options={**call.options, "max_retries": 0})
@@ -139,6 +154,9 @@ class Breaker:
         except BaseException as e:
             await self._record(target, probe, verdict(e))
             raise
+        finally:
+            if prepaid is not None:
+                PREPAID.reset(prepaid)
         if isinstance(outcome, Response) or outcome.ended:  # ended: whole while priming
             await self._record(target, probe, Verdict.SUCCESS)
         else:  # a stream counts when it ends (see the module docstring)
@@ -225,20 +243,32 @@ class Breaker:
         policy = self.policy
         bucket = math.floor(now / self._bucket_len)
         rate_on = policy.failure_rate is not None
-        if rate_on:
-            await store.incr(f"cb|{key}|n|{bucket}", 1, policy.window + self._bucket_len)
-        if not failed:
-            await store.delete(f"cb|{key}|consecutive")
-            return
-        streak = await store.incr(f"cb|{key}|consecutive")
+        ttl = policy.window + self._bucket_len
+        record = getattr(store, "record", None)
+        if record is not None:  # one round trip for the whole outcome
+            counters = [(f"cb|{key}|n|{bucket}", 1.0, ttl)] if rate_on else []
+            if not failed:  # nobody waits for a success: a store may send it later
+                await getattr(store, "defer_record", record)(
+                    counters, [f"cb|{key}|consecutive"])
+                return
+            if rate_on:
+                counters.append((f"cb|{key}|f|{bucket}", 1.0, ttl))
+            streak = (await record([*counters, (f"cb|{key}|consecutive", 1.0, None)]))[-1]
+        else:
+            if rate_on:
+                await store.incr(f"cb|{key}|n|{bucket}", 1, ttl)
+            if not failed:
+                await store.delete(f"cb|{key}|consecutive")
+                return
+            if rate_on:
+                await store.incr(f"cb|{key}|f|{bucket}", 1, ttl)
+            streak = await store.incr(f"cb|{key}|consecutive")
         reason = ""
         if streak >= policy.failures:
             n = int(streak)
             reason = f"{n} consecutive calls failed" if n > 1 else "a call failed"
-        if rate_on:
-            await store.incr(f"cb|{key}|f|{bucket}", 1, policy.window + self._bucket_len)
-            if not reason:
-                reason = await self._rate_reason(key, now)
+        if rate_on and not reason:
+            reason = await self._rate_reason(key, now)
         if reason and await store.add(f"cb|{key}|open", now):
             from ..events import BreakerOpened
             self._reasons[key] = reason

@@ -42,11 +42,13 @@ from ..hooks import Hooks
 from ..response import Response
 from ..state.base import Clock, Sleep, StateStore
 from ..types import ImagePart
+from .gate import PREPAID
 
 if TYPE_CHECKING:
     from ..pipeline import Call, Next, Outcome, Target
 
 WINDOW = 60.0  # seconds: every limit here is "per minute"
+
 _IMAGE_TOKENS = 800  # a rough per-image input estimate (a 1024px image is ~765)
 _EPSILON = 0.001  # `limits` counts an entry through the end of its window inclusive
 
@@ -106,29 +108,33 @@ class LimiterBackend(Protocol):
 
 
 class StoreBackend:
-    """Exact window logs in a StateStore (shared, clock-injectable)."""
+    """Exact window logs in a StateStore (shared, clock-injectable). ``window``
+    is the period every limit counts over (60 s: "per minute"; tests shorten it)."""
 
-    __slots__ = ("store",)
+    __slots__ = ("store", "window")
 
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, *, window: float = WINDOW) -> None:
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or window <= 0:
+            raise ConfigurationError(f"StoreBackend window must be seconds > 0, got {window!r}")
         self.store = store
+        self.window = float(window)
 
     async def acquire(self, key: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
-        store = self.store
+        store, window = self.store, self.window
         if tpm is not None:
-            wait = await store.window_acquire(f"rl|{key}|tokens", tpm, WINDOW, tokens)
+            wait = await store.window_acquire(f"rl|{key}|tokens", tpm, window, tokens)
             if wait:
                 return wait
         if rpm is not None:
-            wait = await store.window_acquire(f"rl|{key}|requests", rpm, WINDOW, 1)
+            wait = await store.window_acquire(f"rl|{key}|requests", rpm, window, 1)
             if wait:
                 if tpm is not None and tokens:  # all or nothing: give the tokens back
-                    await store.window_adjust(f"rl|{key}|tokens", WINDOW, -tokens)
+                    await store.window_adjust(f"rl|{key}|tokens", window, -tokens)
                 return wait
         return 0.0
 
     async def adjust_tokens(self, key: str, tpm: int, delta: int) -> None:
-        await self.store.window_adjust(f"rl|{key}|tokens", WINDOW, delta)
+        await self.store.window_adjust(f"rl|{key}|tokens", self.window, delta)
 
 
 class LimitsBackend:
@@ -227,7 +233,13 @@ class RateLimiter:
         if limit is None:
             return await next(call)
         tokens = estimate_tokens(call, limit.output_tokens) if limit.tpm is not None else 0
-        await self._acquire(call, limit, tokens)
+        prepaid = PREPAID.get()
+        if prepaid is not None and prepaid[0] is call:
+            PREPAID.set(None)
+            if prepaid[1] > 0:
+                await self._acquire(call, limit, tokens, prepaid[1])
+        else:
+            await self._acquire(call, limit, tokens)
         outcome = await next(call)
         if limit.tpm is not None:
             tpm = limit.tpm
@@ -246,11 +258,35 @@ class RateLimiter:
                 outcome.on_finish.append(correct)
         return outcome
 
-    async def _acquire(self, call: Call, limit: RateLimit, tokens: int) -> None:
+    def windows_for(self, call: Call) -> list[tuple[str, float, float, float]]:
+        """This call's ``StateStore.gate`` windows (empty: not limited, or the backend
+        is not a StoreBackend)."""
+        limit = self.limit_for(call.target)
+        backend = self._backend
+        if limit is None or not isinstance(backend, StoreBackend):
+            return []
+        key, window = call.target.key, backend.window
+        out: list[tuple[str, float, float, float]] = []
+        if limit.tpm is not None:
+            out.append((f"rl|{key}|tokens", limit.tpm, window,
+                        estimate_tokens(call, limit.output_tokens)))
+        if limit.rpm is not None:
+            out.append((f"rl|{key}|requests", limit.rpm, window, 1))
+        return out
+
+    @property
+    def backend(self) -> LimiterBackend:
+        return self._backend
+
+    async def _acquire(self, call: Call, limit: RateLimit, tokens: int,
+                       first: float | None = None) -> None:
         target, clock = call.target, self._clock
         started = clock()
         while True:
-            wait = await self._backend.acquire(target.key, limit.rpm, limit.tpm, tokens)
+            if first is not None:
+                wait, first = first, None
+            else:
+                wait = await self._backend.acquire(target.key, limit.rpm, limit.tpm, tokens)
             if wait <= 0:
                 return
             if wait == math.inf:

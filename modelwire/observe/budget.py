@@ -17,6 +17,19 @@ fails before an answer is refunded; a stream cut mid-way or closed early by the
 caller keeps its estimate (tokens were spent, and no usage was reported). With
 the Redis store, every process shares the budget.
 
+What is guaranteed under concurrency: every reservation is one atomic ``incr``,
+so calls racing for the last of a budget never pass its limit on their
+estimates (with the Redis store, across processes too); the settled total can
+end above the limit only by what calls' reported usage exceeded their estimates
+(input counted by the chars/4 fallback, or a provider ignoring ``max_tokens``).
+Budgets that name one counter (same name, unit and period: a per-call
+``Budget`` without a ``name`` shares the client's ``"client"`` counter) are
+reserved once, and the tightest limit decides. The middleware sits inside
+Fallback, so each target tried is reserved at its own price (a paid fallback
+of a free local model is held to the budget; a failed attempt is refunded).
+A reported usage that makes no sense (a negative count) never replaces the
+estimate. Embeddings are estimated from their inputs, with no output.
+
 Periods are fixed windows of wall time (``"minute"``, ``"hour"``, ``"day"``,
 ``"week"``, ``"month"`` = 30 days, or seconds; ``None`` = forever).
 """
@@ -27,12 +40,12 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BudgetExceededError,
     ConfigurationError,
-    MissingDependencyError,
+    ModelwireError,
     ProviderError,
 )
 from ..response import Response
@@ -134,18 +147,26 @@ class BudgetMiddleware:
         if seconds is None:
             return f"budget:{b.key_name}:{unit}", None, None
         window = math.floor(now / seconds)
-        return (f"budget:{b.key_name}:{unit}:{window}", seconds * 2,
+        # the period is part of the key: two budgets of one name and different periods
+        # are two counters, never one counter read against two windows
+        return (f"budget:{b.key_name}:{unit}:{float(seconds)!r}s:{window}", seconds * 2,
                 (window + 1) * seconds - now)
 
     async def status(self) -> dict[str, dict[str, float]]:
-        """Spent so far in the current period, per budget: ``{name: {"usd": ..}}``."""
-        now, out = self.clock(), {}
+        """Spent so far in the current period, per budget: ``{name: {"usd": ..}}``
+        (budgets sharing a name are told apart by their period: ``"client/hour"``)."""
+        now = self.clock()
+        out: dict[str, dict[str, float]] = {}
+        names = [b.key_name for b in self.budgets]
         for b in self.budgets:
             row = {}
             for unit, limit in (("usd", b.usd), ("tokens", b.tokens)):
                 if limit is not None:
                     row[unit] = await self.store.get(self._key(b, unit, now)[0]) or 0.0
-            out[b.key_name] = row
+            label = b.key_name
+            if names.count(label) > 1:
+                label += f"/{b.period if b.period is not None else 'forever'}"
+            out.setdefault(label, {}).update(row)
         return out
 
     async def _run(self, call: Call, next: Next) -> Outcome:
@@ -173,52 +194,62 @@ class BudgetMiddleware:
 
     async def _reserve(self, call: Call, budgets: list[Budget]) -> list[_Hold]:
         from .cost import estimate_cost
-        from .tokens import count_tokens
-        target = call.target
-        model = target.name
-        try:
-            if call.mode == "text":
-                est_in = count_tokens(model, text=call.prompt or "").tokens
-            else:
-                est_in = count_tokens(model, call.messages, tools=call.tools or None).tokens
-        except MissingDependencyError:  # no exact tokenizer installed: the chars/4 estimate
-            from ..middleware.ratelimit import estimate_tokens
-            est_in = estimate_tokens(call, 0)
+        model = call.target.name
+        est_in = _estimate_input(call)
         now = self.clock()
+        # One reservation per state key: a per-call Budget without a name shares the
+        # client budget's counter ("client"), so it must not be charged twice; the
+        # tightest limit on a key decides.
+        plan: dict[str, list[Any]] = {}
+        for b in budgets:
+            est_out = 0 if call.mode == "embed" else (
+                call.max_tokens if call.max_tokens is not None else b.output_tokens)
+            for unit, limit in (("usd", b.usd), ("tokens", b.tokens)):
+                if limit is None:
+                    continue
+                if unit == "tokens":
+                    est = float(est_in + est_out)
+                else:
+                    price = estimate_cost(model, est_in, est_out)
+                    if price.total is None:
+                        hint = (" (an Azure deployment name is not a model name: the price "
+                                "is known only once the answer names its model)"
+                                if call.target.provider == "azure" else "")
+                        raise ConfigurationError(
+                            f"budget {b.key_name!r} has a USD limit but {model} cannot be "
+                            f"priced ({price.reason}){hint}; use a token budget for it")
+                    est = price.total
+                key, ttl, resets = self._key(b, unit, now)
+                row = plan.get(key)
+                if row is None:
+                    plan[key] = [est, limit, b, unit, ttl, resets]
+                else:
+                    row[0] = max(row[0], est)
+                    if limit < row[1]:
+                        row[1], row[2] = limit, b
         holds: list[_Hold] = []
         try:
-            for b in budgets:
-                est_out = call.max_tokens if call.max_tokens is not None else b.output_tokens
-                for unit, limit in (("usd", b.usd), ("tokens", b.tokens)):
-                    if limit is None:
-                        continue
-                    if unit == "tokens":
-                        est = float(est_in + est_out)
-                    else:
-                        price = estimate_cost(model, est_in, est_out)
-                        if price.total is None:
-                            raise ConfigurationError(
-                                f"budget {b.key_name!r} has a USD limit but {model} cannot be "
-                                f"priced ({price.reason}); use a token budget for it")
-                        est = price.total
-                    key, ttl, resets = self._key(b, unit, now)
-                    total = await self.store.incr(key, est, ttl)
-                    holds.append(_Hold(key, est, unit, ttl))
-                    if est > 0 and total > limit + 1e-12:
-                        raise BudgetExceededError(b.key_name, unit, limit, total - est, est,
-                                                  resets)
+            for key, (est, limit, b, unit, ttl, resets) in plan.items():
+                total = await self.store.incr(key, est, ttl)
+                holds.append(_Hold(key, est, unit, ttl))
+                if est > 0 and total > limit + 1e-12:
+                    raise BudgetExceededError(b.key_name, unit, limit, total - est, est,
+                                              resets)
         except BaseException:
             await self._settle(holds, 0.0, 0.0)
             raise
         return holds
 
     async def _settle_response(self, holds: list[_Hold], r: Response) -> None:
+        from .cost import usage_problem
         u = r.usage
-        tokens = (float((u.input_tokens or 0) + (u.output_tokens or 0))
-                  if u.source == "reported" else None)
+        # Only a sane reported usage replaces the estimate: a negative count from a
+        # hostile or broken server must not hand the budget back.
+        usable = u.source == "reported" and usage_problem(u) is None
+        tokens = float((u.input_tokens or 0) + (u.output_tokens or 0)) if usable else None
         usd = None
-        if any(h.unit == "usd" for h in holds):
-            usd = r.cost.total if u.source == "reported" else None
+        if usable and any(h.unit == "usd" for h in holds):
+            usd = r.cost.total
         await self._settle(holds, usd, tokens)
 
     async def _settle(self, holds: list[_Hold], usd: float | None,
@@ -230,3 +261,21 @@ class BudgetMiddleware:
                 await self.store.incr(h.key, actual - h.amount, h.ttl)
                 h.amount = actual
 
+
+
+def _estimate_input(call: Call) -> int:
+    """The call's input tokens as :func:`count_tokens` has them (exact where it can),
+    else the rate limiter's chars/4 estimate (no tokenizer installed, a local model
+    with tools, ...): a reservation must never stop a call the budget allows."""
+    from .tokens import count_tokens
+    model = call.target.name
+    try:
+        if call.mode == "embed":
+            return sum(count_tokens(model, text=t).tokens for t in call.inputs or ())
+        if call.mode == "text":
+            return count_tokens(model, text=call.prompt or "").tokens
+        return count_tokens(model, call.messages, tools=call.tools or None).tokens
+    except ModelwireError:
+        from ..middleware.ratelimit import estimate_tokens
+        chars = sum(len(t) for t in call.inputs or ()) if call.mode == "embed" else 0
+        return estimate_tokens(call, 0) + (chars + 3) // 4

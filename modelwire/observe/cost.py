@@ -37,6 +37,11 @@ FREE = {"mock": "mock model: no charge", "local": "local model: runs on this mac
         "lmstudio": "local server: no per-token price"}
 
 
+# More tokens than any one call can take (the largest context windows are ~10M):
+# a report above it is a broken or hostile server, not a bill to charge a budget.
+PLAUSIBLE_TOKENS = 10**9
+
+
 @dataclass(frozen=True, slots=True)
 class Cost:
     """USD for one call. ``total is None`` means unknown; ``reason`` says why."""
@@ -83,13 +88,39 @@ def _f(d: Decimal) -> float:
     return float(d)
 
 
+def usage_problem(usage: Usage) -> str | None:
+    """Why reported ``usage`` cannot be priced or charged as it is (None: it can).
+
+    A server can report anything: a negative count, or more cached / cache-write
+    tokens than the whole prompt (``input_tokens`` includes both)."""
+    fields = ("input_tokens", "output_tokens", "cached_input_tokens", "cache_write_tokens",
+              "reasoning_tokens")
+    for name in fields:
+        v = getattr(usage, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            return f"the reported usage is invalid: {name}={v!r} is not a token count"
+        if v is not None and v > PLAUSIBLE_TOKENS:  # no context window is this large
+            return (f"the reported usage is implausible: {name}={v} is more than "
+                    f"{PLAUSIBLE_TOKENS:,} tokens for one call")
+    parts = (usage.cached_input_tokens or 0) + (usage.cache_write_tokens or 0)
+    if parts > (usage.input_tokens or 0):
+        return (f"the reported usage is inconsistent: cached ({usage.cached_input_tokens}) + "
+                f"cache-write ({usage.cache_write_tokens}) tokens exceed the "
+                f"{usage.input_tokens} input tokens they are part of")
+    return None
+
+
 def cost_of(provider: str, model: str, usage: Usage) -> Cost:
-    """Price ``usage`` for ``provider``/``model``. Never raises for an unknown model."""
+    """Price ``usage`` for ``provider``/``model``. Never raises for an unknown model
+    or a usage report that makes no sense (``total=None`` and a ``reason``)."""
     if provider in FREE:
         return Cost(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, usage.source, None, None, FREE[provider])
     if usage.source == "none":
         return Cost(None, usage_source="none",
                     reason="no usage was reported, so there is nothing to price")
+    problem = usage_problem(usage)
+    if problem is not None:
+        return Cost(None, usage_source=usage.source, reason=problem)
     provider_id = PROVIDER_IDS.get(provider)
     if provider_id is None:
         return Cost(None, usage_source=usage.source,
@@ -121,12 +152,18 @@ def _calc(provider_id: str, model: str, inp: int, out: int, cached: int, written
     if written:
         write_part = _price(provider_id, model, inp, 0, 0, written)[0] - full_input \
             + written * per_input
-    reasoning_part = full[1] * reasoning / out if reasoning and out else Decimal(0)
+    reasoning_part: Decimal | None = full[1] * reasoning / out if reasoning and out \
+        else Decimal(0)
+    note = None
+    if reasoning > out:  # a share of the output cannot exceed it: the split is unknown
+        reasoning_part = None
+        note = (f"reasoning tokens ({reasoning}) exceed the output tokens ({out}) they "
+                "are part of; the reasoning share is unknown (the total is priced as reported)")
     return Cost(
         total=_f(full[2]), input=_f(full[0] - cached_part - write_part),
         cached_input=_f(cached_part), cache_write=_f(write_part), output=_f(full[1]),
-        reasoning=_f(reasoning_part), usage_source=source, price_table=table,
-        priced_model=full[3],
+        reasoning=None if reasoning_part is None else _f(reasoning_part),
+        usage_source=source, price_table=table, priced_model=full[3], reason=note,
     )
 
 
@@ -147,7 +184,8 @@ def _price(provider_id: str, model: str, inp: int, out: int, cached: int,
 
 def estimate_cost(model: str, input_tokens: int, output_tokens: int) -> Cost:
     """Price token counts you supply (the CLI's ``modelwire cost``; budgets' pre-check)."""
-    provider, _, name = model.partition("/")
     from ..response import Usage
+    from .tokens import split_model
+    provider, name = split_model(model)
     return cost_of(provider, name, Usage(input_tokens, output_tokens,
                                          input_tokens + output_tokens, source="estimated"))

@@ -6,7 +6,8 @@ Per ``provider/model`` (the target that served, or failed):
   ``fallbacks`` (taken away from this target), ``breaker_openings``,
   ``limiter_waits`` (+ ``limiter_wait_seconds``), ``input_tokens``,
   ``output_tokens``, ``cached_input_tokens``, ``usage_unreported`` (calls whose
-  provider reported no usage: their tokens are not in the sums),
+  provider reported no usage, or a negative or implausible count: their tokens are
+  not in the sums),
   ``streams_abandoned`` (closed by the caller before their end: a call, no error);
 * distributions: ``latency`` (seconds), ``ttft`` (time to first token, streams),
   ``output_tps`` (output tokens per second of generation, after the first token
@@ -14,8 +15,19 @@ Per ``provider/model`` (the target that served, or failed):
 
 Memory is bounded whatever the call count: a distribution is a fixed-bucket
 histogram (log-spaced buckets, each 4% wider than the last, from 1e-6 to 1e6,
-~700 counters), so a quantile is exact to within 2% of its value (the bucket's
-geometric middle, clamped to the observed min/max).
+at most ~700 counters, allocated as values land in them), so a quantile is exact
+to within 2% of its value (the bucket's geometric middle, clamped to the
+observed min/max). Model ids come from callers, so the number of rows is bounded
+too: past ``max_models`` (default 1000) distinct ``provider/model`` keys, calls
+are recorded under ``"(other)/(other)"`` (a row that never answered gives its
+place up first, folded there), and the snapshot's ``over_max_models`` counts how
+often that happened: nothing is dropped, and Prometheus label cardinality stays
+bounded.
+
+Recording happens on the client's event loop; ``snapshot()`` may be called from
+any thread while calls run. Every counter is exact, but a snapshot is not an
+atomic cut: with calls finishing meanwhile, one row's fields (``successes``,
+``latency.count``) can differ by the calls that ended while it was read.
 
 Cost is priced at ``snapshot()`` time from the summed reported usage per model
 (``genai-prices``; nothing is priced on the hot path). Long-context tier prices
@@ -42,6 +54,9 @@ _LOW, _HIGH, _GROWTH = 1e-6, 1e6, 1.04
 _LOG_GROWTH = math.log(_GROWTH)
 _NBUCKETS = math.ceil(math.log(_HIGH / _LOW) / _LOG_GROWTH) + 2  # + under/overflow
 QUANTILES = (0.5, 0.95, 0.99)
+MAX_MODELS = 1000
+OTHER = "(other)/(other)"  # where targets past max_models are recorded
+PLAUSIBLE_TOKENS = 10**9  # cost.PLAUSIBLE_TOKENS, without importing the cost module here
 
 
 class Histogram:
@@ -50,22 +65,23 @@ class Histogram:
     __slots__ = ("buckets", "count", "max", "min", "total")
 
     def __init__(self) -> None:
-        self.buckets = [0] * _NBUCKETS
+        self.buckets: dict[int, int] = {}  # bucket index -> count (only those used)
         self.count = 0
         self.total = 0.0
         self.min = math.inf
         self.max = -math.inf
 
     def add(self, value: float) -> None:
-        if value != value or value < 0:  # NaN or negative: not a duration or rate
-            return
+        if not 0.0 <= value < math.inf:  # NaN, negative or infinite: not a duration or
+            return  # rate (and the snapshot must stay JSON: no Infinity)
         if value < _LOW:
             i = 0
         elif value >= _HIGH:
             i = _NBUCKETS - 1
         else:
             i = 1 + int(math.log(value / _LOW) / _LOG_GROWTH)
-        self.buckets[i] += 1
+        buckets = self.buckets
+        buckets[i] = buckets.get(i, 0) + 1
         self.count += 1
         self.total += value
         if value < self.min:
@@ -78,7 +94,7 @@ class Histogram:
             return None
         rank = q * (self.count - 1) + 1  # the rank-th smallest (1-based), rounded up
         seen = 0
-        for i, n in enumerate(self.buckets):
+        for i, n in sorted(self.buckets.items()):
             seen += n
             if seen >= rank:
                 if i == 0:
@@ -89,6 +105,14 @@ class Histogram:
                     mid = _LOW * _GROWTH ** (i - 1) * math.sqrt(_GROWTH)
                 return min(max(mid, self.min), self.max)
         return self.max
+
+    def merge(self, other: Histogram) -> None:
+        for i, n in other.buckets.items():
+            self.buckets[i] = self.buckets.get(i, 0) + n
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
 
     def summary(self) -> dict[str, float | int | None]:
         if not self.count:
@@ -102,7 +126,8 @@ class Histogram:
 
 
 class ModelStats:
-    __slots__ = ("breaker_openings", "cache_write_tokens", "cached_input_tokens", "calls",
+    __slots__ = ("breaker_openings", "cache_hits", "cache_saved_input_tokens",
+                 "cache_saved_output_tokens", "cache_write_tokens", "cached_input_tokens", "calls",
                  "errors", "fallbacks", "input_tokens", "latency", "limiter_wait_seconds",
                  "limiter_waits", "output_tokens", "output_tps", "reasoning_tokens", "retries",
                  "streams_abandoned", "successes", "ttft", "usage_unreported")
@@ -110,7 +135,8 @@ class ModelStats:
     def __init__(self) -> None:
         self.calls = self.successes = self.retries = self.fallbacks = 0
         self.breaker_openings = self.limiter_waits = self.usage_unreported = 0
-        self.streams_abandoned = 0
+        self.streams_abandoned = self.cache_hits = 0
+        self.cache_saved_input_tokens = self.cache_saved_output_tokens = 0
         self.input_tokens = self.output_tokens = self.cached_input_tokens = 0
         self.cache_write_tokens = self.reasoning_tokens = 0
         self.limiter_wait_seconds = 0.0
@@ -119,13 +145,31 @@ class ModelStats:
         self.ttft = Histogram()
         self.output_tps = Histogram()
 
+    def merge_into(self, other: ModelStats) -> None:
+        """Add every count and distribution of this row to ``other``."""
+        for name in self.__slots__:
+            mine = getattr(self, name)
+            if isinstance(mine, Histogram):
+                getattr(other, name).merge(mine)
+            elif isinstance(mine, dict):
+                for kind, n in mine.items():
+                    other.errors[kind] = other.errors.get(kind, 0) + n
+            else:
+                setattr(other, name, getattr(other, name) + mine)
+
 
 class MetricsCollector:
     """Counters and distributions per ``provider/model``; ``snapshot()``, ``reset()``."""
 
-    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter, *,
+                 max_models: int = MAX_MODELS) -> None:
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            from ..errors import ConfigurationError
+            raise ConfigurationError(f"max_models must be an int >= 1, got {max_models!r}")
         self.clock = clock
+        self.max_models = max_models
         self._models: dict[str, ModelStats] = {}
+        self.over_limit = 0  # recordings of targets past max_models, kept under OTHER
         self.started = time.time()
 
     def __repr__(self) -> str:
@@ -134,7 +178,27 @@ class MetricsCollector:
     def stats(self, target: str) -> ModelStats:
         s = self._models.get(target)
         if s is None:
-            s = self._models[target] = ModelStats()
+            if len(self._models) >= self.max_models:
+                self.over_limit += 1
+                # a row that never answered (a caller's made-up model names, each a
+                # 404) gives its place up, folded into OTHER, so models that do answer
+                # keep rows of their own
+                models = self._models
+                victim = next((k for k, v in models.items()
+                               if not v.successes and k != OTHER), None)
+                if victim is None:
+                    target = OTHER
+                else:
+                    models.pop(victim).merge_into(self.stats_other())
+                s = models.get(target)
+            if s is None:
+                s = self._models[target] = ModelStats()
+        return s
+
+    def stats_other(self) -> ModelStats:
+        s = self._models.get(OTHER)
+        if s is None:
+            s = self._models[OTHER] = ModelStats()
         return s
 
     # --- recording ---------------------------------------------------------
@@ -144,7 +208,14 @@ class MetricsCollector:
         s.successes += 1
         s.latency.add(elapsed)
         u = r.usage
-        if u.source == "reported":
+        counts = (u.input_tokens or 0, u.output_tokens or 0, u.cached_input_tokens or 0,
+                  u.cache_write_tokens or 0, u.reasoning_tokens or 0)
+        if r.cached:  # served by the response cache: nothing spent, the saving counted
+            s.cache_hits += 1
+            s.cache_saved_input_tokens += u.input_tokens or 0
+            s.cache_saved_output_tokens += u.output_tokens or 0
+        # a negative or implausible count is no count: not summed (as cost.usage_problem)
+        elif u.source == "reported" and min(counts) >= 0 and max(counts) <= PLAUSIBLE_TOKENS:
             s.input_tokens += u.input_tokens or 0
             s.output_tokens += u.output_tokens or 0
             s.cached_input_tokens += u.cached_input_tokens or 0
@@ -184,6 +255,7 @@ class MetricsCollector:
 
     def reset(self) -> None:
         self._models.clear()
+        self.over_limit = 0
         self.started = time.time()
 
     def snapshot(self, *, cost: bool = True) -> dict[str, Any]:
@@ -197,7 +269,8 @@ class MetricsCollector:
                 "calls", "successes", "retries", "fallbacks", "breaker_openings",
                 "limiter_waits", "limiter_wait_seconds", "input_tokens", "output_tokens",
                 "cached_input_tokens", "cache_write_tokens", "reasoning_tokens",
-                "usage_unreported", "streams_abandoned")}
+                "usage_unreported", "streams_abandoned", "cache_hits",
+                "cache_saved_input_tokens", "cache_saved_output_tokens")}
             row["errors"] = dict(s.errors)
             row["latency"] = s.latency.summary()
             row["ttft"] = s.ttft.summary()
@@ -205,16 +278,20 @@ class MetricsCollector:
             if cost:
                 priced = _price(target, s)
                 row["cost_usd"], row["cost_note"] = priced.total, priced.reason
+                if s.cache_hits:
+                    row["cache_saved_usd"] = _saved(target, s)
                 table = table or priced.price_table
                 if priced.total is not None and totals["cost_usd"] is not None:
                     totals["cost_usd"] += priced.total
-                elif s.input_tokens or s.output_tokens:
+                elif s.successes:  # answered, but not priced: the total leaves it out
                     totals.setdefault("cost_unpriced_models", []).append(target)
             models[target] = row
             for k in ("calls", "successes", "input_tokens", "output_tokens"):
                 totals[k] += row[k]
             totals["errors"] += sum(s.errors.values())
         out: dict[str, Any] = {"since": self.started, "models": models, "totals": totals}
+        if self.over_limit:
+            out["over_max_models"] = self.over_limit
         if cost:
             out["cost_basis"] = ("summed reported usage per model, priced at snapshot time by "
                                  + (table or "genai-prices"))
@@ -222,18 +299,42 @@ class MetricsCollector:
 
 
 def _price(target: str, s: ModelStats) -> Any:
+    from dataclasses import replace
+
     from ..response import Usage
-    from .cost import Cost, cost_of
+    from .cost import FREE, Cost, cost_of
     provider, _, model = target.partition("/")
-    if not (s.input_tokens or s.output_tokens):
-        return Cost(0.0 if s.successes else None, usage_source="reported",
-                    reason=None if s.successes else "no successful calls")
+    if target == OTHER:
+        return Cost(None, reason="calls to models past max_models are summed across "
+                                 "models here, so they cannot be priced")
+    if not s.successes:
+        return Cost(None, reason="no successful calls")
+    reported = s.successes - s.usage_unreported
+    if reported <= 0 and provider not in FREE:  # no usage at all: unknown, never 0
+        return Cost(None, usage_source="none",
+                    reason="no call reported usage, so there is nothing to price")
     usage = Usage(s.input_tokens, s.output_tokens, s.input_tokens + s.output_tokens,
                   s.cached_input_tokens, s.cache_write_tokens, s.reasoning_tokens, "reported")
     try:
-        return cost_of(provider, model, usage)
+        priced = cost_of(provider, model, usage)
     except ModelwireError as e:  # the cost extra is not installed
         return Cost(None, reason=str(e))
+    if s.usage_unreported and priced.total is not None and provider not in FREE:
+        priced = replace(priced, reason=f"a lower bound: {s.usage_unreported} of "
+                                        f"{s.successes} calls reported no usage")
+    return priced
+
+
+def _saved(target: str, s: ModelStats) -> float | None:
+    """What the cache hits would have cost (their original calls' usage)."""
+    from ..response import Usage
+    from .cost import cost_of
+    provider, _, model = target.partition("/")
+    inp, out = s.cache_saved_input_tokens, s.cache_saved_output_tokens
+    try:
+        return cost_of(provider, model, Usage(inp, out, inp + out, source="reported")).total
+    except ModelwireError:
+        return None
 
 
 class MetricsMiddleware:

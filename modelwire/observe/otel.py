@@ -30,12 +30,14 @@ from urllib.parse import urlsplit
 
 from ..errors import MissingDependencyError, ProviderError
 from ..hooks import BreakerOpened, Event, FallbackTaken, RateLimitWait, RetryScheduled
-from ..response import Response
+from ..response import Embeddings, Response
 
 if TYPE_CHECKING:
     from ..pipeline import Call, Next, Outcome
 
 _SCOPE = "modelwire"
+# Call.mode -> gen_ai.operation.name (the conventions' well-known values)
+_OPERATIONS = {"chat": "chat", "text": "text_completion", "embed": "embeddings"}
 # modelwire provider -> the conventions' well-known gen_ai.provider.name (others as is)
 PROVIDER_NAMES = {"gemini": "gcp.gemini", "azure": "azure.ai.openai", "mistral": "mistral_ai",
                   "xai": "x_ai", "openai-responses": "openai"}
@@ -98,7 +100,7 @@ class OpenTelemetry:
             return await next(call)
         import time
         target = call.target
-        operation = "text_completion" if call.mode == "text" else "chat"
+        operation = _OPERATIONS.get(call.mode, "chat")
         attrs = _request_attributes(call, operation)
         if self.record_content:
             attrs["gen_ai.input.messages"] = _input_json(call)
@@ -146,15 +148,15 @@ class OpenTelemetry:
         span.set_attribute("gen_ai.response.model", r.model)
         if r.request_id:
             span.set_attribute("gen_ai.response.id", r.request_id)
-        span.set_attribute("gen_ai.response.finish_reasons", [r.finish_reason])
+        if not isinstance(r, Embeddings):  # an embedding does not stop generating
+            span.set_attribute("gen_ai.response.finish_reasons", [r.finish_reason])
         attrs = dict(metric_attrs, **{"gen_ai.response.model": r.model})
-        if r.usage.source == "reported":
-            span.set_attribute("gen_ai.usage.input_tokens", r.usage.input_tokens)
-            span.set_attribute("gen_ai.usage.output_tokens", r.usage.output_tokens)
-            self.token_usage.record(r.usage.input_tokens,
-                                    dict(attrs, **{"gen_ai.token.type": "input"}))
-            self.token_usage.record(r.usage.output_tokens,
-                                    dict(attrs, **{"gen_ai.token.type": "output"}))
+        if r.usage.source == "reported":  # each count only when reported and a count
+            for kind, n in (("input", r.usage.input_tokens), ("output", r.usage.output_tokens)):
+                if isinstance(n, int) and n >= 0 and not (kind == "output"
+                                                          and isinstance(r, Embeddings)):
+                    span.set_attribute(f"gen_ai.usage.{kind}_tokens", n)
+                    self.token_usage.record(n, dict(attrs, **{"gen_ai.token.type": kind}))
         if r.time_to_first_token is not None:
             span.set_attribute("modelwire.time_to_first_token_s", r.time_to_first_token)
         served = next((a for a in r.attempts if a.error is None), None)

@@ -59,14 +59,16 @@ class ModelwireCollector:
         self.cost = cost
 
     def describe(self) -> list[Any]:
-        return []  # families depend on what was seen; collect() at scrape time
+        """The families (names fixed, samples none): lets a registry refuse this
+        collector twice, which would emit every series twice (a failed scrape)."""
+        counters, errors, tokens, cost, summaries = self._families()
+        return [*counters.values(), errors, tokens, *([cost] if self.cost else []),
+                *summaries.values()]
 
-    def collect(self) -> Iterator[Any]:
+    def _families(self) -> tuple[dict[str, Any], Any, Any, Any, dict[str, Any]]:
         _client()
         from prometheus_client.core import CounterMetricFamily
         from prometheus_client.metrics_core import Metric
-
-        snap = self.metrics.snapshot(cost=self.cost)
         labels = ["provider", "model"]
         counters = {name: CounterMetricFamily(f"modelwire_{name}", doc, labels=labels)
                     for name, doc in _COUNTERS}
@@ -77,6 +79,11 @@ class ModelwireCollector:
         cost = CounterMetricFamily("modelwire_cost_usd", "USD from reported usage "
                                    "(genai-prices)", labels=labels)
         summaries = {key: Metric(name, doc, "summary") for key, name, doc in _SUMMARIES}
+        return counters, errors, tokens, cost, summaries
+
+    def collect(self) -> Iterator[Any]:
+        counters, errors, tokens, cost, summaries = self._families()
+        snap = self.metrics.snapshot(cost=self.cost)
         for target, row in snap["models"].items():
             provider, _, model = target.partition("/")
             lv = [provider, model]
@@ -111,7 +118,13 @@ def register(metrics: MetricsCollector, registry: Any = None, *,
     """Expose ``metrics`` in ``registry`` (default: prometheus_client's global one)."""
     pc = _client()
     collector = ModelwireCollector(metrics, cost=cost)
-    (registry if registry is not None else pc.REGISTRY).register(collector)
+    try:
+        (registry if registry is not None else pc.REGISTRY).register(collector)
+    except ValueError as e:  # its families are there already: every series twice
+        from ..errors import ConfigurationError
+        raise ConfigurationError(
+            f"modelwire metrics are already registered in this registry ({e}); register "
+            "once, or use a CollectorRegistry per client") from None
     return collector
 
 
@@ -121,9 +134,15 @@ def serve(port: int = 0, addr: str = "127.0.0.1", registry: Any = None) -> Any:
     Returns the server: ``server.server_port`` is the port (useful with ``port=0``),
     ``server.shutdown()`` stops it."""
     pc = _client()
-    server, _thread = pc.start_http_server(port, addr=addr,
-                                           registry=registry if registry is not None
-                                           else pc.REGISTRY)
+    try:
+        server, _thread = pc.start_http_server(port, addr=addr,
+                                               registry=registry if registry is not None
+                                               else pc.REGISTRY)
+    except OSError as e:  # the port is taken, the address is not ours, ...
+        from ..errors import ConfigurationError
+        raise ConfigurationError(
+            f"cannot serve /metrics on {addr}:{port}: {e.strerror or e}; pick another "
+            "port= (0 picks a free one)") from None
     return server
 
 

@@ -41,6 +41,7 @@ TokenProvenance = Literal["exact", "provider", "estimate"]
 
 CACHE_SIZE = 4096
 IMAGE_TOKENS = 765  # OpenAI: a 1024x1024 image at detail "high" (85 + 4 tiles x 170)
+LOW_DETAIL_TOKENS = 85  # OpenAI: any image at detail "low"
 _O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "chatgpt-4o", "o1", "o3", "o4",
                    "gpt-oss", "codex")
 _CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding-3", "text-embedding-ada")
@@ -156,17 +157,45 @@ cache = TokenCache()
 
 def content_hash(messages: Sequence[Message] | None, text: str | None,
                  tools: Sequence[Tool] | None) -> str:
-    payload = {
-        "t": text,
-        "m": None if messages is None else [message_dict(m) for m in messages],
-        "f": None if not tools else [tool_dict(t) for t in tools],
-    }
-    raw = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    """Fed piece by piece, each length-prefixed: a 10 MB text is encoded once, never
+    copied into one JSON document first."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def put(tag: bytes, piece: str) -> None:
+        data = piece.encode()
+        h.update(tag + len(data).to_bytes(8, "little"))
+        h.update(data)
+
+    def put_json(tag: bytes, value: Any) -> None:
+        put(tag, json.dumps(value, sort_keys=True, ensure_ascii=False, default=str))
+
+    if text is None:
+        h.update(b"T")
+    else:
+        put(b"t", text)
+    if messages is None:
+        h.update(b"M")
+    else:
+        h.update(b"m" + len(messages).to_bytes(8, "little"))
+        for m in messages:
+            d = message_dict(m)
+            content = d.pop("content")
+            put_json(b"d", d)
+            if isinstance(content, str):
+                put(b"c", content)
+            else:
+                put_json(b"p", content)
+    if tools:
+        put_json(b"f", [tool_dict(t) for t in tools])
+    return h.hexdigest()
 
 
 def message_dict(m: Message) -> dict[str, Any]:
-    d: dict[str, Any] = {"role": m.role, "content": m.text}
+    # every part, not just the text: an image changes the count (and the provenance)
+    content: Any = m.content if isinstance(m.content, str) else [
+        ["i", p.url, p.detail] if isinstance(p, ImagePart) else ["t", getattr(p, "text", "")]
+        for p in m.content]
+    d: dict[str, Any] = {"role": m.role, "content": content}
     if m.name:
         d["name"] = m.name
     if m.tool_calls:
@@ -200,26 +229,36 @@ def _reasoning(model_name: str) -> bool:
 
 
 def _openai_tools(bpe: _Bpe, tools: Sequence[Tool]) -> int:
-    """OpenAI cookbook's function-definition overhead (gpt-4o family constants)."""
+    """OpenAI cookbook's function-definition overhead (gpt-4o family constants), with
+    nested objects (and arrays of them) counted like top-level properties: the
+    cookbook's formula stops at the top level, which priced a nested schema at a
+    few tokens."""
     n = 0
     for t in tools:
         desc = t.description[:-1] if t.description.endswith(".") else t.description
-        n += 7 + bpe.count(f"{t.name}:{desc}")
-        props = t.parameters.get("properties") or {}
-        if isinstance(props, dict) and props:
-            n += 3
-            for key, p in props.items():
-                p = p if isinstance(p, dict) else {}
-                n += 3
-                enum = p.get("enum")
-                if isinstance(enum, list):
-                    n -= 3
-                    for item in enum:
-                        n += 3 + bpe.count(str(item))
-                pdesc = str(p.get("description", ""))
-                pdesc = pdesc[:-1] if pdesc.endswith(".") else pdesc
-                n += bpe.count(f"{key}:{p.get('type', '')}:{pdesc}")
+        n += 7 + bpe.count(f"{t.name}:{desc}") + _properties(bpe, t.parameters, 0)
     return n + 12
+
+
+def _properties(bpe: _Bpe, schema: Any, depth: int) -> int:
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if not isinstance(props, dict) or not props or depth > 32:
+        return 0
+    n = 3
+    for key, p in props.items():
+        p = p if isinstance(p, dict) else {}
+        n += 3
+        enum = p.get("enum")
+        if isinstance(enum, list):
+            n -= 3
+            for item in enum:
+                n += 3 + bpe.count(str(item))
+        pdesc = str(p.get("description", ""))
+        pdesc = pdesc[:-1] if pdesc.endswith(".") else pdesc
+        n += bpe.count(f"{key}:{p.get('type', '')}:{pdesc}")
+        n += _properties(bpe, p, depth + 1)  # a nested object
+        n += _properties(bpe, p.get("items"), depth + 1)  # an array of objects
+    return n
 
 
 def estimate_tokens(messages: Sequence[Message] | None, text: str | None,
@@ -255,20 +294,28 @@ def count_tokens(model: str, messages: Iterable[MessageLike] | str | None = None
     a ``provider`` count; here they get a flagged ``estimate``.
     """
     provider, name = split_model(model)
+    from ..registry import get_spec
+    get_spec(provider)  # a typo ("opneai/...") is an UnknownProviderError, not an estimate
     msgs, tool_list = _normalize(messages, text, tools)
     encoding = openai_encoding_name(name) if provider in OPENAI_PROVIDERS else None
     if provider == "local":
         family = f"local:{name}"
     elif encoding is not None:
         family = f"{encoding}:{'r' if _reasoning(name) else 'c'}"
-    else:
-        family = "estimate"
-    key = (family, content_hash(msgs, text, tool_list)) if use_cache else None
-    if key is not None:
-        hit = cache.get(key)
-        if hit is not None:
-            return TokenCount(hit[0], hit[1], hit[2], model, cached=True)
-    tokens, provenance, method = _count(provider, name, encoding, msgs, text, tool_list)
+    else:  # the estimate's method names whether the provider could count instead
+        family = "estimate:" + ("provider" if provider in ("anthropic", "gemini") else "none")
+    try:
+        key = (family, content_hash(msgs, text, tool_list)) if use_cache else None
+        if key is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return TokenCount(hit[0], hit[1], hit[2], model, cached=True)
+        tokens, provenance, method = _count(provider, name, encoding, msgs, text, tool_list)
+    except UnicodeEncodeError as e:  # a lone surrogate: no tokenizer (nor provider) takes it
+        raise InvalidMessageError(
+            f"the text to count is not valid Unicode: {e.object[e.start:e.end]!r} at "
+            f"position {e.start} is a lone surrogate (decode your input with "
+            "errors='replace' or fix its source)") from None
     if key is not None:
         cache.put(key, (tokens, provenance, method))
     return TokenCount(tokens, provenance, method, model)
@@ -287,10 +334,12 @@ def _count(provider: str, name: str, encoding: str | None, msgs: list[Message] |
         if msgs is not None:
             n += _openai_messages(bpe, name, msgs)
             method += " + OpenAI chat format overhead"
-            images = sum(isinstance(p, ImagePart) for m in msgs for p in m.parts)
-            if images:
-                n += images * IMAGE_TOKENS
-                guessed.append(f"{IMAGE_TOKENS} tokens per image")
+            images = [p for m in msgs for p in m.parts if isinstance(p, ImagePart)]
+            if images:  # detail "low" is a flat 85 whatever the size (OpenAI's docs)
+                n += sum(LOW_DETAIL_TOKENS if p.detail == "low" else IMAGE_TOKENS
+                         for p in images)
+                guessed.append(f"{IMAGE_TOKENS} tokens per image ({LOW_DETAIL_TOKENS} at "
+                               "detail low)")
             if any(m.tool_calls for m in msgs):
                 guessed.append("assistant tool-call formatting")
         if tools:

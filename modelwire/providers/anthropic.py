@@ -26,7 +26,9 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -346,6 +348,10 @@ def encode_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, An
     """(system prompt, alternating user/assistant messages of content blocks)."""
     system: list[str] = []
     out: list[dict[str, Any]] = []
+    # the caller's call id -> ids sent for it not yet answered, oldest first (a server
+    # that repeats an id in one answer still gets each result paired with one call)
+    wire_ids: dict[str, list[str]] = {}
+    used: set[str] = set()
     for i, m in enumerate(messages):
         if m.role == "system":
             if any(isinstance(p, ImagePart) for p in m.parts):
@@ -354,10 +360,23 @@ def encode_messages(messages: Sequence[Message]) -> tuple[str, list[dict[str, An
                 system.append(m.text)
             continue
         if m.role == "tool":
-            role, blocks = "user", [_tool_result(m, i)]
+            cid = m.tool_call_id or ""
+            waiting = wire_ids.get(cid)
+            wire = (waiting.pop(0) if len(waiting) > 1 else waiting[0]) if waiting \
+                else _wire_id(cid)
+            role, blocks = "user", [_tool_result(m, i, wire)]
         elif m.role == "assistant":
             role, blocks = "assistant", _blocks(m.parts, i)
-            blocks += [_tool_use(c, i) for c in m.tool_calls]
+            here: set[str] = set()
+            for c in m.tool_calls:
+                wire = _wire_id(c.id, used)
+                used.add(wire)
+                if c.id in here:
+                    wire_ids[c.id].append(wire)  # a repeat within this one answer
+                else:
+                    wire_ids[c.id] = [wire]  # a later call with that id replaces older ones
+                here.add(c.id)
+                blocks.append(_tool_use(c, i, wire))
         elif m.role == "user":
             role, blocks = "user", _blocks(m.parts, i)
         else:
@@ -401,19 +420,42 @@ def _image(p: ImagePart, where: str) -> dict[str, Any]:
                               f"not {p.url[:40]!r}")
 
 
-def _tool_use(c: ToolCall, i: int) -> dict[str, Any]:
+def _wire_id(cid: str, used: set[str] | None = None) -> str:
+    """The id Anthropic accepts for a call id from any provider: ``[a-zA-Z0-9_-]+``
+    and unique in the request ("`tool_use` ids must be unique"). Ids of other
+    providers (``functions.get_weather:0``, Gemini's per-turn ``call_0``) are
+    rewritten deterministically, so the same history always encodes the same."""
+    if not cid:
+        return cid  # _tool_use/_tool_result say what is missing
+    if _ID_OK.fullmatch(cid) and (used is None or cid not in used):
+        return cid
+    base = _ID_BAD.sub("_", cid)[:48]
+    n = 0
+    while True:
+        wire = f"{base}_{hashlib.sha256(f'{cid}#{n}'.encode()).hexdigest()[:8]}"
+        if used is None or wire not in used:
+            return wire
+        n += 1
+
+
+_ID_OK = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_ID_BAD = re.compile(r"[^a-zA-Z0-9_-]")
+
+
+def _tool_use(c: ToolCall, i: int, wire_id: str) -> dict[str, Any]:
     if not c.id:
         raise InvalidMessageError(f"messages[{i}]: tool call {c.name!r} has no id; Anthropic "
                                   "needs it to pair the call with its tool result")
     # The API needs an object: arguments that did not parse (arguments_error) go back
     # as {}; the tool result is where the caller tells the model what was wrong.
-    return {"type": "tool_use", "id": c.id, "name": c.name, "input": dict(c.arguments or {})}
+    return {"type": "tool_use", "id": wire_id, "name": c.name,
+            "input": dict(c.arguments or {})}
 
 
-def _tool_result(m: Message, i: int) -> dict[str, Any]:
+def _tool_result(m: Message, i: int, wire_id: str) -> dict[str, Any]:
     if not m.tool_call_id:
         raise InvalidMessageError(f"messages[{i}] is a tool result without tool_call_id")
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": m.tool_call_id}
+    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": wire_id}
     if isinstance(m.content, str):
         if m.content:
             block["content"] = m.content

@@ -67,6 +67,8 @@ def dumps(obj: Any) -> bytes:
     """The request body. Values JSON cannot carry are an InvalidParameterError."""
     try:
         return _ENCODER.encode(obj).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the endpoint names it (InvalidMessageError)
+        raise
     except (TypeError, ValueError) as e:  # NaN / inf, an object json cannot encode
         raise InvalidParameterError(
             f"the request cannot be encoded as JSON ({e}); pass only finite numbers, "

@@ -18,13 +18,14 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 from ..errors import MalformedResponseError, ProviderError, error_for
 from ..pipeline import Call
 from ..response import Response
 from ..transports.base import WireRequest
 from .base import Codec, dumps, load_json
-from .batch_openai import BatchStatus
+from .batch_openai import BatchStatus, result_rows, safe_id
 
 
 def _base(call: Call) -> str:
@@ -49,7 +50,7 @@ def encode_create(items: Sequence[tuple[str, Call]], codec: Codec) -> WireReques
 
 
 def encode_poll(call: Call, codec: Codec, batch_id: str) -> WireRequest:
-    return WireRequest("GET", f"{_base(call)}/v1/messages/batches/{batch_id}",
+    return WireRequest("GET", f"{_base(call)}/v1/messages/batches/{safe_id(batch_id, 'batch id')}",
                        _auth(codec.encode(call)))
 
 
@@ -60,31 +61,43 @@ def decode_status(body: bytes) -> BatchStatus:
         raise MalformedResponseError(f"not a message batch: {body[:200]!r}")
     status = str(data["processing_status"])
     url = data.get("results_url")
-    counts = {k: v for k, v in (data.get("request_counts") or {}).items() if isinstance(v, int)}
-    return BatchStatus(data["id"], status, status == "ended",
+    raw_counts = data.get("request_counts")
+    counts = {k: v for k, v in (raw_counts if isinstance(raw_counts, dict) else {}).items()
+              if isinstance(v, int)}
+    return BatchStatus(safe_id(data["id"], "batch id"), status, status == "ended",
                        [str(url)] if status == "ended" and url else [], counts)
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = -1
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
+
+
 def encode_results(call: Call, codec: Codec, results_url: str) -> WireRequest:
+    """GET the results, with the key, only where the batch API itself lives."""
+    results_url = urljoin(_base(call) + "/", results_url)  # a path alone is on the API
+    if _origin(results_url) != _origin(_base(call)):
+        raise MalformedResponseError(
+            f"the batch's results_url {results_url[:200]!r} is not on the API's own host "
+            f"({_base(call)}); refusing to send the API key there")
     return WireRequest("GET", results_url, _auth(codec.encode(call)))
 
 
 def decode_results(body: bytes, codec: Codec, calls: Mapping[str, Call],
-                   ignore: Collection[str] = ()) -> Iterator[tuple[str, Response | ProviderError]]:
-    for n, line in enumerate(body.splitlines(), 1):
-        if not line.strip():
-            continue
-        row = load_json(line, f"batch result line {n}")
-        custom_id = row.get("custom_id") if isinstance(row, dict) else None
-        if isinstance(custom_id, str) and custom_id in ignore:
-            continue  # written by an earlier, interrupted run
-        if not isinstance(custom_id, str) or custom_id not in calls:
-            raise MalformedResponseError(f"batch result line {n} has an unknown custom_id: "
-                                         f"{line[:200]!r}")
+                   ignore: Collection[str] = (), problems: list[str] | None = None,
+                   ) -> Iterator[tuple[str, Response | ProviderError]]:
+    """As :func:`batch_openai.decode_results`: bad lines are skipped into ``problems``."""
+    for n, line, row in result_rows(body, calls, ignore, problems):
         result = row.get("result")
         if not isinstance(result, dict):
-            raise MalformedResponseError(f"batch result line {n} has no result object")
-        yield custom_id, _one(result, codec, calls[custom_id])
+            if problems is not None:
+                problems.append(f"batch result line {n} has no result object: {line[:120]!r}")
+            continue
+        yield row["custom_id"], _one(result, codec, calls[row["custom_id"]])
 
 
 def _one(result: Mapping[str, Any], codec: Codec, call: Call) -> Response | ProviderError:

@@ -15,6 +15,7 @@ The flow (https://platform.openai.com/docs/api-reference/batch):
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,20 @@ from .base import Codec, dumps, load_json
 
 ENDPOINT = "/v1/chat/completions"
 FINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+# what a provider's batch or file id may look like before it goes into a URL path
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,255}$")
+
+
+def safe_id(value: Any, what: str) -> str:
+    """An id the server gave us, checked before it becomes part of a URL path."""
+    if not isinstance(value, str) or not _SAFE_ID.match(value):
+        raise MalformedResponseError(f"the server gave a {what} that is not a plain id: "
+                                     f"{str(value)[:100]!r}")
+    return value
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(slots=True)
@@ -79,7 +94,7 @@ def decode_file_id(body: bytes) -> str:
     data = load_json(body, "file upload response")
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise MalformedResponseError(f"file upload response has no id: {body[:200]!r}")
-    return str(data["id"])
+    return safe_id(data["id"], "file id")
 
 
 def encode_create(call: Call, codec: Codec, input_file_id: str) -> WireRequest:
@@ -90,7 +105,8 @@ def encode_create(call: Call, codec: Codec, input_file_id: str) -> WireRequest:
 
 
 def encode_poll(call: Call, codec: Codec, batch_id: str) -> WireRequest:
-    return WireRequest("GET", f"{_base(call)}/batches/{batch_id}", _auth(codec.encode(call)))
+    return WireRequest("GET", f"{_base(call)}/batches/{safe_id(batch_id, 'batch id')}",
+                       _auth(codec.encode(call)))
 
 
 def decode_status(body: bytes) -> BatchStatus:
@@ -99,33 +115,54 @@ def decode_status(body: bytes) -> BatchStatus:
             or not isinstance(data.get("status"), str):
         raise MalformedResponseError(f"not a batch object: {body[:200]!r}")
     status = str(data["status"])
-    files = [str(data[k]) for k in ("output_file_id", "error_file_id") if data.get(k)]
-    errors = [str(e.get("message", e)) for e in ((data.get("errors") or {}).get("data") or [])
+    files = [safe_id(data[k], k) for k in ("output_file_id", "error_file_id") if data.get(k)]
+    listed = _dict(data.get("errors")).get("data")
+    errors = [str(e.get("message", e)) for e in (listed if isinstance(listed, list) else [])
               if isinstance(e, dict)]
-    counts = {k: v for k, v in (data.get("request_counts") or {}).items() if isinstance(v, int)}
-    return BatchStatus(data["id"], status, status in FINAL, files, counts, errors)
+    counts = {k: v for k, v in _dict(data.get("request_counts")).items() if isinstance(v, int)}
+    return BatchStatus(safe_id(data["id"], "batch id"), status, status in FINAL, files, counts,
+                       errors)
 
 
 def encode_download(call: Call, codec: Codec, file_id: str) -> WireRequest:
-    return WireRequest("GET", f"{_base(call)}/files/{file_id}/content",
+    return WireRequest("GET", f"{_base(call)}/files/{safe_id(file_id, 'file id')}/content",
                        _auth(codec.encode(call)))
 
 
 def decode_results(body: bytes, codec: Codec, calls: Mapping[str, Call],
-                   ignore: Collection[str] = ()) -> Iterator[tuple[str, Response | ProviderError]]:
-    """Each output/error line: (custom_id, Response or the typed error)."""
+                   ignore: Collection[str] = (), problems: list[str] | None = None,
+                   ) -> Iterator[tuple[str, Response | ProviderError]]:
+    """Each output/error line: (custom_id, Response or the typed error).
+
+    A line that is not JSON, or names no request of this batch, is skipped and
+    described in ``problems``: one bad line never hides the others' results
+    (a request left without a result gets its own error from the runner)."""
+    for _n, _line, row in result_rows(body, calls, ignore, problems):
+        yield row["custom_id"], _one(row, codec, calls[row["custom_id"]])
+
+
+def result_rows(body: bytes, calls: Mapping[str, Call], ignore: Collection[str],
+                problems: list[str] | None) -> Iterator[tuple[int, bytes, dict[str, Any]]]:
+    """The JSONL results' usable rows: (line number, line, object with our custom_id)."""
     for n, line in enumerate(body.splitlines(), 1):
         if not line.strip():
             continue
-        row = load_json(line, f"batch result line {n}")
+        try:
+            row = load_json(line, f"batch result line {n}")
+        except MalformedResponseError as e:
+            if problems is not None:
+                problems.append(e.message)
+            continue
         custom_id = row.get("custom_id") if isinstance(row, dict) else None
         if isinstance(custom_id, str) and custom_id in ignore:
             continue  # written by an earlier, interrupted run
-        if not isinstance(custom_id, str) or custom_id not in calls:
-            raise MalformedResponseError(f"batch result line {n} has an unknown custom_id: "
-                                         f"{line[:200]!r}")
-        call = calls[custom_id]
-        yield custom_id, _one(row, codec, call)
+        if not isinstance(row, dict) or not isinstance(custom_id, str) \
+                or custom_id not in calls:
+            if problems is not None:
+                problems.append(f"batch result line {n} names no request of this batch: "
+                                f"{line[:120]!r}")
+            continue
+        yield n, line, row
 
 
 def _one(row: Mapping[str, Any], codec: Codec, call: Call) -> Response | ProviderError:

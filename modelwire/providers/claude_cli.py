@@ -33,6 +33,7 @@ that retries, and a streamed answer is never replayed twice.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,6 +54,8 @@ INSTALL_HINT = "npm install -g @anthropic-ai/claude-code"
 DEFAULT_ENV: dict[str, str] = {
     "CLAUDE_CODE_MAX_RETRIES": "0",
     "CLAUDE_CODE_DISABLE_NONSTREAMING_FALLBACK": "1",
+    # else a 400 is quietly re-sent (up to 3 times) with fewer beta headers
+    "CLAUDE_CODE_DISABLE_EXPERIMENTAL_BETAS": "1",
     "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     "DISABLE_TELEMETRY": "1",
     "DISABLE_AUTOUPDATER": "1",
@@ -76,6 +79,9 @@ _TEXT_KINDS: tuple[tuple[str, type[ProviderError]], ...] = (
 )
 
 
+_API_ERROR = re.compile(r"^\s*API Error:\s*([1-5]\d\d)\b")
+
+
 class ClaudeCLICodec:
     def __init__(self, spec: ProviderSpec) -> None:
         self.spec = spec
@@ -94,13 +100,18 @@ class ClaudeCLICodec:
         system, prompt = _prompt(call)
         if system:
             args += ["--system-prompt", system]
-        args += [str(a) for a in opts.get("args", ())]
+        extra = opts.get("args") or []
+        if not isinstance(extra, (list, tuple)):
+            raise e.ConfigurationError(
+                f"the claude-cli 'args' option must be a list of strings, got {extra!r}")
+        args += [str(a) for a in extra]
         # The caller's ``env`` option (it may hold keys) never enters the request: the
         # transport adds it from its own options, so no repr or log can show it.
         env = {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(call.max_tokens)} \
             if call.max_tokens is not None else {}
-        body = {"program": opts.get("program") or "claude", "args": args, "stdin": prompt,
-                "defaults": DEFAULT_ENV, "env": env, "cwd": opts.get("cwd")}
+        body = {"program": opts.get("program"), "args": args, "stdin": prompt,
+                "defaults": DEFAULT_ENV, "env": env, "cwd": opts.get("cwd"),
+                "final_type": "result"}
         return WireRequest("EXEC", f"claude-cli://{call.target.model}", {}, dumps(body),
                            stream=call.stream)
 
@@ -108,17 +119,20 @@ class ClaudeCLICodec:
 
     def decode(self, body: bytes, headers: Mapping[str, str], call: Call) -> Response:
         """The whole stdout (JSON lines; the transport's exit event last)."""
-        decoder = self.stream_decoder()
+        decoder = _Decoder(self.provider)
         acc = StreamAccumulator(call.target.provider, call.target.model)
-        for line in body.decode("utf-8", "replace").splitlines():
+        # split on "\n" only: str.splitlines() also splits on U+2028, U+0085, ...,
+        # which JSON strings may hold raw
+        for line in body.decode("utf-8", "replace").split("\n"):
             if not line.strip():
                 continue
             event = SSEEvent("exit", line[5:]) if line.startswith("exit:") else \
                 SSEEvent("message", line)
             acc.feed(decoder(event))
         if not acc.done:
+            noise = f"; it printed: {decoder.noise[0][:200]!r}" if decoder.noise else ""
             raise MalformedResponseError(
-                "the claude program's output ended without its result event",
+                "the claude program's output ended without its result event" + noise,
                 provider=self.provider, model=call.target.model)
         return acc.response()
 
@@ -138,19 +152,24 @@ class ClaudeCLICodec:
 class _Decoder:
     """One run's lines -> deltas. Remembers which messages streamed partial events."""
 
-    __slots__ = ("ended", "partial_ids", "provider", "stop_reason")
+    __slots__ = ("ended", "noise", "partial_ids", "provider", "stop_reason")
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
         self.partial_ids: set[str] = set()
         self.stop_reason: str | None = None
         self.ended = False
+        self.noise: list[str] = []  # non-JSON lines (warnings a wrapper printed), kept for errors
 
     def __call__(self, event: SSEEvent) -> list[Delta]:
         if event.event == "exit":
             return self._exit(event.data)
         if self.ended:
             return []  # nothing after the result is part of the answer
+        if not event.data.lstrip().startswith(("{", "[")):
+            if len(self.noise) < 5:  # a line that is no JSON at all: not an event
+                self.noise.append(event.data)
+            return []
         data = load_json(event.data, "claude stream-json line")
         if not isinstance(data, dict):
             raise MalformedResponseError(
@@ -174,18 +193,18 @@ class _Decoder:
             self.partial_ids.add(str(mid))
         t = ev.get("type")
         if t == "message_start":
-            msg = ev.get("message") or {}
-            if isinstance(msg, dict) and msg.get("id"):
+            msg = _obj(ev.get("message"))
+            if msg.get("id"):
                 self.partial_ids.add(str(msg["id"]))
-            return [Meta(model=msg.get("model") if isinstance(msg, dict) else None)]
+            return [Meta(model=_str(msg.get("model")))]
         if t == "content_block_delta":
-            delta = ev.get("delta") or {}
+            delta = _obj(ev.get("delta"))
             if delta.get("type") == "text_delta":
                 return [TextDelta(str(delta.get("text", "")))]
             if delta.get("type") == "thinking_delta":
                 return [ReasoningDelta(str(delta.get("thinking", "")))]
         if t == "message_delta":
-            reason = (ev.get("delta") or {}).get("stop_reason")
+            reason = _obj(ev.get("delta")).get("stop_reason")
             if reason:
                 self.stop_reason = str(reason)
         return []
@@ -197,8 +216,12 @@ class _Decoder:
                                          provider=self.provider, body=data)
         if msg.get("model") == "<synthetic>" or str(msg.get("id")) in self.partial_ids:
             return []  # the program's own notes, or text already streamed
-        out: list[Delta] = [Meta(model=msg.get("model"))]
-        for block in msg.get("content") or ():
+        content = msg.get("content") or []
+        if not isinstance(content, list):
+            raise MalformedResponseError("claude assistant message content is not a list",
+                                         provider=self.provider, body=data)
+        out: list[Delta] = [Meta(model=_str(msg.get("model")))]
+        for block in content:
             if isinstance(block, dict) and block.get("type") == "text":
                 out.append(TextDelta(str(block.get("text", ""))))
             elif isinstance(block, dict) and block.get("type") == "thinking":
@@ -228,6 +251,8 @@ class _Decoder:
         status = data.get("api_error_status")
         status = status if isinstance(status, int) else None
         kind = _ERROR_KINDS.get(str(data.get("api_error_type")))
+        if status is None and (m := _API_ERROR.match(message)):
+            status = int(m.group(1))  # "API Error: 401 {...}": the status is in the text
         if kind is None and status is None:
             low = message.lower()
             kind = next((k for text, k in _TEXT_KINDS if text in low), e.ProviderError)
@@ -244,6 +269,10 @@ class _Decoder:
             f"the claude program exited with status {code} before its result"
             + (f": {stderr[-500:]}" if stderr else " (no stderr)"),
             provider=self.provider, body=info, code="exit_status")
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _str(value: Any) -> str | None:

@@ -15,6 +15,7 @@ the row's ``options={"embed_batch": N}`` says otherwise.
 from __future__ import annotations
 
 import base64
+import math
 import sys
 from array import array
 from collections.abc import Mapping
@@ -73,16 +74,17 @@ def openai_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
         if not isinstance(item, dict):
             raise MalformedResponseError(f"data[{pos}] is not an object", provider=provider)
         index = item.get("index", pos)
-        if not isinstance(index, int) or not 0 <= index < len(items) or vectors[index]:
+        if isinstance(index, bool) or not isinstance(index, int) \
+                or not 0 <= index < len(items) or vectors[index] is not None:
             raise MalformedResponseError(f"data[{pos}] has a bad index {index!r}",
                                          provider=provider)
         vectors[index] = _vector(item.get("embedding"), provider, pos)
     u = data.get("usage") if isinstance(data.get("usage"), dict) else None
     usage = Usage()
     if u is not None:
-        inp = u.get("prompt_tokens") if isinstance(u.get("prompt_tokens"), int) else 0
-        total = u.get("total_tokens") if isinstance(u.get("total_tokens"), int) else inp
-        usage = Usage(inp, 0, total, source="reported")
+        inp, total = _count(u.get("prompt_tokens")), _count(u.get("total_tokens"))
+        if inp is not None:
+            usage = Usage(inp, 0, inp if total is None else total, source="reported")
     return Embeddings(vectors=[v or [] for v in vectors], usage=usage, provider=provider,
                       model=str(data.get("model") or call.target.model),
                       request_id=request_id(headers, *quirks.REQUEST_ID_HEADERS), raw=None)
@@ -102,11 +104,26 @@ def _vector(value: Any, provider: str, pos: int) -> list[float]:
         floats.frombytes(raw)
         if sys.byteorder != "little":
             floats.byteswap()
-        return floats.tolist()
-    if isinstance(value, list) and all(isinstance(x, (int, float)) for x in value):
-        return [float(x) for x in value]
+        return checked(floats.tolist(), provider, f"data[{pos}].embedding")
+    if isinstance(value, list) and all(type(x) is float or (type(x) is int) for x in value):
+        return checked([float(x) for x in value], provider, f"data[{pos}].embedding")
     raise MalformedResponseError(f"data[{pos}].embedding is neither a list of numbers nor "
                                  "base64", provider=provider)
+
+
+def checked(vector: list[float], provider: str, where: str) -> list[float]:
+    """A vector with at least one number, all finite (a NaN would poison every
+    similarity computed with it, silently)."""
+    if not vector:
+        raise MalformedResponseError(f"{where} is empty", provider=provider)
+    if not math.isfinite(sum(vector)):  # one C pass; NaN/inf anywhere makes the sum so
+        raise MalformedResponseError(f"{where} holds NaN or infinite values",
+                                     provider=provider)
+    return vector
+
+
+def _count(value: Any) -> int | None:
+    return value if type(value) is int and value >= 0 else None
 
 
 # --- Gemini -----------------------------------------------------------------------------
@@ -136,9 +153,9 @@ def gemini_decode(body: bytes, headers: Mapping[str, str], call: Call) -> Embedd
     vectors = []
     for pos, item in enumerate(items):
         values = item.get("values") if isinstance(item, dict) else None
-        if not isinstance(values, list) or not all(isinstance(x, (int, float))
+        if not isinstance(values, list) or not all(type(x) is float or type(x) is int
                                                    for x in values):
             raise MalformedResponseError(f"embeddings[{pos}] has no list of values",
                                          provider=provider)
-        vectors.append([float(x) for x in values])
+        vectors.append(checked([float(x) for x in values], provider, f"embeddings[{pos}]"))
     return Embeddings(vectors=vectors, provider=provider, model=call.target.model)

@@ -125,6 +125,8 @@ class OpenAICodec:
             mode, stop = "text", [*(stop or ()), *extra_stops] or None
         elif mode == "chat":
             body["messages"] = [_message(m) for m in call.messages]
+            if self.name in quirks.CALL_ID_RULES:
+                quirks.map_call_ids(self.name, body["messages"])
             if call.tools:
                 body["tools"] = [t.wire_form("openai", _tool) for t in call.tools]
             if call.tool_choice is not None:

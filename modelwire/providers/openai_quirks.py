@@ -52,6 +52,38 @@ _AZURE_MCT_SINCE = "2024-12-01"
 
 _MAX_COMPLETION_TOKENS = frozenset({"openai", "groq", "xai"})
 _STRICT_MISTRAL = frozenset({"mistral"})
+# Call ids a provider refuses, from a conversation that started elsewhere, are
+# mapped (the same way every time; unique in the request). Mistral takes only 9
+# letters/digits ("Tool call id was call_... but must be a-z, A-Z, 0-9, with a
+# length of 9"); OpenAI and Azure at most 40 characters ("string too long.
+# Expected a string with maximum length 40"), which a Responses API fc_ id or a
+# proxy's id exceeds.
+_CALL_IDS: dict[str, tuple[re.Pattern[str], Any]] = {
+    "mistral": (re.compile(r"[a-zA-Z0-9]{9}"), lambda digest: digest[:9]),
+    "openai": (re.compile(r".{1,40}", re.S), lambda digest: "call_" + digest[:32]),
+    "azure": (re.compile(r".{1,40}", re.S), lambda digest: "call_" + digest[:32]),
+}
+CALL_ID_RULES = frozenset(_CALL_IDS)
+
+
+def map_call_ids(provider: str, messages: list[dict[str, Any]]) -> None:
+    """Rewrite the call ids of encoded chat ``messages`` in place (calls and results)."""
+    import hashlib
+    valid, make = _CALL_IDS[provider]
+    latest: dict[str, str] = {}
+    used: set[str] = set()
+    for m in messages:
+        for c in m.get("tool_calls") or ():
+            cid = c.get("id") or ""
+            wire, n = cid, 0
+            while not valid.fullmatch(wire) or wire in used:
+                wire = make(hashlib.sha256(f"{cid}#{n}".encode()).hexdigest())
+                n += 1
+            used.add(wire)
+            latest[cid] = c["id"] = wire
+        cid = m.get("tool_call_id")
+        if isinstance(cid, str) and cid in latest:
+            m["tool_call_id"] = latest[cid]
 
 
 def endpoint_url(target: Target, mode: str) -> str:

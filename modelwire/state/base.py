@@ -9,6 +9,20 @@ The store owns the time base (``clock``): a breaker's ``opened_at`` and a
 window's entries are stamped with it, so every process sharing a store must
 use comparable clocks (wall time for a shared store; ``time.monotonic`` is
 fine in memory). Tests inject a fake clock to make waits exact.
+
+Optional extensions (MemoryStore and RedisStore have them; the breaker
+and limiter use them when present, else the protocol methods), so a shared
+store serves a call in one round trip before the request (and at most one
+write after it, which a remote store may send with its next operation):
+
+* ``gate(open_key, windows) -> (opened, wait)``: read ``open_key`` and, only
+  when it is absent, ``window_acquire`` every ``(key, limit, window, cost)``
+  all or nothing; ``opened`` is the key's value or None, ``wait`` as for
+  ``window_acquire``.
+* ``record(incr, delete=()) -> values``: ``incr(key, amount, ttl)`` for every
+  triple, then ``delete(*delete)``, atomically; returns the new values.
+* ``defer_record(incr, delete=())``: the same when nobody waits for the result
+  (a success); a remote store may send it with its next operation.
 """
 
 from __future__ import annotations

@@ -102,6 +102,14 @@ class MemoryStore:
             self._values.pop(k, None)
             self._logs.pop(k, None)
 
+    async def record(self, incr: Sequence[tuple[str, float, float | None]],
+                     delete: Sequence[str] = ()) -> list[float]:
+        """Several ``incr`` then ``delete`` at once (see ``StateStore`` extensions)."""
+        out = [await self.incr(k, amount, ttl) for k, amount, ttl in incr]
+        if delete:
+            await self.delete(*delete)
+        return out
+
     # --- sliding-window log -------------------------------------------------
 
     async def window_acquire(self, key: str, limit: float, window: float,
@@ -149,3 +157,20 @@ class MemoryStore:
                 log.entries.pop()
         if not log.entries:
             log.total = 0.0
+
+    async def gate(self, open_key: str, windows: Sequence[tuple[str, float, float, float]]
+                   ) -> tuple[float | None, float]:
+        """The breaker's open stamp, and only when there is none every window
+        acquired all or nothing (see ``StateStore`` extensions)."""
+        opened = self._live(open_key, self.clock())
+        if opened is not None:
+            return opened, 0.0
+        done: list[tuple[str, float, float]] = []
+        for key, limit, window, cost in windows:
+            wait = await self.window_acquire(key, limit, window, cost)
+            if wait:
+                for k, w, c in done:  # all or nothing: give back what was taken
+                    await self.window_adjust(k, w, -c)
+                return None, wait
+            done.append((key, window, cost))
+        return None, 0.0

@@ -52,6 +52,15 @@ def strict_schema(schema: Mapping[str, Any]) -> JSON:
     def fix(node: JSON) -> JSON:
         node.pop("default", None)
         props = node.get("properties")
+        extra = node.get("additionalProperties")
+        if extra is True or (isinstance(extra, Mapping) and extra) or (
+                node.get("type") == "object" and props is None and extra is None):
+            # closing it would leave the model only {} to send, silently
+            from ..errors import UnsupportedFeatureError
+            raise UnsupportedFeatureError(
+                "strict mode cannot express an object with free keys (a dict parameter or "
+                "field): use a model/dataclass with named fields or a list of key/value "
+                "pairs, or leave strict off")
         if node.get("type") == "object" or isinstance(props, Mapping):
             props = dict(props or {})
             required = set(node.get("required") or ())
@@ -63,7 +72,22 @@ def strict_schema(schema: Mapping[str, Any]) -> JSON:
             node["additionalProperties"] = False
         return node
     out: JSON = walk(schema, fix)
-    return out
+    defs = {**(out.get("definitions") or {}), **(out.get("$defs") or {})}
+
+    def inline(node: JSON) -> JSON:
+        # strict mode refuses keywords beside $ref ("$ref cannot have keywords
+        # {'description'}"), which pydantic writes for a described nested model:
+        # the definition is inlined there, its own keywords under the caller's
+        ref = node.get("$ref")
+        if isinstance(ref, str) and len(node) > 1:
+            name = ref.rsplit("/", 1)[-1]
+            if ref.startswith(("#/$defs/", "#/definitions/")) and isinstance(
+                    defs.get(name), Mapping):
+                rest = {k: v for k, v in node.items() if k != "$ref"}
+                return {**defs[name], **rest}
+        return node
+    inlined: JSON = walk(out, inline)
+    return inlined
 
 
 def _nullable(schema: Any) -> bool:

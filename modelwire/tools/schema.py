@@ -10,6 +10,7 @@ parameter's description. Both are imported here only, on first use.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 import weakref
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError
-from ..types import Tool
+from ..types import _TOOL_NAME, Tool
 from .jsonschema import strict_schema, strip_titles
 
 
@@ -62,9 +63,9 @@ class FunctionTool(Tool):
             value = self._model.model_validate(args)
         except ValidationError as e:
             raise ArgumentsError(_summary(e)) from e
-        names = type(value).model_fields
-        pos = [getattr(value, n) for n in self._positional]
-        kw = {n: getattr(value, n) for n in names if n not in self._positional}
+        given = [(f.alias or n, getattr(value, n)) for n, f in type(value).model_fields.items()]
+        pos = [v for n, v in given if n in self._positional]
+        kw = {n: v for n, v in given if n not in self._positional}
         return pos, kw
 
 
@@ -91,24 +92,44 @@ def tool_for(fn: Callable[..., Any]) -> FunctionTool:
 def function_tool(fn: Callable[..., Any], *, name: str | None = None,
                   description: str | None = None, strict: bool = False,
                   requires_approval: bool = False, timeout: float | None = None) -> FunctionTool:
+    if isinstance(fn, FunctionTool) and fn.fn is not None:  # decorated twice: rebuild
+        fn = fn.fn
     if not callable(fn):
         raise ConfigurationError(f"Tool.from_function needs a function, got {fn!r}")
-    if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(
+            timeout, (int, float)) or not 0 < timeout < float("inf")):
         raise ConfigurationError(f"tool timeout must be seconds > 0, got {timeout!r}")
     try:
         import pydantic
     except ImportError:
         raise MissingDependencyError("Tool.from_function", "tools", "pydantic") from None
-    plain = inspect.isfunction(fn) or inspect.ismethod(fn) or inspect.isbuiltin(fn)
-    target: Any = fn if plain or isinstance(fn, type) else type(fn).__call__  # callable object
-    tool_name = name or getattr(fn, "__name__", None) or type(fn).__name__
-    summary, param_docs = _docstring(fn)
+    inner: Any = fn
+    while isinstance(inner, functools.partial):  # the partial's function names and documents it
+        inner = inner.func
+    plain = inspect.isfunction(inner) or inspect.ismethod(inner) or inspect.isbuiltin(inner)
+    target: Any = inner if plain or isinstance(inner, type) else type(inner).__call__
+    tool_name = name or getattr(inner, "__name__", None) or type(inner).__name__
+    if tool_name == "<lambda>":
+        raise ConfigurationError("a lambda has no name the model can call: pass "
+                                 "Tool.from_function(fn, name=...) or use a def")
+    if not isinstance(tool_name, str) or not _TOOL_NAME.fullmatch(tool_name):
+        raise ConfigurationError(  # said here, where the tool is defined, not at a call
+            f"tool name {str(tool_name)[:80]!r}: OpenAI, Anthropic and Gemini accept 1 to "
+            "64 letters, digits, '_' and '-' only; pass name=...")
+    summary, param_docs = _docstring(inner)
     try:
         sig = inspect.signature(fn)
         hints = typing.get_type_hints(target, include_extras=True)
-    except (TypeError, ValueError, NameError) as e:
+    except (TypeError, ValueError, NameError, SyntaxError, AttributeError) as e:
         raise ConfigurationError(
             f"cannot read the signature of tool {tool_name!r}: {e}") from None
+    first = next(iter(sig.parameters), None)
+    if first in ("self", "cls") and inspect.isfunction(inner) and "." in getattr(
+            inner, "__qualname__", ""):  # @tool on a method inside its class body
+        raise ConfigurationError(
+            f"tool {tool_name!r} takes {first}: the model cannot supply it. Make the tool "
+            f"from the bound method instead (tools=[obj.{tool_name}] or "
+            f"Tool.from_function(obj.{tool_name})), not with @tool inside the class")
     fields: dict[str, Any] = {}
     positional: list[str] = []
     nullable_defaults: list[str] = []
@@ -123,13 +144,17 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
         default = ... if p.default is p.empty else p.default
         if default is not ... and default is not None:
             nullable_defaults.append(p.name)
-        fields[p.name] = (annotation, pydantic.Field(default, description=param_docs.get(p.name)))
+        # fields are named p0, p1... with the parameter's name as alias: a parameter may
+        # be called anything (json, schema, model_config, _private) without clashing
+        # with pydantic's own names
+        fields[f"p{len(fields)}"] = (annotation, pydantic.Field(
+            default, alias=p.name, description=param_docs.get(p.name)))
     try:
         model = pydantic.create_model(  # type: ignore[call-overload]
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
         schema = strip_titles(model.model_json_schema())
     except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError,
-            TypeError) as e:
+            TypeError, ValueError) as e:
         raise ConfigurationError(
             f"tool {tool_name!r}: a parameter's type has no JSON Schema ({e}); use JSON-like "
             "types (str, int, float, bool, list, dict, Literal, dataclasses, TypedDicts, "
@@ -141,7 +166,7 @@ def function_tool(fn: Callable[..., Any], *, name: str | None = None,
     return FunctionTool(
         tool_name, summary if description is None else description, schema, strict,
         fn=fn, requires_approval=requires_approval, timeout=timeout,
-        is_async=inspect.iscoroutinefunction(target),
+        is_async=inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(fn),
         _model=model, _positional=tuple(positional),
         _nullable_defaults=tuple(nullable_defaults) if strict else (),
     )
@@ -156,7 +181,10 @@ def _docstring(fn: Callable[..., Any]) -> tuple[str, dict[str, str]]:
     except ImportError:
         raise MissingDependencyError("Tool.from_function (docstrings)", "tools",
                                      "docstring-parser") from None
-    parsed = docstring_parser.parse(doc)
+    try:
+        parsed = docstring_parser.parse(doc)
+    except Exception:  # the parser trips on odd text ("::    ::"): the docstring as is
+        return doc, {}
     text = "\n\n".join(p for p in (parsed.short_description, parsed.long_description) if p)
     return text, {p.arg_name: p.description for p in parsed.params if p.description}
 

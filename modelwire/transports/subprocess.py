@@ -1,11 +1,16 @@
 """SubprocessTransport: a program's stdout as a wire (the Claude Code CLI).
 
 The codec's ``WireRequest`` body is JSON: ``program``, ``args``, ``stdin``,
-``defaults`` and ``env`` and ``cwd``. The program's environment is this
+``defaults`` and ``env`` and ``cwd``, and optionally ``final_type``: the
+``type`` of the JSON line that ends the answer (after it the program gets a
+moment to exit, then its group is killed rather than waited on). The program's environment is this
 process's, then ``defaults``, then the ``env`` provider option given to the
 transport (kept out of requests: it may hold keys), then the request's ``env``. The program runs in
 a session of its own (``start_new_session=True``), so closing the response,
-a timeout, or cancelling the caller's task kills its whole process group.
+a timeout, or cancelling the caller's task kills its whole process group, as
+does the end of the run (a child the program left behind holding our pipes
+neither keeps the call waiting nor outlives it). The prompt is fed to stdin
+while stdout is read, so a program that never reads it cannot wedge the call.
 
 The response is ``200`` once the program has started. Every stdout line is
 framed as an SSE ``data:`` event for the codec; after end of output the
@@ -32,6 +37,7 @@ from typing import Any
 
 from ..errors import (
     ConfigurationError,
+    InvalidMessageError,
     MalformedResponseError,
     MissingDependencyError,
     ProviderConnectionError,
@@ -44,6 +50,7 @@ from .base import WireRequest
 PROGRAM_ENV = "CLAUDE_CLI_PATH"  # where the claude program is, when not on PATH
 _LINE_LIMIT = 16 * 1024 * 1024  # longest stdout line accepted
 _STDERR_TAIL = 4096
+_EXIT_GRACE = 2.0  # after the program exits (or prints its final line), for the rest to come
 
 
 class MissingProgramError(MissingDependencyError):
@@ -78,35 +85,42 @@ class SubprocessTransport:
     async def send(self, request: WireRequest, timeouts: Timeouts) -> ProcessResponse:
         try:
             spec = json.loads(request.body or b"{}")
-            program, args = str(spec["program"]), [str(a) for a in spec["args"]]
+            args = [str(a) for a in spec["args"]]
         except (ValueError, KeyError, TypeError) as e:
             raise ConfigurationError(f"bad subprocess request ({e}): a codec bug") from None
         env = {**os.environ, **_strs(spec.get("defaults")), **self.env, **_strs(spec.get("env"))}
-        path = find_program({"program": program}, env)
+        # no program named: $CLAUDE_CLI_PATH (in the program's environment), then PATH
+        named = {"program": str(spec["program"])} if spec.get("program") else {}
+        program = named.get("program") or env.get(PROGRAM_ENV) or "claude"
+        path = find_program(named, env)
         if path is None:
             raise MissingProgramError(program, self.install_hint)
+        cwd = spec.get("cwd") or None
+        if cwd is not None and not os.path.isdir(cwd):
+            raise ConfigurationError(f"the working directory {cwd!r} (the cwd option) is not "
+                                     "a directory")
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
                 path, *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=env, cwd=spec.get("cwd") or None,
+                stderr=asyncio.subprocess.PIPE, env=env, cwd=cwd,
                 start_new_session=True, limit=_LINE_LIMIT)
         except FileNotFoundError:
             raise MissingProgramError(program, self.install_hint) from None
+        except ValueError as e:  # a NUL byte: no argument or variable can carry one
+            raise InvalidMessageError(f"cannot run {program!r}: {e} (a NUL character in the "
+                                      "system prompt or an option)") from None
         except OSError as e:
             raise ProviderConnectionError(f"could not start {program!r}: {e}",
                                           retryable=False) from None
-        resp = ProcessResponse(proc, timeouts, started, self._live)
+        final = spec.get("final_type")
+        resp = ProcessResponse(proc, timeouts, started, self._live,
+                               str(final) if final else None)
         self._live.add(resp)
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(str(spec.get("stdin") or "").encode("utf-8"))
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                await proc.stdin.drain()
-            proc.stdin.close()
-        except BaseException:
-            await resp.aclose()
-            raise
+        # stdin is fed alongside the reading, never before it: a program that prints
+        # before it reads (or never reads) cannot wedge us on a full pipe, and the
+        # read timeouts bound the whole exchange
+        resp.feed(str(spec.get("stdin") or "").encode("utf-8"))
         return resp
 
     async def aclose(self) -> None:
@@ -123,14 +137,59 @@ class ProcessResponse:
     headers: Mapping[str, str] = {}
 
     def __init__(self, proc: asyncio.subprocess.Process, timeouts: Timeouts, started: float,
-                 live: set[ProcessResponse]) -> None:
+                 live: set[ProcessResponse], final_type: str | None = None) -> None:
         self.proc = proc
+        self._final = final_type  # the ``type`` of the JSON line that ends the answer
+        self._stdin_task: asyncio.Future[None] | None = None
         self._read_timeout, self._total = timeouts.read, timeouts.total
         self._deadline = started + timeouts.total if timeouts.total else None
         self._live = live
         self._stderr: bytearray = bytearray()
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         self._closed = False
+
+    def feed(self, data: bytes) -> None:
+        self._stdin_task = asyncio.ensure_future(self._feed(data))
+
+    async def _feed(self, data: bytes) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            stdin.write(data)
+            await stdin.drain()
+        stdin.close()  # the program may have closed its end already: nothing to say then
+
+    def _is_final(self, line: bytes) -> bool:
+        if self._final is None or not line.startswith(b"{") \
+                or self._final.encode() not in line[:4096]:
+            return False
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return False
+        return isinstance(data, dict) and data.get("type") == self._final
+
+    async def _next_line(self, stdout: asyncio.StreamReader,
+                         exited: asyncio.Future[int | None]) -> bytes:
+        """The next stdout line; b"" at its end, or once the program has exited and
+        what it wrote is read (a child it left behind may hold the pipe open)."""
+        read: asyncio.Future[bytes] = asyncio.ensure_future(stdout.readline())
+        try:
+            if not exited.done():
+                either: list[asyncio.Future[Any]] = [read, exited]
+                await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            if read.done():
+                return read.result()
+            done, _ = await asyncio.wait({read}, timeout=_EXIT_GRACE)
+            return read.result() if done else b""
+        finally:
+            if not read.done():
+                read.cancel()
+                with contextlib.suppress(BaseException):
+                    await read
+
+    async def _exit(self) -> int | None:
+        return await exit_of(self.proc)
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -141,22 +200,34 @@ class ProcessResponse:
     async def _lines(self) -> AsyncIterator[bytes]:
         assert self.proc.stdout is not None
         stdout = self.proc.stdout
+        exited = asyncio.ensure_future(self._exit())
+        saw_final = False
         try:
             while True:
-                line = await self._within_limits(stdout.readline())
+                line = await self._within_limits(self._next_line(stdout, exited))
                 if not line:
                     break
                 line = line.strip()
                 if line:
                     yield line
-            await self._within_limits(self.proc.wait())
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._stderr_task), 5.0)
+                    if self._is_final(line):  # the answer is whole: no waiting on more
+                        saw_final = True
+                        await asyncio.wait({exited}, timeout=_EXIT_GRACE)
+                        break
+            if not exited.done() and saw_final:
+                self._kill()  # lingering after its answer: not worth a timeout
+            if not exited.done():
+                await self._within_limits(asyncio.shield(exited))
+            self._kill()  # what it left behind would hold stderr open
+            await asyncio.wait({self._stderr_task}, timeout=_EXIT_GRACE)
             tail = self._stderr.decode("utf-8", "replace")
+            await self.aclose()  # anything the program left running goes with it
             yield b"exit:" + json.dumps({"code": self.proc.returncode, "stderr": tail}).encode()
         except BaseException:  # timeout, cancellation, a closed reader: the program goes too
             await self.aclose()
             raise
+        finally:
+            exited.cancel()
 
     async def _within_limits(self, aw: Any) -> Any:
         limit, which = self._read_timeout, "read"
@@ -198,12 +269,30 @@ class ProcessResponse:
             return
         self._closed = True
         self._live.discard(self)
-        if self.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+        # the whole group, even when the program itself has exited: a child it left
+        # behind (holding our pipes) must not outlive the call
+        self._kill()
+        if self._stdin_task is not None:
+            self._stdin_task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.shield(self.proc.wait()), 5.0)
         self._stderr_task.cancel()
+
+    def _kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+async def exit_of(proc: asyncio.subprocess.Process) -> int | None:
+    """The program's exit status. Not ``proc.wait()`` alone: that may also wait for
+    the pipes to close, which a child left behind can put off for ever."""
+    wait = asyncio.ensure_future(proc.wait())
+    try:
+        while proc.returncode is None and not wait.done():
+            await asyncio.wait([wait], timeout=0.05)
+    finally:
+        wait.cancel()
+    return proc.returncode
 
 
 async def probe_program(options: Mapping[str, Any], env: Mapping[str, str],
@@ -222,14 +311,21 @@ async def probe_program(options: Mapping[str, Any], env: Mapping[str, str],
             start_new_session=True)
     except OSError as e:
         return None, f"could not start {path!r}: {e}"
+    answered = False
     try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout)
+        await asyncio.wait_for(exit_of(proc), timeout)
+        answered = True
     except asyncio.TimeoutError:
+        pass
+    finally:  # the group, always: a child it left behind must not outlive the probe
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:  # the pipes close with the group: what it printed is there to read
+            _, err = await asyncio.wait_for(proc.communicate(), 5.0)
+        except asyncio.TimeoutError:
+            err = b""
+    if not answered:
         return None, f"{path} --version did not answer within {timeout:.0f}s"
-    finally:
-        if proc.returncode is None:  # timed out or cancelled
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode != 0:
         tail = err.decode("utf-8", "replace").strip()[-300:]
         return None, f"{path} --version exited with status {proc.returncode}: {tail}"
