@@ -196,7 +196,7 @@ def test_continue_with_a_damaged_file_says_how_to_start_afresh(
     result = runner.invoke(app, ["chat", "-c", "-m", "mock/echo", "hi"])
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ConfigurationError: ")
-    assert "damaged" in result.stderr and f"Remove {path} to start afresh" in result.stderr
+    assert "corrupt" in result.stderr and f"Remove {path} to start afresh" in result.stderr
     assert "Traceback" not in result.stderr
 
 
