@@ -7,11 +7,15 @@ thread boundary a network chunk at a time, not an event at a time.
 ``with Client() as client:`` (or ``client.close()``) releases connections at
 a point of your choosing; a Client never closed is closed quietly when it is
 garbage-collected or at interpreter exit (no "Unclosed client session").
+Closing cancels calls still running on other threads (they raise
+ConfigurationError at once); a closed Client refuses new calls the same way, and so
+does a Client inherited by a forked child (its loop thread stays in the parent).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import weakref
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
@@ -38,14 +42,20 @@ T = TypeVar("T")
 class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.closing = False  # set by close(): no new calls; calls in flight are cancelled
         self.thread = threading.Thread(target=self.loop.run_forever,
                                        name="modelwire-loop", daemon=True)
+        self.closing = False  # close() has begun: no new calls; calls in flight are cancelled
+        self.pid = os.getpid()  # a forked child has the loop object but not its thread
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if self.closing or self.loop.is_closed():
-            coro.close()
+        if self.closing or self.loop.is_closed() or os.getpid() != self.pid:
+            coro.close()  # never scheduled: no "coroutine was never awaited" warning
+            if os.getpid() != self.pid:  # it used to wait forever
+                raise ConfigurationError(
+                    "this Client was created in another process (this one was forked from "
+                    "it, e.g. by multiprocessing), where its event-loop thread stays: create "
+                    "a Client in each process (a Pool's initializer, say)")
             raise _closed()
         fut: Future[T | _Fatal] = asyncio.run_coroutine_threadsafe(_guarded(coro), self.loop)
         try:
@@ -61,7 +71,23 @@ class _LoopThread:
             raise result.exception
         return result
 
+    def shut_down(self, client: AsyncClient) -> None:
+        """Refuse new calls, cancel the ones in flight, close ``client``, stop the loop."""
+        if os.getpid() != self.pid:  # a forked child: the loop and connections are the parent's
+            self.closing = True
+            return
+        self.closing = True
+        if self.loop.is_running():
+            fut = asyncio.run_coroutine_threadsafe(_cancel_in_flight_then_close(client),
+                                                   self.loop)
+            try:
+                fut.result(5.0)
+            except Exception:
+                pass
+        self.stop()
+
     def stop(self) -> None:
+        self.closing = True
         if self.loop.is_running():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(timeout=5)
@@ -200,14 +226,7 @@ def _shut_down(loop: _LoopThread, client: AsyncClient) -> None:
     if threading.current_thread() is loop.thread:  # collected on its own loop: no waiting
         loop.loop.create_task(client.aclose())
         return
-    loop.closing = True  # from here on, new calls and cancelled ones raise ConfigurationError
-    try:
-        asyncio.run_coroutine_threadsafe(_cancel_in_flight_then_close(client),
-                                         loop.loop).result(5.0)
-    except Exception:
-        pass
-    finally:
-        loop.stop()
+    loop.shut_down(client)
 
 
 async def _cancel_in_flight_then_close(client: AsyncClient) -> None:

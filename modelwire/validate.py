@@ -36,18 +36,26 @@ def number(name: str, value: Any, low: float, high: float) -> None:
 def integer(name: str, value: Any, low: int, what: str) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < _INT64:
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParameterError(f"{name} must be {what}, got {value!r}")
+    if not low <= value < _INT64:
+        raise InvalidParameterError(
+            f"{name} must be {what} from {low} to {_INT64 - 1} (a 64-bit integer), "
+            f"got {value!r}")
 
 
 def stop_sequences(stop: Any) -> list[str] | None:
     if stop is None:
         return None
     if isinstance(stop, str):
-        return [stop]
+        stop = [stop]
     if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
         raise InvalidParameterError(
             f"stop must be a string or a list of strings, got {stop!r:.200}")
+    if any(s == "" for s in stop):  # "" is found everywhere: the answer would be empty
+        raise InvalidParameterError(
+            "stop holds an empty string, which would end every answer before its first "
+            "character; pass non-empty stop strings (or none)")
     if len(stop) > MAX_STOP_SEQUENCES:
         raise InvalidParameterError(
             f"stop has {len(stop)} sequences; at most {MAX_STOP_SEQUENCES} are allowed "
@@ -97,9 +105,13 @@ def settings_map(name: str, value: Any, values: type | tuple[type, ...], example
         raise InvalidParameterError(
             f"{name} must be a dict like {example}, got a {type(value).__name__}")
     for k, v in value.items():
-        if not isinstance(k, str) or not (v is None or isinstance(v, values)):
+        if not isinstance(k, str):
             raise InvalidParameterError(
-                f"{name} must be a dict like {example}; its entry for {str(k)[:40]!r} is a "
+                f"{name} must be a dict like {example}; one of its keys is a "
+                f"{type(k).__name__}, not a provider name")
+        if not (v is None or isinstance(v, values)):
+            raise InvalidParameterError(
+                f"{name} must be a dict like {example}; its entry for {k[:40]!r} is a "
                 f"{type(v).__name__}")
 
 

@@ -518,3 +518,55 @@ def test_real_process_ctrl_c_exits_130() -> None:
         listener.close()
     assert proc.returncode == 130
     assert "Traceback" not in err and SECRET not in out + err
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_stdout_that_cannot_encode_the_answer_does_not_crash(encoding: str) -> None:
+    """A UnicodeEncodeError traceback used to end the answer (LANG=C on old systems)."""
+    text = "héllo ☃ 日本"
+    plain = subprocess.run([sys.executable, "-m", "modelwire", "chat", "-m", "mock/echo", text],
+                           capture_output=True, env=_env(PYTHONIOENCODING=encoding),
+                           cwd=ROOT, timeout=60)
+    assert plain.returncode == 0, plain.stderr
+    assert b"Traceback" not in plain.stderr
+    assert plain.stdout.decode(encoding).startswith("h")
+    as_json = subprocess.run(
+        [sys.executable, "-m", "modelwire", "chat", "-m", "mock/echo", "--json", text],
+        capture_output=True, env=_env(PYTHONIOENCODING=encoding), cwd=ROOT, timeout=60)
+    assert as_json.returncode == 0, as_json.stderr
+    assert json.loads(as_json.stdout.decode(encoding))["text"] == text  # exact, escaped
+
+
+@pytest.mark.parametrize("data", [b"caf\xe9", bytes(range(256))])
+def test_undecodable_stdin_is_a_usage_error(data: bytes) -> None:
+    proc = subprocess.run([sys.executable, "-m", "modelwire", "chat", "-m", "mock/echo"],
+                          input=data, capture_output=True, env=_env(PYTHONIOENCODING="utf-8"),
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().startswith("error: stdin is not utf-8 text: byte 0x")
+    assert b"Traceback" not in proc.stderr
+
+
+def test_an_undecodable_prompt_argument_is_a_usage_error() -> None:
+    proc = subprocess.run([sys.executable, "-m", "modelwire", "chat", "-m", "mock/echo",
+                           os.fsdecode(b"caf\xe9")], capture_output=True, text=True,
+                          env=_env(), cwd=ROOT, timeout=60)
+    assert proc.returncode == 2
+    assert "PROMPT is not valid text" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-stream"]])
+def test_an_empty_answer_is_said_on_stderr(scripted: Scripted, extra: list[str]) -> None:
+    """A base model asked to chat ends its turn at once: an empty line alone, exit 0,
+    read like a glitch."""
+    scripted.script([MockReply("")])
+    result = invoke("chat", "-m", "mock/m", *extra, "q")
+    assert result.exit_code == 0
+    assert result.stdout == "\n"
+    assert "answer is empty (finish_reason=stop)" in result.stderr
+
+
+def test_a_tool_call_alone_is_not_called_empty(scripted: Scripted) -> None:
+    scripted.script([MockReply(tool_calls=[("f", {"a": 1})])])
+    result = invoke("chat", "-m", "mock/m", "q")
+    assert "empty" not in result.stderr and "tool call: f" in result.stderr

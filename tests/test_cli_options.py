@@ -114,9 +114,24 @@ def test_python_dash_m_modelwire() -> None:
 @pytest.fixture
 def restore_logger() -> Iterator[None]:
     handlers, level = list(logger.handlers), logger.level
+    llama_level = logging.getLogger("modelwire.llama").level
     yield
     logger.handlers[:] = handlers
     logger.setLevel(level)
+    logging.getLogger("modelwire.llama").setLevel(llama_level)
+
+
+@pytest.mark.usefixtures("restore_logger")
+@pytest.mark.parametrize("flag, llama_debug", [("-v", False), ("-vv", False), ("-vvv", True)])
+def test_llama_cpp_debug_lines_only_at_vvv(recorder: Recorder, flag: str,
+                                           llama_debug: bool) -> None:
+    """-vv printed ~2,000 lines of llama.cpp's model metadata per local call."""
+    recorder.replies = [MockReply("ok")]
+    result = runner.invoke(app, [flag, "chat", "-m", "mock/a", "hi"])
+    assert result.exit_code == 0, result.stderr
+    llama = logging.getLogger("modelwire.llama")
+    assert llama.isEnabledFor(logging.DEBUG) is llama_debug
+    assert llama.isEnabledFor(logging.WARNING)  # its warnings and errors always show
 
 
 @pytest.mark.usefixtures("restore_logger")

@@ -12,6 +12,7 @@ from modelwire.hooks import Hooks
 from modelwire.middleware.fallback import Fallback
 from modelwire.middleware.ratelimit import RateLimit, RateLimiter
 from modelwire.mock import MockReply
+from modelwire.registry import get_spec
 
 
 async def test_misspelt_per_call_option_is_a_clear_error_before_traffic() -> None:
@@ -73,3 +74,26 @@ async def test_a_stream_cut_before_any_output_falls_back() -> None:
             pass
     assert s.response.text == "served"
     assert [a.model for a in s.response.attempts] == ["primary", "secondary"]
+
+
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"api_keys": "sk-SECRET-passed-as-a-string"}, "api_keys must be a dict"),
+    ({"api_keys": {"openai": 5}}, "its entry for 'openai' is a int"),
+    ({"api_keys": {5: "sk-SECRET"}}, "one of its keys is a int, not a provider name"),
+    ({"base_urls": ["http://127.0.0.1:1/v1"]}, "base_urls must be a dict"),
+    ({"provider_options": {"azure": "v1"}}, "provider_options must be a dict"),
+])
+def test_malformed_keys_urls_and_options_are_refused_at_construction(
+        kwargs: dict[str, Any], needle: str) -> None:
+    """api_keys="sk-..." used to be accepted and fail later with AttributeError."""
+    with pytest.raises(ConfigurationError) as info:
+        AsyncClient(**kwargs)
+    assert needle in str(info.value)
+    assert "SECRET" not in str(info.value)  # a key passed the wrong way is never echoed
+
+
+async def test_a_key_of_none_counts_as_not_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment")
+    client = AsyncClient(api_keys={"openai": None})  # e.g. os.environ.get("...") unset
+    assert client.settings.api_key(get_spec("openai")) == "sk-from-the-environment"
+    await client.aclose()

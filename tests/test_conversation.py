@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,35 @@ async def test_a_conversation_moves_from_one_provider_to_another() -> None:
         contents = server.requests[1].json["contents"]
         assert contents[2]["parts"][0]["functionResponse"]["name"] == "lookup"
         await c.aclose()
+
+
+_DAMAGED = [
+    {"messages": 5},
+    {"messages": [5]},
+    {"messages": [{"role": "wizard", "content": "x"}]},
+    {"messages": [{"content": "x"}]},
+    {"messages": [{"role": "user", "content": {"a": 1}}]},
+    {"messages": [{"role": "user", "content": [5]}]},
+    {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+    {"messages": [{"role": "assistant", "content": "", "tool_calls": [{"name": "f"}]}]},
+    {"settings": 5},
+    {"settings": [1, 2]},
+    {"system": 5},
+    {"model": 7},
+    {"summary": 5},
+    {"summary_cache": []},
+]
+
+
+@pytest.mark.parametrize("damage", _DAMAGED, ids=[json.dumps(d)[:40] for d in _DAMAGED])
+def test_a_damaged_saved_conversation_is_a_configuration_error(
+        damage: dict[str, Any], tmp_path: Path) -> None:
+    """These used to raise TypeError / AttributeError from deep inside (or, for an
+    unknown role, load and then be sent)."""
+    path = tmp_path / "conv.json"
+    path.write_text(json.dumps({"format": "modelwire.conversation", "version": 1,
+                                "model": "mock/m", **damage}))
+    with modelwire.Client() as client, pytest.raises(modelwire.ConfigurationError) as info:
+        Conversation.load(path, client)
+    assert "corrupt" in str(info.value) or "not a saved modelwire conversation" in str(
+        info.value)

@@ -64,7 +64,8 @@ BAD_SCHEMA = {"type": "object", "properties": {"a": {"type": "strng"}}}
     ({"seed": "x"}, InvalidParameterError, "seed must be an int"),
     ({"seed": True}, InvalidParameterError, "seed must be an int"),
     ({"seed": 1.5}, InvalidParameterError, "seed must be an int"),
-    ({"seed": 2**64}, InvalidParameterError, "seed must be an int"),
+    ({"seed": 2**64}, InvalidParameterError, "seed must be an int from"),
+    ({"seed": -2**63 - 1}, InvalidParameterError, "(a 64-bit integer)"),
     ({"max_tokens": True}, InvalidParameterError, "max_tokens must be a positive int"),
     ({"max_tokens": 0}, InvalidParameterError, "max_tokens must be a positive int"),
     ({"max_tokens": 1.5}, InvalidParameterError, "max_tokens must be a positive int"),
@@ -72,6 +73,8 @@ BAD_SCHEMA = {"type": "object", "properties": {"a": {"type": "strng"}}}
     ({"stop": 5}, InvalidParameterError, "stop must be a string or a list of strings"),
     ({"stop": ["a", 1]}, InvalidParameterError, "stop must be a string or a list of strings"),
     ({"stop": ["s"] * 33}, InvalidParameterError, "at most 32"),
+    ({"stop": ""}, InvalidParameterError, "empty string"),  # ended every answer at once
+    ({"stop": ["END", ""]}, InvalidParameterError, "empty string"),
     ({"stream": True}, InvalidParameterError, "does not take stream"),
     ({"fallbacks": "openai/gpt-4o"}, InvalidParameterError, "fallbacks must be a list"),
     ({"breaker": "off"}, InvalidParameterError, "breaker (per call) must be True or False"),

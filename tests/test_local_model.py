@@ -501,3 +501,37 @@ def test_llama_logs_reach_the_modelwire_llama_logger(client: AsyncClient,
 
         Llama(smollm2_path(), vocab_only=True, verbose=False)
     assert any(r.name == "modelwire.llama" for r in caplog.records)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="os.fork is POSIX")
+def test_a_forked_child_loads_its_own_model_instead_of_waiting() -> None:
+    """The child inherited the parent's loaded model without its worker thread: its
+    call waited out the timeout and raised a misleading RequestTimeoutError."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import asyncio, os, modelwire
+        async def ask():
+            async with modelwire.AsyncClient() as c:
+                r = await c.complete("local/smollm2-135m-instruct", "Say hi.", temperature=0,
+                                     max_tokens=5, timeout=60)
+                return r.text
+        parent = asyncio.run(ask())
+        pid = os.fork()
+        if pid == 0:
+            try:
+                print("same" if asyncio.run(ask()) == parent else "different", flush=True)
+            except Exception as e:
+                print("child:", type(e).__name__, e, flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+        print("parent", "same" if asyncio.run(ask()) == parent else "different", flush=True)
+    """)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(root)}, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["same", "parent", "same"], proc.stdout + proc.stderr

@@ -79,12 +79,18 @@ def _options(
     verbose: Annotated[int, typer.Option(
         "--verbose", "-v", count=True, show_default=False,
         help="Log what modelwire does on stderr: -v retries, fallbacks and breakers; "
-             "-vv every request too (same as MODELWIRE_LOG=info / debug).")] = 0,
+             "-vv every request too (same as MODELWIRE_LOG=info / debug); -vvv also "
+             "llama.cpp's own log (thousands of lines a model load).")] = 0,
 ) -> None:
     """One interface to every major LLM provider. Models are '<provider>/<model>'."""
+    import logging
+
     from ..hooks import configure_logging
     if verbose:
         configure_logging("DEBUG" if verbose > 1 else "INFO")
+        # llama.cpp's DEBUG dump would bury the request lines -vv is asked for
+        logging.getLogger("modelwire.llama").setLevel(
+            logging.DEBUG if verbose > 2 else logging.INFO)
 
 
 def new_client() -> "AsyncClient":
@@ -175,15 +181,44 @@ def _run(main: Callable[[], Coroutine[Any, Any, int]]) -> None:
 
 def _prompt(prompt: str | None) -> str:
     """The argument, else stdin when it is piped."""
+    where = "PROMPT"
     if prompt is None:
         if sys.stdin is None or sys.stdin.isatty():
             _usage("no prompt: pass PROMPT or pipe text on stdin")
-        prompt = sys.stdin.read()
+        prompt, where = _read_stdin(), "stdin"
         if prompt.endswith("\n"):
             prompt = prompt[:-1]
+    try:  # undecodable bytes arrive as lone surrogates, which no provider can take
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        _usage(f"{where} is not valid text in the terminal's encoding (an undecodable "
+               f"byte at position {e.start})")
     if not prompt.strip():
         _usage("the prompt is empty")
     return prompt
+
+
+def _read_stdin() -> str:
+    """stdin decoded strictly in its encoding: a binary file is a usage error, not a
+    UnicodeDecodeError traceback."""
+    raw = getattr(sys.stdin, "buffer", None)
+    if raw is None:  # replaced by a text-only stream (tests)
+        return sys.stdin.read()
+    data: bytes = raw.read()
+    encoding: str = getattr(sys.stdin, "encoding", None) or "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as e:
+        _usage(f"stdin is not {encoding} text: byte 0x{data[e.start]:02x} at position "
+               f"{e.start} cannot be decoded")
+
+
+def _stdout_is_utf8() -> bool:
+    import codecs
+    try:
+        return codecs.lookup(getattr(sys.stdout, "encoding", None) or "ascii").name == "utf-8"
+    except LookupError:
+        return False
 
 
 def _usage(message: str) -> NoReturn:
@@ -192,7 +227,8 @@ def _usage(message: str) -> NoReturn:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
+    # exact on any terminal: non-ASCII as \u escapes where stdout is not UTF-8
+    sys.stdout.write(json.dumps(data, ensure_ascii=not _stdout_is_utf8()) + "\n")
     sys.stdout.flush()
 
 
@@ -247,6 +283,11 @@ def _finish(response: "Response", as_json: bool, streamed: bool) -> int:
                   file=sys.stderr)
     if response.refusal:
         print("modelwire: the model refused (see the text above)", file=sys.stderr)
+    if not response.text and not response.tool_calls and not response.refusal:
+        # an empty line alone reads like a glitch (a base model asked to chat, say)
+        print(f"modelwire: the model's answer is empty (finish_reason="
+              f"{response.finish_reason}); a base model answers `modelwire complete`, "
+              "not chat", file=sys.stderr)
     if response.finish_reason in ("length", "content_filter"):
         why = "the token limit" if response.finish_reason == "length" else "a content filter"
         print(f"modelwire: the response was cut short by {why} "

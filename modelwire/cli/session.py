@@ -10,7 +10,10 @@ every turn; one-shot ``chat PROMPT`` leaves it alone.
 from __future__ import annotations
 
 import os
+import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from ..client import AsyncClient
     from ..conversation import AsyncConversation
 
-HELP = "commands: /exit (or Ctrl-D) to leave, /save PATH to save a copy, /help"
+HELP = "commands: /exit (or Ctrl-D, Ctrl-C) to leave, /save PATH to save a copy, /help"
 
 
 def data_dir() -> Path:
@@ -40,7 +43,12 @@ def open_conversation(client: AsyncClient, model: str | None, system: str | None
     from ..conversation import AsyncConversation
     path = last_path()
     if resume and path.exists():
-        conv = AsyncConversation.load(path, client)
+        from ..errors import ConfigurationError
+        try:
+            conv = AsyncConversation.load(path, client)
+        except ConfigurationError as e:
+            raise ConfigurationError(
+                f"{e}. Remove {path} to start afresh") from None
         if model is not None:
             conv.model = model
         if system is not None:
@@ -63,15 +71,18 @@ def save_last(conv: AsyncConversation, err: TextIO) -> None:
 async def turn(conv: AsyncConversation, text: str, out: TextIO) -> None:
     """Send one message and write the streamed answer."""
     from ..response import TextDelta
-    tail = ""
-    async for event in conv.stream(text):
-        if type(event) is TextDelta:
-            out.write(event.text)
+    tail, done = "", False
+    try:
+        async for event in conv.stream(text):
+            if type(event) is TextDelta:
+                out.write(event.text)
+                out.flush()
+                tail = event.text[-1:] or tail
+        done = True
+    finally:  # also when Ctrl-C or an error cuts the answer: the next line starts clean
+        if (tail and tail != "\n") or (done and not tail):
+            out.write("\n")
             out.flush()
-            tail = event.text[-1:] or tail
-    if tail != "\n":
-        out.write("\n")
-        out.flush()
 
 
 async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: TextIO,
@@ -82,10 +93,13 @@ async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: 
               f"({len(conv.messages)} earlier messages). {HELP}\n")
     while True:
         try:
-            line = read("> ")
+            line = _read_line(read, "> ")
         except EOFError:
             out.write("\n")
             return 0
+        except KeyboardInterrupt:  # Ctrl-C at the prompt leaves, like the shell's exit 130
+            out.write("\n")
+            return 130
         text = line.strip()
         if not text:
             continue
@@ -94,7 +108,7 @@ async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: 
         if text == "/help":
             err.write(HELP + "\n")
             continue
-        if text.startswith("/save"):
+        if text == "/save" or text.startswith("/save "):
             target = text[len("/save"):].strip()
             if not target:
                 err.write("usage: /save PATH\n")
@@ -103,7 +117,10 @@ async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: 
                 conv.save(Path(target).expanduser())
                 err.write(f"saved to {target}\n")
             except OSError as e:
-                err.write(f"could not save: {e}\n")
+                err.write(f"could not save to {target}: {e.strerror or e}\n")
+            continue
+        if _COMMAND.fullmatch(text):  # a mistyped command is not a message for the model
+            err.write(f"unknown command {text}; {HELP}\n")
             continue
         try:
             await turn(conv, text, out)
@@ -113,6 +130,28 @@ async def interactive(conv: AsyncConversation, read: Callable[[str], str], out: 
                 conv.messages.pop()  # the unanswered message is not history
             continue
         save_last(conv, err)
+
+
+_COMMAND = re.compile(r"/[A-Za-z]+")
+
+
+def _read_line(read: Callable[[str], str], prompt: str) -> str:
+    """``read(prompt)`` with Ctrl-C raising KeyboardInterrupt at once.
+
+    The session runs inside ``asyncio.run``, whose SIGINT handler only cancels the
+    main task; a blocking ``input()`` never gives the loop a chance to notice, so
+    Ctrl-C at the prompt did nothing until Enter (and then not even that).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return read(prompt)
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is None or previous is signal.SIG_IGN:  # not ours to change
+        return read(prompt)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return read(prompt)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stdin_is_terminal() -> bool:

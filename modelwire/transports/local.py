@@ -26,6 +26,7 @@ import asyncio
 import collections
 import importlib
 import importlib.util
+import os
 import queue
 import re
 import threading
@@ -247,6 +248,22 @@ class _Runner:
 
 _REGISTRY_LOCK = threading.Lock()
 _RUNNERS: dict[tuple[Any, ...], _Runner] = {}
+
+
+_FORKED_AWAY: list[_Runner] = []  # a parent's runners, kept (never freed) in a forked child
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has the parent's loaded models but not their worker threads: a call
+    would wait for its timeout. It loads its own; locks held at the fork are remade."""
+    global _LOAD_LOCK, _REGISTRY_LOCK
+    _LOAD_LOCK, _REGISTRY_LOCK = threading.Lock(), threading.Lock()
+    _FORKED_AWAY.extend(_RUNNERS.values())  # not freed here: llama.cpp state is the parent's
+    _RUNNERS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _runner(path: str, options: Mapping[str, Any]) -> _Runner:
