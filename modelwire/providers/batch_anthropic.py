@@ -25,15 +25,7 @@ from ..pipeline import Call
 from ..response import Response
 from ..transports.base import WireRequest
 from .base import Codec, dumps, load_json
-from .batch_openai import BatchStatus, result_rows, safe_id
-
-
-def _base(call: Call) -> str:
-    return call.target.base_url.rstrip("/")
-
-
-def _auth(request: WireRequest) -> dict[str, str]:
-    return {k: v for k, v in request.headers.items() if k.lower() != "content-type"}
+from .batch_openai import BatchStatus, _auth, _base, result_rows, safe_id
 
 
 def encode_create(items: Sequence[tuple[str, Call]], codec: Codec) -> WireRequest:
