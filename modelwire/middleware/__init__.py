@@ -110,7 +110,7 @@ def default_middleware(client: AsyncClient, **options: Any) -> list[Middleware]:
         chain.append(RateLimiter(rate_limits, backend=backend, hooks=hooks))
         link_gate(chain)
 
-    # Outer layers, innermost first: budget, cache, metrics, OpenTelemetry.
+    # Budget just inside fallback; then the outer layers: cache, metrics, OpenTelemetry.
     from ..observe.budget import BudgetMiddleware, coerce_budgets
     budget = options.get("budget")
     budgets = BudgetMiddleware([] if budget is None else coerce_budgets(budget), store)
