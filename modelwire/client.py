@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,8 @@ from .pipeline import (
     chain,
 )
 from .registry import ProviderSpec, get_codec, get_spec
-from .response import Embeddings, Response, StreamEvent
-from .streaming import AsyncStream
+from .response import Embeddings, Response
+from .streaming import StreamRequest
 from .transports.base import Transport
 from .types import Message, MessageLike, ToolLike, to_messages, to_tools
 
@@ -87,8 +87,8 @@ class AsyncClient:
         max_event_bytes: int = MAX_EVENT_BYTES,
         **resilience: Any,
     ) -> None:
-        self.max_response_bytes = _byte_limit("max_response_bytes", max_response_bytes)
-        self.max_event_bytes = _byte_limit("max_event_bytes", max_event_bytes)
+        self.max_response_bytes = validate.byte_limit("max_response_bytes", max_response_bytes)
+        self.max_event_bytes = validate.byte_limit("max_event_bytes", max_event_bytes)
         validate.settings_map("api_keys", api_keys, str, "{'openai': 'sk-...'}")
         validate.settings_map("base_urls", base_urls, str, "{'openai': 'https://...'}")
         validate.settings_map("provider_options", provider_options, Mapping,
@@ -245,12 +245,12 @@ class AsyncClient:
                 "retries= (structured-output repair) works with complete(), not with a "
                 "stream: the invalid answer has already been streamed to you")
         if unknown:
-            raise validate.unknown_keywords(unknown, [*_KEYWORDS, *CALL_OPTIONS])
+            raise validate.unknown_keywords(unknown, [*validate.KEYWORDS, *CALL_OPTIONS])
         if "breaker" in options and not isinstance(options["breaker"], bool):
             raise InvalidParameterError(
                 f"breaker (per call) must be True or False, got {options['breaker']!r}")
         if options and options.get("cache") is not None:
-            _check_cache_option(options["cache"], self.middleware)
+            validate.cache_option(options["cache"], self.middleware)
         if fallbacks is not None:
             validate.model_ids("fallbacks", fallbacks)
         if options and "budget" in options and self.budgets is None:
@@ -308,7 +308,7 @@ class AsyncClient:
         dict) asks for structured output: ``Response.parsed`` holds the validated
         value; ``retries=N`` lets the model repair an answer that did not validate.
         """
-        _fixed(kwargs, "complete", "stream", "prompt")
+        validate.fixed(kwargs, "complete", "stream", "prompt")
         if kwargs and ("response_format" in kwargs or "retries" in kwargs):
             from .structured import complete_structured
             return await complete_structured(self, model, messages, kwargs)
@@ -319,18 +319,18 @@ class AsyncClient:
     def stream(self, model: str | None, messages: Iterable[MessageLike] | str,
                **kwargs: Any) -> StreamRequest:
         """``async with client.stream(...) as s: async for event in s: ...``"""
-        _fixed(kwargs, "stream", "stream", "prompt")
+        validate.fixed(kwargs, "stream", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, messages, stream=True, **kwargs))
 
     async def complete_text(self, model: str | None, prompt: str, **kwargs: Any) -> Response:
         """Plain text completion (the /v1/completions wire, or the local model)."""
-        _fixed(kwargs, "complete_text", "stream", "prompt")
+        validate.fixed(kwargs, "complete_text", "stream", "prompt")
         outcome = await self._run(self.build_call(model, None, prompt=prompt, **kwargs))
         assert isinstance(outcome, Response)
         return outcome
 
     def stream_text(self, model: str | None, prompt: str, **kwargs: Any) -> StreamRequest:
-        _fixed(kwargs, "stream_text", "stream", "prompt")
+        validate.fixed(kwargs, "stream_text", "stream", "prompt")
         return StreamRequest(self, self.build_call(model, None, prompt=prompt, stream=True,
                                                    **kwargs))
 
@@ -443,85 +443,6 @@ class AsyncClient:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
-
-
-def _check_cache_option(value: Any, middleware: list[Middleware]) -> None:
-    """``cache=`` per call: a bool, and True needs a client built with a cache."""
-    if not isinstance(value, bool):
-        raise InvalidParameterError(
-            f"cache (per call) must be True or False, got {value!r}")
-    if value:
-        from .middleware import find
-        from .middleware.cache import ResponseCache
-        if find(middleware, ResponseCache) is None:
-            raise ConfigurationError(
-                "cache=True on a call needs a client with a response cache: build it with "
-                "AsyncClient(cache=True) (in memory), cache=DiskCache() or "
-                "cache=RedisCache(url); nothing would be cached otherwise")
-
-
-def _byte_limit(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
-        raise InvalidParameterError(
-            f"{name} must be an int of at least 1024 (bytes), got {value!r}")
-    return value
-def _fixed(kwargs: Mapping[str, Any], method: str, *names: str) -> None:
-    """Keywords the method itself decides: a typed error instead of a TypeError."""
-    for name in names:
-        if name in kwargs:
-            raise InvalidParameterError(
-                f"{method}() does not take {name}=...: use complete() / stream() for chat "
-                "messages and complete_text() / stream_text() for a prompt")
-
-
-# Every keyword build_call takes (for the unknown-keyword error).
-_KEYWORDS = ("model", "messages", "prompt", "tools", "tool_choice", "temperature",
-             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks",
-             "response_format", "retries")
-
-
-class StreamRequest:
-    """What ``stream()`` returns: await it, ``async with`` it, or ``async for`` over it."""
-
-    def __init__(self, client: AsyncClient, call: Call) -> None:
-        self._client = client
-        self.call = call
-        self._stream: AsyncStream | None = None
-
-    async def open(self) -> AsyncStream:
-        if self._stream is None:
-            outcome = await self._client._run(self.call)
-            assert isinstance(outcome, AsyncStream)
-            if self.call.response_format is not None:
-                from .structured import watch_stream
-                watch_stream(outcome, self.call.response_format)
-            self._stream = outcome
-        return self._stream
-
-    def __await__(self) -> Generator[Any, None, AsyncStream]:
-        return self.open().__await__()
-
-    async def __aenter__(self) -> AsyncStream:
-        return await self.open()
-
-    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        if self._stream is not None:
-            await self._stream.aclose()
-
-    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
-        stream = await self.open()
-        try:
-            async for event in stream:
-                yield event
-        finally:
-            await stream.aclose()
-
-    @property
-    def response(self) -> Response:
-        if self._stream is None:
-            raise RuntimeError("the stream has not been opened")
-        return self._stream.response
 
 
 def _output_spec(response_format: Any) -> Any:

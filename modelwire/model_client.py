@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from .client import StreamRequest
 from .errors import ConfigurationError
 from .pipeline import Call, Target
 from .response import Response
+from .streaming import StreamRequest
 from .types import MessageLike
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""AsyncStream: the object ``AsyncClient.stream()`` returns.
+"""AsyncStream, and StreamRequest (what ``AsyncClient.stream()`` returns: it opens
+the AsyncStream when awaited, entered or iterated).
 
 Events come from the shared accumulator, a network chunk at a time. The
 endpoint *primes* a stream (reads up to its first event) before handing it up
@@ -10,13 +11,17 @@ does too.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .accumulate import StreamAccumulator
 from .errors import ModelwireError, ProviderConnectionError, ProviderError, StreamInterruptedError
 from .response import Attempt, Response, StreamEvent, UsageUpdate
+
+if TYPE_CHECKING:
+    from .client import AsyncClient
+    from .pipeline import Call
 
 Batches = AsyncIterator[list[StreamEvent]]
 
@@ -208,3 +213,47 @@ class AsyncStream:
     async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.aclose()
+
+
+class StreamRequest:
+    """What ``stream()`` returns: await it, ``async with`` it, or ``async for`` over it."""
+
+    def __init__(self, client: AsyncClient, call: Call) -> None:
+        self._client = client
+        self.call = call
+        self._stream: AsyncStream | None = None
+
+    async def open(self) -> AsyncStream:
+        if self._stream is None:
+            outcome = await self._client._run(self.call)
+            assert isinstance(outcome, AsyncStream)
+            if self.call.response_format is not None:
+                from .structured import watch_stream
+                watch_stream(outcome, self.call.response_format)
+            self._stream = outcome
+        return self._stream
+
+    def __await__(self) -> Generator[Any, None, AsyncStream]:
+        return self.open().__await__()
+
+    async def __aenter__(self) -> AsyncStream:
+        return await self.open()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        if self._stream is not None:
+            await self._stream.aclose()
+
+    async def __aiter__(self) -> AsyncIterator[StreamEvent]:
+        stream = await self.open()
+        try:
+            async for event in stream:
+                yield event
+        finally:
+            await stream.aclose()
+
+    @property
+    def response(self) -> Response:
+        if self._stream is None:
+            raise RuntimeError("the stream has not been opened")
+        return self._stream.response

@@ -23,10 +23,10 @@ from concurrent.futures import CancelledError, Future
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .client import AsyncClient, StreamRequest
+from .client import AsyncClient
 from .errors import ConfigurationError
 from .response import Embeddings, Response, StreamEvent
-from .streaming import AsyncStream
+from .streaming import AsyncStream, StreamRequest
 from .types import MessageLike, ToolLike
 
 if TYPE_CHECKING:

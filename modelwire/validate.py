@@ -190,3 +190,41 @@ def unknown_keywords(unknown: Sequence[str], known: Sequence[str]) -> InvalidPar
     return InvalidParameterError(
         f"unknown argument(s) {', '.join(unknown)}; the call's arguments are "
         f"{', '.join(sorted(known))} (provider-specific fields go in extra={{...}})")
+
+
+def cache_option(value: Any, middleware: list[Any]) -> None:
+    """``cache=`` per call: a bool, and True needs a client built with a cache."""
+    if not isinstance(value, bool):
+        raise InvalidParameterError(
+            f"cache (per call) must be True or False, got {value!r}")
+    if value:
+        from .middleware import find
+        from .middleware.cache import ResponseCache
+        if find(middleware, ResponseCache) is None:
+            from .errors import ConfigurationError
+            raise ConfigurationError(
+                "cache=True on a call needs a client with a response cache: build it with "
+                "AsyncClient(cache=True) (in memory), cache=DiskCache() or "
+                "cache=RedisCache(url); nothing would be cached otherwise")
+
+
+def byte_limit(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1024:
+        raise InvalidParameterError(
+            f"{name} must be an int of at least 1024 (bytes), got {value!r}")
+    return value
+
+
+def fixed(kwargs: Mapping[str, Any], method: str, *names: str) -> None:
+    """Keywords the method itself decides: a typed error instead of a TypeError."""
+    for name in names:
+        if name in kwargs:
+            raise InvalidParameterError(
+                f"{method}() does not take {name}=...: use complete() / stream() for chat "
+                "messages and complete_text() / stream_text() for a prompt")
+
+
+# Every keyword build_call takes (for the unknown-keyword error).
+KEYWORDS = ("model", "messages", "prompt", "tools", "tool_choice", "temperature",
+             "max_tokens", "stop", "top_p", "seed", "timeout", "extra", "fallbacks",
+             "response_format", "retries")

@@ -20,8 +20,9 @@ import typer
 from . import render
 
 if TYPE_CHECKING:
-    from ..client import AsyncClient, StreamRequest
+    from ..client import AsyncClient
     from ..response import Response
+    from ..streaming import StreamRequest
 
 app = typer.Typer(
     name="modelwire", no_args_is_help=True, add_completion=False,
