@@ -157,7 +157,7 @@ class Breaker:
         finally:
             if prepaid is not None:
                 PREPAID.reset(prepaid)
-        if isinstance(outcome, Response) or outcome.ended:  # ended: whole while priming
+        if isinstance(outcome, Response):
             await self._record(target, probe, Verdict.SUCCESS)
         else:  # a stream counts when it ends (see the module docstring)
             async def ended(end: Response | ProviderError | None) -> None:

@@ -395,8 +395,9 @@ def _watch(collector: MetricsCollector, stream: AsyncStream, started: float, nam
     async def ended(end: Response | ProviderError | None) -> None:
         if end is None:
             abandoned()
-        elif not isinstance(end, Response):
+        elif isinstance(end, Response):
+            await finished(end)
+        else:
             failed(end)
 
-    stream.on_finish.append(finished)
-    stream.on_end.append(ended)
+    stream.on_end.append(ended)  # once: the response, the error, or None

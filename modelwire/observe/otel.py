@@ -135,11 +135,12 @@ class OpenTelemetry:
         async def ended(end: Response | ProviderError | None) -> None:
             if end is None:
                 abandoned()
-            elif not isinstance(end, Response):
+            elif isinstance(end, Response):
+                await finished(end)
+            else:
                 failed(end)
 
-        outcome.on_finish.append(finished)  # type: ignore[union-attr]
-        outcome.on_end.append(ended)  # type: ignore[union-attr]
+        outcome.on_end.append(ended)  # type: ignore[union-attr]  # once: the response, the error, or None
         return outcome
 
     def _finish(self, span: Any, r: Response, started: float,
